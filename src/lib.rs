@@ -4,11 +4,22 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
+mod extract;
+mod handle;
+mod identify;
+mod layer;
 mod limits;
+mod registry;
 mod session;
 pub mod store;
+mod upgrade;
 
 pub use error::{Error, InvalidInput, Result};
+pub use extract::MissingSessionLayer;
+pub use handle::WsSession;
+pub use identify::{Identification, UserId};
+pub use layer::{ResponseFuture, SessionLayer, SessionService};
+pub use registry::LiveSessions;
 pub use limits::Limits;
 pub use session::{Session, SessionData, from_value, new_session_id, to_value};
 pub use store::SessionStore;

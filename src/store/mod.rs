@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::error::Result;
 use crate::session::{Session, SessionData};
 
+pub(crate) mod dyn_store;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;

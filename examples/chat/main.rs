@@ -1,0 +1,57 @@
+//! A chat server whose every WebSocket client has a session.
+//!
+//! ```text
+//! cargo run --example chat                         # MemoryStore, on 127.0.0.1:3000
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run --example chat   # RedisStore, prefix "chat"
+//! ```
+//!
+//! Environment: `ADDR` (default `127.0.0.1:3000`), `REDIS_URL` (use Redis when set),
+//! `SESSION_TTL_SECS` (default 60). Connect with `GET /ws?user=NAME`; the protocol is in
+//! README.md.
+
+mod app;
+
+use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
+use ws_session::{MemoryStore, RedisStore, SessionLayer};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,ws_session=debug".into()),
+        )
+        .init();
+
+    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let ttl = match std::env::var("SESSION_TTL_SECS") {
+        Ok(secs) => Duration::from_secs(secs.parse()?),
+        Err(_) => Duration::from_secs(60),
+    };
+
+    let layer: SessionLayer = match std::env::var("REDIS_URL") {
+        Ok(url) => {
+            tracing::info!(%url, "sessions in Redis, prefix \"chat\"");
+            app::session_layer(RedisStore::connect(&url, "chat", ttl).await?)
+        }
+        Err(_) => {
+            tracing::info!("sessions in memory (set REDIS_URL to share them through Redis)");
+            app::session_layer(MemoryStore::with_ttl(ttl))
+        }
+    };
+    let sessions = layer.live_sessions();
+
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    tracing::info!("chat listening on ws://{}/ws?user=NAME", listener.local_addr()?);
+    axum::serve(listener, app::router(layer))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+
+    // Let the sessions of closed sockets reach the store before the process exits.
+    sessions.wait_for_removals().await;
+    tracing::info!(open = sessions.len(), "chat stopped");
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! [`WsSession`]: the handle a WebSocket handler holds for its session.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::error::{Error, Result};
+use crate::registry::Registry;
+use crate::session::{Session, SessionData, from_value, to_value};
+
+/// The session of one WebSocket client, as the handler sees it.
+///
+/// [`SessionLayer`](crate::SessionLayer) creates the session when the socket is upgraded and
+/// hands this handle to the handler through the request (it is an axum extractor). Clones are
+/// cheap and share one session. **The session lives as long as the handle**: when the last
+/// clone is dropped — the socket task ended, the client vanished, the upgrade failed — the
+/// session is removed from the store. While a clone is alive, the layer keeps the session
+/// from expiring.
+///
+/// ```no_run
+/// use axum::{Router, extract::ws::WebSocketUpgrade, response::IntoResponse, routing::get};
+/// use ws_session::{MemoryStore, SessionLayer, WsSession};
+///
+/// async fn ws_handler(ws: WebSocketUpgrade, session: WsSession) -> impl IntoResponse {
+///     ws.on_upgrade(move |mut socket| async move {
+///         let visits: u32 = session.get("visits").await.ok().flatten().unwrap_or(0);
+///         let _ = session.set("visits", &(visits + 1)).await;
+///         while let Some(Ok(_message)) = socket.recv().await {
+///             // ...
+///         }
+///         // `session` is dropped here: the session is removed from the store.
+///     })
+/// }
+///
+/// let app: Router = Router::new()
+///     .route("/ws", get(ws_handler))
+///     .layer(SessionLayer::new(MemoryStore::new()));
+/// ```
+#[derive(Clone)]
+pub struct WsSession {
+    inner: Arc<Handle>,
+}
+
+struct Handle {
+    id: String,
+    user_id: String,
+    registry: Arc<Registry>,
+    ended: AtomicBool,
+}
+
+impl WsSession {
+    /// A handle for a session that was just created in the registry's store.
+    pub(crate) fn open(registry: Arc<Registry>, id: String, user_id: String) -> Self {
+        registry.insert(&id);
+        WsSession {
+            inner: Arc::new(Handle {
+                id,
+                user_id,
+                registry,
+                ended: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Removes the session now, whatever clones are still alive.
+    pub(crate) fn end(&self) {
+        self.inner.end();
+    }
+
+    /// The client id: 128 random bits, unique to this connection.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The user this client belongs to.
+    pub fn user_id(&self) -> &str {
+        &self.inner.user_id
+    }
+
+    /// The value at `key` as a `T`; `Ok(None)` when the key is not set.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Serialization`] when the stored value does not fit `T`; any store error
+    /// (`NotFound` if the session is gone, `Unavailable`, ...).
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let value = self.store().get_session_data(self.id(), key).await?;
+        value.map(|value| from_value(key, value)).transpose()
+    }
+
+    /// Stores `value` at `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Serialization`] when `value` cannot be turned into JSON;
+    /// [`Error::InvalidInput`] when the key or value breaks the store's limits; any store error.
+    pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
+        let value = to_value(key, value)?;
+        self.store().set_session_data(self.id(), key, value).await
+    }
+
+    /// Merges several keys into the session at once: all are written, or none.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set), for any of the keys.
+    pub async fn update(&self, data: SessionData) -> Result<()> {
+        self.store().update_session_data(self.id(), data).await
+    }
+
+    /// Deletes one key; deleting a key that is not set is not an error.
+    ///
+    /// # Errors
+    ///
+    /// Any store error.
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        self.store().delete_session_data(self.id(), key).await
+    }
+
+    /// Deletes every key; the session itself stays.
+    ///
+    /// # Errors
+    ///
+    /// Any store error.
+    pub async fn clear(&self) -> Result<()> {
+        self.store().clear_session_data(self.id()).await
+    }
+
+    /// The whole session record.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when the session is no longer in the store; any store error.
+    pub async fn session(&self) -> Result<Session> {
+        self.store()
+            .get_session(self.id())
+            .await?
+            .ok_or_else(|| Error::not_found(self.id()))
+    }
+
+    /// Every live session of this handle's user, on every server instance sharing the store
+    /// (all the devices of the user), this one included.
+    ///
+    /// # Errors
+    ///
+    /// Any store error.
+    pub async fn user_sessions(&self) -> Result<Vec<Session>> {
+        self.store().get_user_sessions(self.user_id()).await
+    }
+
+    fn store(&self) -> &dyn crate::store::dyn_store::DynStore {
+        &*self.inner.registry.store
+    }
+}
+
+impl Handle {
+    fn end(&self) {
+        if !self.ended.swap(true, Ordering::AcqRel) {
+            self.registry.remove(self.id.clone());
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+impl fmt::Debug for WsSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WsSession")
+            .field("id", &self.inner.id)
+            .field("user_id", &self.inner.user_id)
+            .finish()
+    }
+}

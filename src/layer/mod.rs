@@ -1,0 +1,164 @@
+//! [`SessionLayer`]: gives every WebSocket upgrade a session that lives as long as its socket.
+
+mod future;
+mod service;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::request::Parts;
+use tower_layer::Layer;
+
+pub use self::future::ResponseFuture;
+pub use self::service::SessionService;
+use crate::identify::{Identification, Identifier, from_extensions, identifier};
+use crate::registry::{LiveSessions, Registry};
+use crate::store::SessionStore;
+
+/// A tower [`Layer`] that opens a session for each WebSocket upgrade request.
+///
+/// For an upgrade (HTTP/1.1 `Upgrade: websocket`, or HTTP/2 extended CONNECT) it
+/// 1. identifies the user — by default from a [`UserId`](crate::UserId) that an earlier
+///    authentication layer put into the request extensions; nobody identified → `401`,
+///    unless [anonymous sessions](Self::allow_anonymous) are allowed;
+/// 2. gives the client a fresh id of 128 random bits;
+/// 3. creates the session in the store — store unreachable → `503`, nothing upgraded;
+/// 4. puts a [`WsSession`](crate::WsSession) into the request extensions and calls the inner
+///    service. When the response is not a successful upgrade, the session is removed at once.
+///
+/// Every other request goes straight to the inner service, with no store call and no
+/// allocation.
+///
+/// While a socket is open, one timer per layer refreshes the TTL of all its open sessions in
+/// batches (by default every third of the store's TTL), so the TTL can be short: the sessions
+/// of a crashed server instance expire on their own.
+///
+/// ```no_run
+/// use axum::{Router, extract::ws::WebSocketUpgrade, response::IntoResponse, routing::get};
+/// use ws_session::{MemoryStore, SessionLayer, WsSession};
+///
+/// async fn ws_handler(ws: WebSocketUpgrade, session: WsSession) -> impl IntoResponse {
+///     ws.on_upgrade(move |_socket| async move {
+///         let _ = session.set("joined", &true).await;
+///     })
+/// }
+///
+/// # async fn run() {
+/// let layer = SessionLayer::new(MemoryStore::new())
+///     // A demo identity step: a real application checks a token here.
+///     .identify(|parts: &http::request::Parts| {
+///         let user = parts.headers.get("x-user").and_then(|v| v.to_str().ok()).map(str::to_owned);
+///         async move { Ok(user) }
+///     });
+/// let app = Router::new().route("/ws", get(ws_handler)).layer(layer);
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
+/// axum::serve(listener, app).await.unwrap();
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SessionLayer {
+    registry: Arc<Registry>,
+    config: Arc<Config>,
+}
+
+/// What a layer's services need besides the registry.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) identify: Identifier,
+    pub(crate) allow_anonymous: bool,
+    pub(crate) refresh_interval: Duration,
+    pub(crate) refresh_batch: usize,
+}
+
+/// The default number of sessions refreshed by one store call.
+const DEFAULT_REFRESH_BATCH: usize = 1000;
+
+impl SessionLayer {
+    /// A layer keeping its sessions in `store`.
+    pub fn new(store: impl SessionStore) -> Self {
+        let refresh_interval = (store.ttl() / 3).max(Duration::from_millis(10));
+        SessionLayer {
+            registry: Arc::new(Registry::new(Arc::new(store))),
+            config: Arc::new(Config {
+                identify: from_extensions(),
+                allow_anonymous: false,
+                refresh_interval,
+                refresh_batch: DEFAULT_REFRESH_BATCH,
+            }),
+        }
+    }
+
+    /// Replaces the identification step.
+    ///
+    /// `identify` gets the request's parts (headers, URI, extensions) and returns a future of
+    /// an [`Identification`]: `Ok(Some(user_id))`, `Ok(None)` for nobody, or `Err(response)`
+    /// to answer with that response instead. Copy what you need out of the parts before the
+    /// `async` block; the future may then do I/O, such as checking a token in a database.
+    ///
+    /// **Security**: this is where the user is authenticated. The session store trusts the
+    /// user id it returns.
+    #[must_use]
+    pub fn identify<F, Fut>(mut self, identify: F) -> Self
+    where
+        F: Fn(&Parts) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Identification> + Send + 'static,
+    {
+        Arc::make_mut(&mut self.config).identify = identifier(identify);
+        self
+    }
+
+    /// Allows upgrades that nobody is identified for (default: `false`, they get `401`).
+    ///
+    /// An anonymous session's user id is its own session id, so each anonymous client is a
+    /// user of its own.
+    #[must_use]
+    pub fn allow_anonymous(mut self, allow: bool) -> Self {
+        Arc::make_mut(&mut self.config).allow_anonymous = allow;
+        self
+    }
+
+    /// How often open sessions are refreshed (default: a third of the store's TTL).
+    ///
+    /// Keep it well below the TTL: a session whose refresh is late by more than the TTL
+    /// expires even though its socket is open.
+    #[must_use]
+    pub fn refresh_interval(mut self, every: Duration) -> Self {
+        Arc::make_mut(&mut self.config).refresh_interval = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How many sessions one refresh call to the store carries (default 1,000).
+    #[must_use]
+    pub fn refresh_batch(mut self, sessions: usize) -> Self {
+        Arc::make_mut(&mut self.config).refresh_batch = sessions.max(1);
+        self
+    }
+
+    /// The sessions this layer has open, for metrics and for graceful shutdown.
+    pub fn live_sessions(&self) -> LiveSessions {
+        LiveSessions {
+            registry: Arc::clone(&self.registry),
+            batch: self.config.refresh_batch,
+        }
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService::new(inner, Arc::clone(&self.registry), Arc::clone(&self.config))
+    }
+}
+
+impl std::fmt::Debug for SessionLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionLayer")
+            .field("allow_anonymous", &self.config.allow_anonymous)
+            .field("refresh_interval", &self.config.refresh_interval)
+            .field("refresh_batch", &self.config.refresh_batch)
+            .field("open_sessions", &self.registry.len())
+            .finish_non_exhaustive()
+    }
+}

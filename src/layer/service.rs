@@ -1,0 +1,138 @@
+//! [`SessionService`]: the service [`SessionLayer`](super::SessionLayer) wraps around a route.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum_core::response::{IntoResponse, Response};
+use http::{Request, StatusCode};
+use tower_service::Service;
+
+use super::Config;
+use super::future::ResponseFuture;
+use crate::error::Error;
+use crate::handle::WsSession;
+use crate::registry::Registry;
+use crate::session::new_session_id;
+use crate::upgrade::{UpgradeKind, websocket_upgrade};
+
+/// The middleware service built by [`SessionLayer`](super::SessionLayer).
+#[derive(Clone)]
+pub struct SessionService<S> {
+    inner: S,
+    registry: Arc<Registry>,
+    config: Arc<Config>,
+}
+
+impl<S> SessionService<S> {
+    pub(crate) fn new(inner: S, registry: Arc<Registry>, config: Arc<Config>) -> Self {
+        SessionService {
+            inner,
+            registry,
+            config,
+        }
+    }
+}
+
+impl<S, ReqBody> Service<Request<ReqBody>> for SessionService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let Some(kind) = websocket_upgrade(&request) else {
+            return ResponseFuture::passthrough(self.inner.call(request));
+        };
+        // The ready service goes into the future; a fresh clone waits for the next request.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::upgrade(Box::pin(open_session(
+            inner,
+            Arc::clone(&self.registry),
+            Arc::clone(&self.config),
+            kind,
+            request,
+        )))
+    }
+}
+
+/// Identifies the user, creates the session, and runs the inner service with the handle.
+async fn open_session<S, ReqBody>(
+    mut inner: S,
+    registry: Arc<Registry>,
+    config: Arc<Config>,
+    kind: UpgradeKind,
+    request: Request<ReqBody>,
+) -> Result<Response, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response>,
+{
+    let (mut parts, body) = request.into_parts();
+    let id = new_session_id();
+    let user_id = match (config.identify)(&parts).await {
+        Ok(Some(user_id)) => user_id,
+        Ok(None) if config.allow_anonymous => id.clone(),
+        Ok(None) => {
+            tracing::info!(uri = %parts.uri, "WebSocket upgrade rejected: nobody identified");
+            return Ok((StatusCode::UNAUTHORIZED, "no identity for this WebSocket").into_response());
+        }
+        Err(response) => {
+            tracing::info!(
+                uri = %parts.uri,
+                status = %response.status(),
+                "WebSocket upgrade rejected by the identification step"
+            );
+            return Ok(response);
+        }
+    };
+
+    if let Err(error) = registry.store.create_session(&id, &user_id).await {
+        return Ok(creation_failed(&error));
+    }
+    tracing::debug!(session = %id, user = %user_id, "session created");
+    let session = WsSession::open(Arc::clone(&registry), id, user_id);
+    registry.start_refresher(config.refresh_interval, config.refresh_batch);
+    parts.extensions.insert(session.clone());
+
+    let result = inner.call(Request::from_parts(parts, body)).await;
+    match &result {
+        Ok(response) if kind.succeeded(response) => {}
+        Ok(response) => {
+            tracing::debug!(
+                session = %session.id(),
+                status = %response.status(),
+                "upgrade not completed; removing its session"
+            );
+            session.end();
+        }
+        Err(_) => {
+            tracing::debug!(session = %session.id(), "inner service failed; removing its session");
+            session.end();
+        }
+    }
+    result
+}
+
+/// The response for a session the store would not create.
+fn creation_failed(error: &Error) -> Response {
+    let status = match error {
+        Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    tracing::warn!(%error, %status, "WebSocket upgrade refused: session not created");
+    let body = match status {
+        StatusCode::SERVICE_UNAVAILABLE => "session store unavailable, try again later",
+        StatusCode::BAD_REQUEST => "the identity does not fit the session store's limits",
+        _ => "session could not be created",
+    };
+    (status, body).into_response()
+}
