@@ -162,3 +162,6 @@ impl std::fmt::Debug for SessionLayer {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,282 @@
+//! `oneshot` tests of the layer: everything but a real upgrade, which needs a real server
+//! (see `tests/layer.rs`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::{Router, body::Body, routing::any};
+use axum_core::response::IntoResponse;
+use http::{Request, StatusCode, Version};
+use serde_json::Value;
+use tower::ServiceExt;
+
+use crate::{
+    MemoryStore, Result, Session, SessionData, SessionLayer, SessionStore, UserId, WsSession,
+};
+
+/// A `MemoryStore` that counts the calls it gets.
+#[derive(Clone, Default)]
+struct CountingStore {
+    store: MemoryStore,
+    calls: Arc<AtomicUsize>,
+}
+
+impl CountingStore {
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+    fn count(&self) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl SessionStore for CountingStore {
+    fn ttl(&self) -> Duration {
+        self.store.ttl()
+    }
+    async fn create_session(&self, id: &str, user_id: &str) -> Result<Session> {
+        self.count();
+        self.store.create_session(id, user_id).await
+    }
+    async fn get_session(&self, id: &str) -> Result<Option<Session>> {
+        self.count();
+        self.store.get_session(id).await
+    }
+    async fn set_session_data(&self, id: &str, key: &str, value: Value) -> Result<()> {
+        self.count();
+        self.store.set_session_data(id, key, value).await
+    }
+    async fn get_session_data(&self, id: &str, key: &str) -> Result<Option<Value>> {
+        self.count();
+        self.store.get_session_data(id, key).await
+    }
+    async fn update_session_data(&self, id: &str, data: SessionData) -> Result<()> {
+        self.count();
+        self.store.update_session_data(id, data).await
+    }
+    async fn delete_session_data(&self, id: &str, key: &str) -> Result<()> {
+        self.count();
+        self.store.delete_session_data(id, key).await
+    }
+    async fn clear_session_data(&self, id: &str) -> Result<()> {
+        self.count();
+        self.store.clear_session_data(id).await
+    }
+    async fn remove_session(&self, id: &str) -> Result<()> {
+        self.count();
+        self.store.remove_session(id).await
+    }
+    async fn get_user_sessions(&self, user_id: &str) -> Result<Vec<Session>> {
+        self.count();
+        self.store.get_user_sessions(user_id).await
+    }
+    async fn touch(&self, ids: &[String]) -> Result<Vec<String>> {
+        self.count();
+        self.store.touch(ids).await
+    }
+}
+
+/// A route that answers with `status` and reports the session id it saw in a header.
+fn app(layer: SessionLayer, status: StatusCode) -> Router {
+    Router::new()
+        .route(
+            "/ws",
+            any(move |session: Option<WsSession>| async move {
+                let id = session.map(|s| s.id().to_owned()).unwrap_or_default();
+                (status, [("x-session", id)]).into_response()
+            }),
+        )
+        .layer(layer)
+}
+
+fn upgrade_request(user: Option<&str>) -> Request<Body> {
+    let mut request = Request::get("/ws")
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(Body::empty())
+        .unwrap();
+    if let Some(user) = user {
+        request.extensions_mut().insert(UserId::new(user));
+    }
+    request
+}
+
+fn session_header(response: &http::Response<Body>) -> String {
+    response.headers()["x-session"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn ordinary_requests_pass_through_without_touching_the_store() {
+    let store = CountingStore::default();
+    let app = app(SessionLayer::new(store.clone()), StatusCode::OK);
+    for request in [
+        Request::get("/ws").body(Body::empty()).unwrap(),
+        Request::post("/ws")
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .body(Body::empty())
+            .unwrap(),
+        Request::get("/ws")
+            .header("upgrade", "websocket")
+            .body(Body::empty())
+            .unwrap(),
+    ] {
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(session_header(&response), "", "no session for a plain request");
+    }
+    assert_eq!(store.calls(), 0);
+}
+
+#[tokio::test]
+async fn an_upgrade_without_identity_is_refused_before_the_store() {
+    let store = CountingStore::default();
+    let app = app(SessionLayer::new(store.clone()), StatusCode::SWITCHING_PROTOCOLS);
+    let response = app.oneshot(upgrade_request(None)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(store.calls(), 0);
+}
+
+#[tokio::test]
+async fn a_successful_upgrade_keeps_the_session_while_a_handle_lives() {
+    let store = MemoryStore::new();
+    let layer = SessionLayer::new(store.clone());
+    let sessions = layer.live_sessions();
+    let kept = Arc::new(std::sync::Mutex::new(None::<WsSession>));
+    let keep = Arc::clone(&kept);
+    let app = Router::new()
+        .route(
+            "/ws",
+            any(move |session: WsSession| async move {
+                *keep.lock().unwrap() = Some(session);
+                StatusCode::SWITCHING_PROTOCOLS
+            }),
+        )
+        .layer(layer);
+
+    let response = app.oneshot(upgrade_request(Some("alice"))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let handle = kept.lock().unwrap().take().expect("the handler got a session");
+    assert_eq!(handle.user_id(), "alice");
+    assert_eq!(handle.id().len(), 32);
+    assert!(store.get_session(handle.id()).await.unwrap().is_some());
+    assert_eq!(sessions.len(), 1);
+
+    let id = handle.id().to_owned();
+    drop(handle);
+    sessions.wait_for_removals().await;
+    assert!(store.get_session(&id).await.unwrap().is_none());
+    assert_eq!(sessions.len(), 0);
+}
+
+#[tokio::test]
+async fn a_response_that_is_not_an_upgrade_removes_the_session_at_once() {
+    let store = MemoryStore::new();
+    let layer = SessionLayer::new(store.clone());
+    let sessions = layer.live_sessions();
+    let response = app(layer, StatusCode::BAD_REQUEST)
+        .oneshot(upgrade_request(Some("alice")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let id = session_header(&response);
+    assert_eq!(id.len(), 32, "the handler saw a session");
+    sessions.wait_for_removals().await;
+    assert!(store.get_session(&id).await.unwrap().is_none());
+    assert!(store.get_user_sessions("alice").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn http2_extended_connect_gets_a_session() {
+    let store = MemoryStore::new();
+    let layer = SessionLayer::new(store.clone());
+    let kept = Arc::new(std::sync::Mutex::new(None::<WsSession>));
+    let keep = Arc::clone(&kept);
+    let app = Router::new()
+        .route(
+            "/ws",
+            any(move |session: WsSession| async move {
+                *keep.lock().unwrap() = Some(session);
+                StatusCode::OK
+            }),
+        )
+        .layer(layer);
+    let mut request = Request::connect("/ws")
+        .version(Version::HTTP_2)
+        .extension(hyper::ext::Protocol::from_static("websocket"))
+        .header("sec-websocket-version", "13")
+        .body(Body::empty())
+        .unwrap();
+    request.extensions_mut().insert(UserId::new("bob"));
+
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let handle = kept.lock().unwrap().take().expect("the handler got a session");
+    let record = store.get_session(handle.id()).await.unwrap();
+    assert_eq!(record.map(|s| s.user_id), Some("bob".to_owned()));
+}
+
+#[tokio::test]
+async fn the_extractor_without_the_layer_names_the_missing_layer() {
+    let app = Router::new().route("/ws", any(|_session: WsSession| async { "unreachable" }));
+    let response = app.oneshot(upgrade_request(Some("alice"))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert!(body.contains("SessionLayer"), "{body}");
+}
+
+#[tokio::test]
+async fn a_custom_identification_step_can_answer_for_itself() {
+    let store = CountingStore::default();
+    let layer = SessionLayer::new(store.clone()).identify(|parts: &http::request::Parts| {
+        let token = parts.headers.get("authorization").cloned();
+        async move {
+            match token {
+                Some(token) if token == "Bearer good" => Ok(Some("carol".to_owned())),
+                Some(_) => Err(StatusCode::FORBIDDEN.into_response()),
+                None => Ok(None),
+            }
+        }
+    });
+    let app = app(layer, StatusCode::BAD_REQUEST);
+
+    let mut forbidden = upgrade_request(None);
+    forbidden
+        .headers_mut()
+        .insert("authorization", "Bearer bad".parse().unwrap());
+    let response = app.clone().oneshot(forbidden).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(store.calls(), 0);
+
+    let mut good = upgrade_request(None);
+    good.headers_mut()
+        .insert("authorization", "Bearer good".parse().unwrap());
+    let response = app.oneshot(good).await.unwrap();
+    assert_eq!(session_header(&response).len(), 32);
+    assert_eq!(store.calls(), 1, "one create; the removal runs afterwards");
+}
+
+#[tokio::test]
+async fn anonymous_sessions_are_their_own_users_when_allowed() {
+    let store = MemoryStore::new();
+    let kept = Arc::new(std::sync::Mutex::new(None::<WsSession>));
+    let keep = Arc::clone(&kept);
+    let app = Router::new()
+        .route(
+            "/ws",
+            any(move |session: WsSession| async move {
+                *keep.lock().unwrap() = Some(session);
+                StatusCode::SWITCHING_PROTOCOLS
+            }),
+        )
+        .layer(SessionLayer::new(store.clone()).allow_anonymous(true));
+    let response = app.oneshot(upgrade_request(None)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let handle = kept.lock().unwrap().take().unwrap();
+    assert_eq!(handle.user_id(), handle.id());
+    assert!(store.get_session(handle.id()).await.unwrap().is_some());
+}
