@@ -1,0 +1,13 @@
+-- KEYS[1] session hash, KEYS[2] user set
+-- ARGV[1] session id, ARGV[2] user id, ARGV[3] ttl ms, ARGV[4] now ms
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return TAKEN
+end
+-- The user set goes first: a WRONGTYPE there fails the script before the session is written.
+index(KEYS[2], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[1],
+  'meta:user_id', ARGV[2],
+  'meta:created_at', ARGV[4],
+  'meta:last_active', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return OK

@@ -1,0 +1,12 @@
+-- KEYS[1] session hash
+-- ARGV[1] session id, ARGV[2] user set prefix, ARGV[3] ttl ms, ARGV[4] now ms,
+-- ARGV[5] the `data:{key}` field to delete
+local key = KEYS[1]
+local user, status = owner_of(key)
+if not user then
+  return status
+end
+index(ARGV[2] .. user, ARGV[1], ARGV[3])
+redis.call('HDEL', key, ARGV[5])
+refresh(key, ARGV[3], ARGV[4])
+return OK

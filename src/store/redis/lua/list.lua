@@ -1,0 +1,22 @@
+-- KEYS[1] user set
+-- ARGV[1] session key prefix, ARGV[2] user id
+-- Returns a flat array: session id, HGETALL of that session, session id, ...
+local live = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local key = ARGV[1] .. id
+  local fields = redis.call('HGETALL', key)
+  if #fields == 0 then
+    -- expired or removed
+    redis.call('SREM', KEYS[1], id)
+  else
+    local user = redis.call('HGET', key, 'meta:user_id')
+    if user and user ~= ARGV[2] then
+      -- the id was taken again by another user's session after this one expired
+      redis.call('SREM', KEYS[1], id)
+    else
+      live[#live + 1] = id
+      live[#live + 1] = fields
+    end
+  end
+end
+return live

@@ -1,0 +1,665 @@
+//! [`RedisStore`]: sessions in Redis (7 or later) or Valkey, shared by every server instance.
+//!
+//! # Layout
+//!
+//! With the prefix `app`, a store keeps two kinds of keys:
+//!
+//! | key                          | type | holds |
+//! |------------------------------|------|-------|
+//! | `app:session:{id}`           | Hash | the session |
+//! | `app:user_sessions:{user}`   | Set  | the ids of the user's sessions |
+//!
+//! Fields of a session hash:
+//!
+//! | field              | value |
+//! |--------------------|-------|
+//! | `data:{key}`       | the value of data key `key`, as compact JSON text |
+//! | `meta:user_id`     | the user the session belongs to |
+//! | `meta:created_at`  | creation time, milliseconds since the Unix epoch, in decimal |
+//! | `meta:last_active` | time of the last write or touch, in the same unit |
+//!
+//! Data fields always start with `data:`, so no data key can collide with a `meta:` field.
+//!
+//! ```text
+//! $ redis-cli HGETALL app:session:3f2a...
+//! 1) "meta:user_id"      2) "alice"
+//! 3) "meta:created_at"   4) "1700000000000"
+//! 5) "meta:last_active"  6) "1700000004200"
+//! 7) "data:preferences"  8) "{\"theme\":\"dark\"}"
+//! $ redis-cli SMEMBERS app:user_sessions:alice
+//! 1) "3f2a..."
+//! ```
+//!
+//! # TTLs
+//!
+//! Every key carries a TTL. A session hash expires [`ttl`](SessionStore::ttl) after its last
+//! write or [`touch`](SessionStore::touch), each of which also sets `meta:last_active`. Whenever
+//! a session's TTL is set, its user set's TTL is raised to at least the same value, so the set
+//! outlives its longest-lived member. Ids of expired sessions stay in the set until
+//! [`get_user_sessions`](SessionStore::get_user_sessions) prunes them, or the set itself
+//! expires.
+//!
+//! # Round trips and atomicity
+//!
+//! Each operation is one command: `HGETALL` for [`get_session`](SessionStore::get_session),
+//! `HMGET` for [`get_session_data`](SessionStore::get_session_data), and a Lua script (sent as
+//! `EVALSHA`) for everything else. Scripts run atomically, so server instances writing
+//! different keys of one session at the same time never lose each other's writes, and a write
+//! to a session that has expired fails without recreating any part of it.
+//!
+//! The scripts derive the user set's key from the session's `meta:user_id`, so they touch keys
+//! that are not passed as `KEYS`: the store needs a single Redis server (or a primary with
+//! replicas), not Redis Cluster.
+
+mod scripts;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::redis::{ErrorKind, RedisError, ServerErrorKind, Value};
+use bb8::{ErrorSink, PooledConnection, RunError};
+use bb8_redis::RedisConnectionManager;
+use serde_json::Value as Json;
+
+use crate::error::{Error, Result};
+use crate::limits::Limits;
+use crate::session::{Session, SessionData, now_ms};
+use crate::store::SessionStore;
+
+/// The connection pool a [`RedisStore`] runs on.
+pub type RedisPool = bb8::Pool<RedisConnectionManager>;
+
+/// How long [`RedisStore::connect`]'s pool waits for a connection, and the default operation
+/// timeout.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The pool configuration [`RedisStore::connect`] uses.
+///
+/// bb8-redis never reports a connection as broken, so a multiplexed connection that died with
+/// its server would stay in the pool and fail every operation after Redis is back. bb8's
+/// `test_on_check_out` sends a `PING` on every checkout, which finds such a connection, drops
+/// it and opens a new one. The price is one extra round trip per operation.
+fn pool_builder() -> bb8::Builder<RedisConnectionManager> {
+    bb8::Pool::builder()
+        .connection_timeout(DEFAULT_TIMEOUT)
+        .test_on_check_out(true)
+        .error_sink(Box::new(LogConnectionErrors))
+}
+
+/// Sends the pool's failed connection attempts to `tracing`, which bb8 would otherwise drop.
+#[derive(Debug, Clone, Copy)]
+struct LogConnectionErrors;
+
+impl ErrorSink<RedisError> for LogConnectionErrors {
+    fn sink(&self, error: RedisError) {
+        tracing::debug!(%error, "redis connection attempt failed");
+    }
+
+    fn boxed_clone(&self) -> Box<dyn ErrorSink<RedisError>> {
+        Box::new(*self)
+    }
+}
+
+/// Sessions in Redis, shared by every server instance that uses the same prefix.
+///
+/// See the [module documentation](self) for the keys and fields it writes. Cloning is cheap:
+/// clones share one pool and configuration.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use ws_session::{RedisStore, SessionStore};
+///
+/// # async fn run() -> ws_session::Result<()> {
+/// let store = RedisStore::connect("redis://127.0.0.1/", "app", Duration::from_secs(24 * 3600))
+///     .await?
+///     .timeout(Duration::from_millis(500));
+///
+/// store.create_session("c1", "alice").await?;
+/// store.set_session_data("c1", "theme", "dark".into()).await?;
+/// assert_eq!(store.get_session_data("c1", "theme").await?, Some("dark".into()));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Clone)]
+struct Inner {
+    pool: RedisPool,
+    prefix: String,
+    /// `{prefix}:session:`
+    session_prefix: String,
+    /// `{prefix}:user_sessions:`
+    user_prefix: String,
+    ttl: Duration,
+    limits: Limits,
+    timeout: Duration,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        f.debug_struct("RedisStore")
+            .field("prefix", &inner.prefix)
+            .field("ttl", &inner.ttl)
+            .field("timeout", &inner.timeout)
+            .field("limits", &inner.limits)
+            .field("pool", &inner.pool.state())
+            .finish()
+    }
+}
+
+impl RedisStore {
+    /// A store on `pool`, keeping its keys under `prefix` and its sessions for `ttl`.
+    ///
+    /// The pool's configuration is the caller's; [`connect`](Self::connect) builds one that
+    /// recovers from a Redis outage. Limits are [`Limits::default`] and the operation timeout
+    /// is 2 seconds until changed with [`limits`](Self::limits) and [`timeout`](Self::timeout).
+    pub fn new(pool: RedisPool, prefix: impl Into<String>, ttl: Duration) -> Self {
+        let prefix = prefix.into();
+        RedisStore {
+            inner: Arc::new(Inner {
+                pool,
+                session_prefix: format!("{prefix}:session:"),
+                user_prefix: format!("{prefix}:user_sessions:"),
+                prefix,
+                ttl,
+                limits: Limits::default(),
+                timeout: DEFAULT_TIMEOUT,
+            }),
+        }
+    }
+
+    /// Connects to the Redis server at `url` (`redis://[user:password@]host[:port][/db]`) and
+    /// returns a store on a new pool, after checking with a `PING` that the server answers.
+    ///
+    /// The pool waits at most 2 seconds for a connection, and checks each connection with a
+    /// `PING` before it hands it out, so that connections lost in an outage are replaced once
+    /// Redis is back.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] for a malformed URL; [`Error::Unavailable`] when the server does not
+    /// answer within the default timeout of 2 seconds.
+    pub async fn connect(url: &str, prefix: impl Into<String>, ttl: Duration) -> Result<Self> {
+        let manager = RedisConnectionManager::new(url).map_err(redis_error)?;
+        let store = RedisStore::new(pool_builder().build_unchecked(manager), prefix, ttl);
+        store.query(&::redis::cmd("PING")).await?;
+        Ok(store)
+    }
+
+    /// Sets the size limits the store enforces.
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        Arc::make_mut(&mut self.inner).limits = limits;
+        self
+    }
+
+    /// Sets the time an operation may take, from waiting for a pooled connection to the
+    /// server's answer (default 2 seconds). An operation that runs out of time fails with
+    /// [`Error::Unavailable`].
+    ///
+    /// The store also sets this as the response timeout of each connection it uses.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        Arc::make_mut(&mut self.inner).timeout = timeout;
+        self
+    }
+
+    /// The prefix of every key the store writes.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &RedisPool {
+        &self.inner.pool
+    }
+
+    fn session_key(&self, id: &str) -> String {
+        format!("{}{id}", self.inner.session_prefix)
+    }
+
+    fn user_key(&self, user_id: &str) -> String {
+        format!("{}{user_id}", self.inner.user_prefix)
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        // PEXPIRE 0 would delete the key at once.
+        u64::try_from(self.inner.ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// Sends one command, bounded by the store's timeout.
+    async fn query(&self, cmd: &::redis::Cmd) -> Result<Value> {
+        self.bounded(async {
+            let mut conn = self.checkout().await?;
+            cmd.query_async(&mut *conn).await.map_err(redis_error)
+        })
+        .await
+    }
+
+    /// Runs one script, bounded by the store's timeout.
+    async fn eval(&self, script: &::redis::ScriptInvocation<'_>) -> Result<Value> {
+        self.bounded(async {
+            let mut conn = self.checkout().await?;
+            script.invoke_async(&mut *conn).await.map_err(redis_error)
+        })
+        .await
+    }
+
+    async fn bounded<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
+        let timeout = self.inner.timeout;
+        tokio::time::timeout(timeout, op)
+            .await
+            .unwrap_or_else(|_| Err(Error::timed_out(timeout)))
+    }
+
+    async fn checkout(&self) -> Result<PooledConnection<'_, RedisConnectionManager>> {
+        let mut conn = self.inner.pool.get().await.map_err(|err| match err {
+            RunError::User(err) => redis_error(err),
+            RunError::TimedOut => Error::Unavailable {
+                reason: "no Redis connection available in the pool".to_owned(),
+                source: Some(Box::new(RunError::<RedisError>::TimedOut)),
+            },
+        })?;
+        conn.set_response_timeout(self.inner.timeout);
+        Ok(conn)
+    }
+
+    /// Runs a script that answers with a status code, and maps the code to a result.
+    async fn eval_status(&self, id: &str, script: &::redis::ScriptInvocation<'_>) -> Result<()> {
+        match self.eval(script).await? {
+            Value::Int(scripts::OK) => Ok(()),
+            Value::Int(scripts::NOT_FOUND) => Err(Error::not_found(id)),
+            Value::Int(scripts::NO_OWNER) => Err(missing_field(id, META_USER_ID)),
+            Value::Int(scripts::TOO_MANY_KEYS) => {
+                Err(Error::InvalidInput(crate::InvalidInput::TooManyKeys {
+                    id: id.to_owned(),
+                    max: self.inner.limits.max_keys,
+                }))
+            }
+            Value::Int(scripts::TAKEN) => Err(Error::already_exists(id)),
+            other => Err(unexpected("a status code", &other)),
+        }
+    }
+
+    /// Checks a data key and encodes its value once, checking the encoded length.
+    fn encode(&self, key: &str, value: &Json) -> Result<(String, String)> {
+        let limits = &self.inner.limits;
+        limits.check_key(key)?;
+        let text = serde_json::to_string(value).map_err(|source| Error::Serialization {
+            key: key.to_owned(),
+            source,
+        })?;
+        limits.check_encoded_len(key, text.len())?;
+        Ok((data_field(key), text))
+    }
+
+    /// Runs the write script for `entries`, already encoded.
+    async fn write(&self, id: &str, entries: &[(String, String)]) -> Result<()> {
+        let mut call = scripts::SET.key(self.session_key(id));
+        call.arg(id)
+            .arg(&self.inner.user_prefix)
+            .arg(self.ttl_ms())
+            .arg(now_ms())
+            .arg(self.inner.limits.max_keys);
+        for (field, text) in entries {
+            call.arg(field).arg(text);
+        }
+        self.eval_status(id, &call).await
+    }
+}
+
+impl SessionStore for RedisStore {
+    fn ttl(&self) -> Duration {
+        self.inner.ttl
+    }
+
+    async fn create_session(&self, id: &str, user_id: &str) -> Result<Session> {
+        let limits = &self.inner.limits;
+        limits.check_session_id(id)?;
+        limits.check_user_id(user_id)?;
+        let now = now_ms();
+        let mut call = scripts::CREATE.key(self.session_key(id));
+        call.key(self.user_key(user_id))
+            .arg(id)
+            .arg(user_id)
+            .arg(self.ttl_ms())
+            .arg(now);
+        self.eval_status(id, &call).await?;
+        tracing::debug!(session = id, user = user_id, "session created");
+        Ok(Session::new(id, user_id, now))
+    }
+
+    async fn get_session(&self, id: &str) -> Result<Option<Session>> {
+        self.inner.limits.check_session_id(id)?;
+        let reply = self
+            .query(::redis::cmd("HGETALL").arg(self.session_key(id)))
+            .await?;
+        let fields = hash_fields(reply)?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        decode_session(id, fields).map(Some)
+    }
+
+    async fn set_session_data(&self, id: &str, key: &str, value: Json) -> Result<()> {
+        self.inner.limits.check_session_id(id)?;
+        let entry = self.encode(key, &value)?;
+        self.write(id, &[entry]).await
+    }
+
+    async fn get_session_data(&self, id: &str, key: &str) -> Result<Option<Json>> {
+        let limits = &self.inner.limits;
+        limits.check_session_id(id)?;
+        limits.check_key(key)?;
+        let reply = self
+            .query(
+                ::redis::cmd("HMGET")
+                    .arg(self.session_key(id))
+                    .arg(META_USER_ID)
+                    .arg(data_field(key)),
+            )
+            .await?;
+        let mut items = match reply {
+            Value::Array(items) if items.len() == 2 => items.into_iter(),
+            other => return Err(unexpected("two HMGET values", &other)),
+        };
+        let (user, value) = (items.next(), items.next());
+        if matches!(user, Some(Value::Nil)) {
+            return Err(Error::not_found(id));
+        }
+        match value {
+            Some(Value::Nil) | None => Ok(None),
+            Some(value) => {
+                let text = bytes(value)?;
+                decode_json(id, key, &text).map(Some)
+            }
+        }
+    }
+
+    async fn update_session_data(&self, id: &str, data: SessionData) -> Result<()> {
+        let limits = &self.inner.limits;
+        limits.check_session_id(id)?;
+        limits.check_key_count(id, data.len())?;
+        let entries = data
+            .iter()
+            .map(|(key, value)| self.encode(key, value))
+            .collect::<Result<Vec<_>>>()?;
+        self.write(id, &entries).await
+    }
+
+    async fn delete_session_data(&self, id: &str, key: &str) -> Result<()> {
+        let limits = &self.inner.limits;
+        limits.check_session_id(id)?;
+        limits.check_key(key)?;
+        let mut call = scripts::DELETE.key(self.session_key(id));
+        call.arg(id)
+            .arg(&self.inner.user_prefix)
+            .arg(self.ttl_ms())
+            .arg(now_ms())
+            .arg(data_field(key));
+        self.eval_status(id, &call).await
+    }
+
+    async fn clear_session_data(&self, id: &str) -> Result<()> {
+        self.inner.limits.check_session_id(id)?;
+        let mut call = scripts::CLEAR.key(self.session_key(id));
+        call.arg(id)
+            .arg(&self.inner.user_prefix)
+            .arg(self.ttl_ms())
+            .arg(now_ms());
+        self.eval_status(id, &call).await
+    }
+
+    async fn remove_session(&self, id: &str) -> Result<()> {
+        self.inner.limits.check_session_id(id)?;
+        let mut call = scripts::REMOVE.key(self.session_key(id));
+        call.arg(id).arg(&self.inner.user_prefix);
+        self.eval_status(id, &call).await?;
+        tracing::debug!(session = id, "session removed");
+        Ok(())
+    }
+
+    async fn get_user_sessions(&self, user_id: &str) -> Result<Vec<Session>> {
+        self.inner.limits.check_user_id(user_id)?;
+        let mut call = scripts::LIST.key(self.user_key(user_id));
+        call.arg(&self.inner.session_prefix).arg(user_id);
+        let items = match self.eval(&call).await? {
+            Value::Array(items) if items.len() % 2 == 0 => items,
+            other => return Err(unexpected("pairs of session id and fields", &other)),
+        };
+        let mut sessions = Vec::with_capacity(items.len() / 2);
+        let mut items = items.into_iter();
+        while let (Some(id), Some(fields)) = (items.next(), items.next()) {
+            let id = string(id)?;
+            sessions.push(decode_session(&id, hash_fields(fields)?)?);
+        }
+        Ok(sessions)
+    }
+
+    async fn touch(&self, ids: &[String]) -> Result<Vec<String>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        for id in ids {
+            self.inner.limits.check_session_id(id)?;
+        }
+        let mut call = scripts::TOUCH.prepare_invoke();
+        call.arg(&self.inner.user_prefix)
+            .arg(self.ttl_ms())
+            .arg(now_ms());
+        for id in ids {
+            call.key(self.session_key(id)).arg(id);
+        }
+        match self.eval(&call).await? {
+            Value::Array(missing) => missing.into_iter().map(string).collect(),
+            other => Err(unexpected("a list of session ids", &other)),
+        }
+    }
+}
+
+const META_USER_ID: &str = "meta:user_id";
+const META_CREATED_AT: &str = "meta:created_at";
+const META_LAST_ACTIVE: &str = "meta:last_active";
+const DATA: &str = "data:";
+
+fn data_field(key: &str) -> String {
+    format!("{DATA}{key}")
+}
+
+/// Maps a Redis error: a lost or refused connection, a timeout or a server that cannot serve
+/// yet is [`Error::Unavailable`]; any other error reply is [`Error::Backend`].
+fn redis_error(err: RedisError) -> Error {
+    let transient = matches!(
+        err.kind(),
+        ErrorKind::Io
+            | ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ClusterDown
+            )
+    ) || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_timeout();
+    if transient {
+        Error::Unavailable {
+            reason: format!("Redis {}", err.category()),
+            source: Some(Box::new(err)),
+        }
+    } else {
+        Error::Backend(Box::new(err))
+    }
+}
+
+/// What the store found in Redis that it did not expect.
+#[derive(Debug, thiserror::Error)]
+enum DecodeError {
+    /// A reply of the wrong shape.
+    #[error("unexpected Redis reply: expected {expected}, got {got}")]
+    Reply { expected: &'static str, got: String },
+    /// A field the session needs is absent.
+    #[error("the field is missing")]
+    Missing,
+}
+
+fn unexpected(expected: &'static str, got: &Value) -> Error {
+    let mut got = format!("{got:?}");
+    if got.len() > 80 {
+        let mut end = 80;
+        while !got.is_char_boundary(end) {
+            end -= 1;
+        }
+        got.truncate(end);
+        got.push_str("...");
+    }
+    Error::Backend(Box::new(DecodeError::Reply { expected, got }))
+}
+
+fn missing_field(id: &str, field: &str) -> Error {
+    corrupt(id, field, DecodeError::Missing)
+}
+
+fn corrupt(id: &str, field: &str, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Corrupt {
+        id: id.to_owned(),
+        field: field.to_owned(),
+        source: Box::new(source),
+    }
+}
+
+fn bytes(value: Value) -> Result<Vec<u8>> {
+    match value {
+        Value::BulkString(bytes) => Ok(bytes),
+        Value::SimpleString(text) => Ok(text.into_bytes()),
+        Value::VerbatimString { text, .. } => Ok(text.into_bytes()),
+        other => Err(unexpected("a string", &other)),
+    }
+}
+
+fn string(value: Value) -> Result<String> {
+    let bytes = bytes(value)?;
+    String::from_utf8(bytes).map_err(|err| Error::Backend(Box::new(err)))
+}
+
+/// The field-value pairs of a hash, from `HGETALL` (an array in RESP2, a map in RESP3) or
+/// from a script (always an array).
+fn hash_fields(value: Value) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    match value {
+        Value::Array(items) if items.len() % 2 == 0 => {
+            let mut pairs = Vec::with_capacity(items.len() / 2);
+            let mut items = items.into_iter();
+            while let (Some(field), Some(value)) = (items.next(), items.next()) {
+                pairs.push((bytes(field)?, bytes(value)?));
+            }
+            Ok(pairs)
+        }
+        Value::Map(pairs) => pairs
+            .into_iter()
+            .map(|(field, value)| Ok((bytes(field)?, bytes(value)?)))
+            .collect(),
+        other => Err(unexpected("hash fields", &other)),
+    }
+}
+
+fn decode_json(id: &str, key: &str, text: &[u8]) -> Result<Json> {
+    serde_json::from_slice(text).map_err(|err| corrupt(id, key, err))
+}
+
+fn decode_millis(id: &str, field: &str, text: Option<Vec<u8>>) -> Result<u64> {
+    let text = text.ok_or_else(|| missing_field(id, field))?;
+    let text = String::from_utf8(text).map_err(|err| corrupt(id, field, err))?;
+    text.parse().map_err(|err| corrupt(id, field, err))
+}
+
+/// Builds a session from its hash fields. Fields outside the documented layout are ignored.
+fn decode_session(id: &str, fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Session> {
+    let mut data = SessionData::new();
+    let (mut user_id, mut created_at, mut last_active) = (None, None, None);
+    for (field, value) in fields {
+        if let Some(key) = field.strip_prefix(DATA.as_bytes()) {
+            let key = String::from_utf8_lossy(key).into_owned();
+            let value = decode_json(id, &key, &value)?;
+            data.insert(key, value);
+        } else if field == META_USER_ID.as_bytes() {
+            user_id = Some(value);
+        } else if field == META_CREATED_AT.as_bytes() {
+            created_at = Some(value);
+        } else if field == META_LAST_ACTIVE.as_bytes() {
+            last_active = Some(value);
+        }
+    }
+    let user_id = user_id.ok_or_else(|| missing_field(id, META_USER_ID))?;
+    let user_id = String::from_utf8(user_id).map_err(|err| corrupt(id, META_USER_ID, err))?;
+    Ok(Session {
+        id: id.to_owned(),
+        user_id,
+        data,
+        created_at: decode_millis(id, META_CREATED_AT, created_at)?,
+        last_active: decode_millis(id, META_LAST_ACTIVE, last_active)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(f, v)| (f.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn a_well_formed_hash_decodes() {
+        let session = decode_session(
+            "c1",
+            fields(&[
+                ("meta:user_id", "alice"),
+                ("meta:created_at", "10"),
+                ("meta:last_active", "20"),
+                ("data:meta:user_id", "\"mallory\""),
+                ("data:n", "[1,2]"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(session.user_id, "alice");
+        assert_eq!((session.created_at, session.last_active), (10, 20));
+        assert_eq!(session.data["meta:user_id"], "mallory");
+        assert_eq!(session.data["n"], serde_json::json!([1, 2]));
+    }
+
+    #[test]
+    fn bad_fields_are_corrupt_and_named() {
+        let err = decode_session(
+            "c1",
+            fields(&[
+                ("meta:user_id", "alice"),
+                ("meta:created_at", "soon"),
+                ("meta:last_active", "20"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupt { id, field, .. } if id == "c1" && field == "meta:created_at")
+        );
+
+        let err = decode_session("c1", fields(&[("data:k", "{oops")])).unwrap_err();
+        assert!(matches!(&err, Error::Corrupt { field, .. } if field == "k"));
+    }
+
+    #[test]
+    fn io_errors_are_unavailable_and_replies_are_backend_errors() {
+        let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(redis_error(io).is_unavailable());
+        let reply = RedisError::from((ErrorKind::Client, "bad"));
+        assert!(matches!(redis_error(reply), Error::Backend(_)));
+    }
+}

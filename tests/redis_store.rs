@@ -1,0 +1,670 @@
+//! What only the Redis store has to prove: its layout, its TTLs, atomic writes from several
+//! server instances, corrupt data, one round trip per listing, and recovery from an outage.
+//! Every test talks to a real Redis server.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use futures_util::stream;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+use serde_json::json;
+use ws_session::{Error, InvalidInput, Limits, RedisStore, SessionData, SessionStore};
+
+use support::redis_server::{RedisServer, redis_store, shared_url, unique_prefix};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// A connection of its own to the store's server, for looking behind the store's back.
+async fn raw(store: &RedisStore) -> MultiplexedConnection {
+    store
+        .pool()
+        .dedicated_connection()
+        .await
+        .expect("a raw connection")
+}
+
+fn session_key(store: &RedisStore, id: &str) -> String {
+    format!("{}:session:{id}", store.prefix())
+}
+
+fn user_key(store: &RedisStore, user: &str) -> String {
+    format!("{}:user_sessions:{user}", store.prefix())
+}
+
+async fn pttl(conn: &mut MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("PTTL").arg(key).query_async(conn).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_writing_different_keys_of_one_session_lose_nothing() {
+    let url = require_redis!(shared_url());
+    let prefix = unique_prefix();
+    // Two server instances: two stores, each with its own pool.
+    let a = RedisStore::connect(&url, prefix.clone(), HOUR)
+        .await
+        .unwrap();
+    let b = RedisStore::connect(&url, prefix, HOUR).await.unwrap();
+    a.create_session("shared", "alice").await.unwrap();
+
+    const WRITES: usize = 200;
+    let by_a = tokio::spawn({
+        let a = a.clone();
+        async move {
+            stream::iter(0..WRITES)
+                .for_each_concurrent(8, |i| {
+                    let a = a.clone();
+                    async move {
+                        a.set_session_data("shared", &format!("a{i}"), json!(i))
+                            .await
+                            .unwrap();
+                    }
+                })
+                .await;
+        }
+    });
+    let by_b = tokio::spawn({
+        let b = b.clone();
+        async move {
+            stream::iter(0..WRITES)
+                .for_each_concurrent(8, |i| {
+                    let b = b.clone();
+                    async move {
+                        let data = SessionData::from_iter([(format!("b{i}"), json!(i))]);
+                        b.update_session_data("shared", data).await.unwrap();
+                    }
+                })
+                .await;
+        }
+    });
+    by_a.await.unwrap();
+    by_b.await.unwrap();
+
+    let session = b.get_session("shared").await.unwrap().unwrap();
+    assert_eq!(session.data.len(), 2 * WRITES);
+    for i in 0..WRITES {
+        assert_eq!(session.data[&format!("a{i}")], json!(i));
+        assert_eq!(session.data[&format!("b{i}")], json!(i));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_limit_holds_against_concurrent_instances() {
+    let url = require_redis!(shared_url());
+    let prefix = unique_prefix();
+    let limits = Limits::default().max_keys(10);
+    let a = RedisStore::connect(&url, prefix.clone(), HOUR)
+        .await
+        .unwrap()
+        .limits(limits);
+    let b = RedisStore::connect(&url, prefix, HOUR)
+        .await
+        .unwrap()
+        .limits(limits);
+    a.create_session("s", "alice").await.unwrap();
+
+    let writes = (0..10).flat_map(|i| [(a.clone(), format!("a{i}")), (b.clone(), format!("b{i}"))]);
+    let results: Vec<_> = stream::iter(writes)
+        .map(|(store, key)| async move { store.set_session_data("s", &key, json!(1)).await })
+        .buffer_unordered(20)
+        .collect()
+        .await;
+
+    let written = results.iter().filter(|r| r.is_ok()).count();
+    for result in &results {
+        if let Err(err) = result {
+            assert!(
+                matches!(
+                    err,
+                    Error::InvalidInput(InvalidInput::TooManyKeys { max: 10, .. })
+                ),
+                "{err:?}"
+            );
+        }
+    }
+    let session = a.get_session("s").await.unwrap().unwrap();
+    assert_eq!(session.data.len(), 10);
+    assert_eq!(written, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_one_instance_creates_a_given_id() {
+    let url = require_redis!(shared_url());
+    let prefix = unique_prefix();
+    let a = RedisStore::connect(&url, prefix.clone(), HOUR)
+        .await
+        .unwrap();
+    let b = RedisStore::connect(&url, prefix, HOUR).await.unwrap();
+    for round in 0..20 {
+        let id = format!("race{round}");
+        let (alice, bob) = (format!("alice{round}"), format!("bob{round}"));
+        let (ra, rb) = tokio::join!(a.create_session(&id, &alice), b.create_session(&id, &bob));
+        assert!(ra.is_ok() != rb.is_ok(), "{ra:?} {rb:?}");
+        let (winner, loser, lost) = if ra.is_ok() {
+            (alice, bob, rb)
+        } else {
+            (bob, alice, ra)
+        };
+        assert!(matches!(lost, Err(Error::AlreadyExists { .. })), "{lost:?}");
+        assert_eq!(a.get_session(&id).await.unwrap().unwrap().user_id, winner);
+        assert_eq!(b.get_user_sessions(&winner).await.unwrap().len(), 1);
+        assert!(b.get_user_sessions(&loser).await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn every_key_carries_a_ttl_after_a_random_workload() {
+    let url = require_redis!(shared_url());
+    let seed = std::env::var("WST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("seed {seed} (set WST_SEED to replay)");
+    let mut rng = StdRng::seed_from_u64(seed);
+
+    let prefix = unique_prefix();
+    // Two instances with different TTLs, so one user set holds members of different lifetimes.
+    let long = RedisStore::connect(&url, prefix.clone(), HOUR)
+        .await
+        .unwrap();
+    let short = RedisStore::connect(&url, prefix, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut conn = raw(&long).await;
+    let ids: Vec<String> = (0..16).map(|i| format!("s{i}")).collect();
+    let users = ["u0", "u1", "u2"];
+
+    for _ in 0..400 {
+        let store = if rng.random_bool(0.5) { &long } else { &short };
+        let id = ids[rng.random_range(0..ids.len())].as_str();
+        let key = format!("k{}", rng.random_range(0..5));
+        let result = match rng.random_range(0..10) {
+            0 | 1 => {
+                let user = users[rng.random_range(0..users.len())];
+                store.create_session(id, user).await.map(drop)
+            }
+            2 => {
+                store
+                    .set_session_data(id, &key, json!(rng.random::<u32>()))
+                    .await
+            }
+            3 => {
+                let data = SessionData::from_iter([(key, json!("x")), ("k9".into(), json!([1]))]);
+                store.update_session_data(id, data).await
+            }
+            4 => store.delete_session_data(id, &key).await,
+            5 => store.clear_session_data(id).await,
+            6 => store.remove_session(id).await,
+            7 => {
+                let batch: Vec<String> = ids
+                    .iter()
+                    .filter(|_| rng.random_bool(0.3))
+                    .cloned()
+                    .collect();
+                store.touch(&batch).await.map(drop)
+            }
+            8 => {
+                let user = users[rng.random_range(0..users.len())];
+                let sessions = store.get_user_sessions(user).await.unwrap();
+                assert!(sessions.iter().all(|s| s.user_id == user));
+                Ok(())
+            }
+            _ => {
+                // A set whose TTL was lost (by hand, or by an older writer) is repaired by the
+                // next write to one of its sessions.
+                let user = users[rng.random_range(0..users.len())];
+                let _: i64 = conn.persist(user_key(store, user)).await.unwrap();
+                Ok(())
+            }
+        };
+        match result {
+            Ok(()) | Err(Error::NotFound { .. } | Error::AlreadyExists { .. }) => {}
+            Err(err) => panic!("unexpected error: {err:?}"),
+        }
+    }
+    // One more write per user, so every set written by the `PERSIST` step above is repaired.
+    for (i, user) in users.iter().enumerate() {
+        let id = format!("last{i}");
+        long.create_session(&id, user).await.unwrap();
+    }
+
+    let keys: Vec<String> = {
+        let mut iter: redis::AsyncIter<String> = conn
+            .scan_match(format!("{}:*", long.prefix()))
+            .await
+            .unwrap();
+        let mut keys = Vec::new();
+        while let Some(key) = iter.next_item().await {
+            keys.push(key.unwrap());
+        }
+        keys
+    };
+    let mut sets = 0;
+    let mut members = 0;
+    for key in &keys {
+        let ttl = pttl(&mut conn, key).await;
+        assert!(ttl > 0, "{key} has PTTL {ttl}");
+        if key.contains(":user_sessions:") {
+            sets += 1;
+            // The set first: its PTTL only falls while the members are read.
+            let set_ttl = ttl;
+            let ids: Vec<String> = conn.smembers(key).await.unwrap();
+            for id in ids {
+                let member_ttl = pttl(&mut conn, &session_key(&long, &id)).await;
+                assert!(
+                    set_ttl >= member_ttl,
+                    "{key} (PTTL {set_ttl}) outlived by its member {id} (PTTL {member_ttl})"
+                );
+                members += 1;
+            }
+        }
+    }
+    assert_eq!(sets, users.len());
+    assert!(members >= users.len());
+}
+
+#[tokio::test]
+async fn the_hash_holds_exactly_the_documented_fields() {
+    let store = require_redis!(redis_store(HOUR).await);
+    let mut conn = raw(&store).await;
+    let created = store.create_session("c1", "alice").await.unwrap();
+    store
+        .set_session_data("c1", "theme", json!({"mode": "dark"}))
+        .await
+        .unwrap();
+    // User keys that look like metadata stay user keys.
+    store
+        .set_session_data("c1", "meta:user_id", json!("mallory"))
+        .await
+        .unwrap();
+    store
+        .set_session_data("c1", "user_id", json!(7))
+        .await
+        .unwrap();
+
+    let hash: HashMap<String, String> = conn.hgetall(session_key(&store, "c1")).await.unwrap();
+    let fields: HashSet<&str> = hash.keys().map(String::as_str).collect();
+    assert_eq!(
+        fields,
+        HashSet::from([
+            "meta:user_id",
+            "meta:created_at",
+            "meta:last_active",
+            "data:theme",
+            "data:meta:user_id",
+            "data:user_id",
+        ])
+    );
+    assert_eq!(hash["meta:user_id"], "alice");
+    assert_eq!(hash["meta:created_at"], created.created_at.to_string());
+    assert!(hash["meta:last_active"].parse::<u64>().unwrap() >= created.created_at);
+    assert_eq!(hash["data:theme"], r#"{"mode":"dark"}"#);
+    assert_eq!(hash["data:meta:user_id"], r#""mallory""#);
+    assert_eq!(hash["data:user_id"], "7");
+
+    let session = store.get_session("c1").await.unwrap().unwrap();
+    assert_eq!(session.user_id, "alice");
+    assert_eq!(session.data["meta:user_id"], json!("mallory"));
+    assert_eq!(session.data["user_id"], json!(7));
+    assert_eq!(
+        store.get_session_data("c1", "meta:user_id").await.unwrap(),
+        Some(json!("mallory"))
+    );
+
+    let ids: HashSet<String> = conn.smembers(user_key(&store, "alice")).await.unwrap();
+    assert_eq!(ids, HashSet::from(["c1".to_owned()]));
+    let session_ttl = pttl(&mut conn, &session_key(&store, "c1")).await;
+    let set_ttl = pttl(&mut conn, &user_key(&store, "alice")).await;
+    assert!(session_ttl > 0 && session_ttl <= HOUR.as_millis() as i64);
+    assert!(set_ttl >= session_ttl);
+
+    store.clear_session_data("c1").await.unwrap();
+    let fields: Vec<String> = conn.hkeys(session_key(&store, "c1")).await.unwrap();
+    assert_eq!(fields.len(), 3, "{fields:?}");
+    assert!(fields.iter().all(|f| f.starts_with("meta:")));
+}
+
+#[tokio::test]
+async fn corrupt_data_is_reported_with_its_key() {
+    let store = require_redis!(redis_store(HOUR).await);
+    let mut conn = raw(&store).await;
+
+    store.create_session("c1", "alice").await.unwrap();
+    store
+        .set_session_data("c1", "good", json!(1))
+        .await
+        .unwrap();
+    let _: i64 = conn
+        .hset(session_key(&store, "c1"), "data:bad", "not json")
+        .await
+        .unwrap();
+    let err = store.get_session_data("c1", "bad").await.unwrap_err();
+    match &err {
+        Error::Corrupt { id, field, source } => {
+            assert_eq!((id.as_str(), field.as_str()), ("c1", "bad"));
+            assert!(source.downcast_ref::<serde_json::Error>().is_some());
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(
+        store.get_session_data("c1", "good").await.unwrap(),
+        Some(json!(1))
+    );
+    let err = store.get_session("c1").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt { field, .. } if field == "bad"),
+        "{err:?}"
+    );
+    let err = store.get_user_sessions("alice").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt { field, .. } if field == "bad"),
+        "{err:?}"
+    );
+
+    // A hash without its metadata.
+    let orphan = session_key(&store, "orphan");
+    let _: i64 = conn.hset(&orphan, "data:a", "1").await.unwrap();
+    let _: bool = conn.pexpire(&orphan, 60_000).await.unwrap();
+    let err = store.get_session("orphan").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt { field, .. } if field == "meta:user_id"),
+        "{err:?}"
+    );
+    let err = store
+        .set_session_data("orphan", "b", json!(2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt { field, .. } if field == "meta:user_id"),
+        "{err:?}"
+    );
+    let fields: Vec<String> = conn.hkeys(&orphan).await.unwrap();
+    assert_eq!(fields, ["data:a"], "a refused write wrote nothing");
+
+    // Metadata that is not a timestamp.
+    store.create_session("c2", "alice").await.unwrap();
+    let _: i64 = conn
+        .hset(session_key(&store, "c2"), "meta:created_at", "yesterday")
+        .await
+        .unwrap();
+    let err = store.get_session("c2").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt { field, .. } if field == "meta:created_at"),
+        "{err:?}"
+    );
+
+    // A session key that holds a string: Redis answers WRONGTYPE.
+    let _: () = conn
+        .set_ex(session_key(&store, "str"), "x", 60)
+        .await
+        .unwrap();
+    let backend = |err: Error| match err {
+        Error::Backend(source) => {
+            let redis = source
+                .downcast_ref::<redis::RedisError>()
+                .expect("the Redis error is kept");
+            assert_eq!(redis.code(), Some("WRONGTYPE"), "{redis:?}");
+        }
+        other => panic!("expected Backend, got {other:?}"),
+    };
+    backend(store.get_session("str").await.unwrap_err());
+    backend(store.get_session_data("str", "k").await.unwrap_err());
+    backend(
+        store
+            .set_session_data("str", "k", json!(1))
+            .await
+            .unwrap_err(),
+    );
+    backend(store.touch(&["c1".into(), "str".into()]).await.unwrap_err());
+    let value: String = conn.get(session_key(&store, "str")).await.unwrap();
+    assert_eq!(value, "x");
+}
+
+#[tokio::test]
+async fn a_write_after_expiry_does_not_recreate_the_session() {
+    let store = require_redis!(redis_store(Duration::from_millis(300)).await);
+    let mut conn = raw(&store).await;
+    store.create_session("c1", "alice").await.unwrap();
+    store.set_session_data("c1", "k", json!(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let key = session_key(&store, "c1");
+    assert!(
+        store
+            .set_session_data("c1", "k", json!(2))
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    let data = SessionData::from_iter([("k".to_owned(), json!(3))]);
+    assert!(
+        store
+            .update_session_data("c1", data)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(
+        store
+            .delete_session_data("c1", "k")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(
+        store
+            .clear_session_data("c1")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(
+        store
+            .get_session_data("c1", "k")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert_eq!(store.touch(&["c1".to_owned()]).await.unwrap(), ["c1"]);
+    assert_eq!(store.get_session("c1").await.unwrap(), None);
+    let exists: bool = conn.exists(&key).await.unwrap();
+    assert!(!exists, "a write recreated part of an expired session");
+    assert!(store.get_user_sessions("alice").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn touch_refreshes_sessions_and_their_user_sets() {
+    let store = require_redis!(redis_store(HOUR).await);
+    let mut conn = raw(&store).await;
+    let created = store.create_session("c1", "alice").await.unwrap();
+    let key = session_key(&store, "c1");
+    let set = user_key(&store, "alice");
+    let _: bool = conn.pexpire(&key, 5_000).await.unwrap();
+    let _: bool = conn.pexpire(&set, 1_000).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    let missing = store
+        .touch(&["c1".to_owned(), "gone".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(missing, ["gone"]);
+    let exists: bool = conn.exists(session_key(&store, "gone")).await.unwrap();
+    assert!(!exists);
+    let session_ttl = pttl(&mut conn, &key).await;
+    assert!(session_ttl > 3_500_000, "{session_ttl}");
+    assert!(pttl(&mut conn, &set).await >= session_ttl);
+    let session = store.get_session("c1").await.unwrap().unwrap();
+    assert!(session.last_active > created.last_active);
+    assert_eq!(session.created_at, created.created_at);
+}
+
+/// `(calls per command)` from `INFO commandstats`.
+async fn command_calls(conn: &mut MultiplexedConnection) -> HashMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_a_thousand_sessions_is_one_script_call_and_prunes_the_dead() {
+    // A private server, so that nothing else moves its command counters.
+    let server = require_redis!(RedisServer::start());
+    let store = RedisStore::connect(&server.url(), unique_prefix(), HOUR)
+        .await
+        .unwrap();
+    let mut conn = raw(&store).await;
+    let ids: Vec<String> = (0..1000).map(|i| format!("s{i:04}")).collect();
+    stream::iter(&ids)
+        .for_each_concurrent(32, |id| {
+            let store = &store;
+            async move {
+                store.create_session(id, "crowd").await.unwrap();
+            }
+        })
+        .await;
+    // 100 removed behind the store's back, 100 expired for real.
+    for id in &ids[..100] {
+        let _: i64 = conn.del(session_key(&store, id)).await.unwrap();
+    }
+    for id in &ids[100..200] {
+        let _: bool = conn.pexpire(session_key(&store, id), 1).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Load the script, so that the call below is the steady state.
+    assert!(store.get_user_sessions("nobody").await.unwrap().is_empty());
+
+    let before = command_calls(&mut conn).await;
+    let sessions = store.get_user_sessions("crowd").await.unwrap();
+    let after = command_calls(&mut conn).await;
+    let delta = |name: &str| after.get(name).unwrap_or(&0) - before.get(name).unwrap_or(&0);
+
+    assert_eq!(delta("evalsha"), 1, "one script call");
+    assert_eq!(delta("eval") + delta("script"), 0, "no script load or EVAL");
+    assert_eq!(delta("smembers"), 1);
+    assert_eq!(
+        delta("hgetall"),
+        1000,
+        "every member read once, inside the script"
+    );
+    assert_eq!(delta("srem"), 200, "the dead pruned");
+
+    let live: HashSet<String> = sessions.iter().map(|s| s.id.clone()).collect();
+    let expected: HashSet<String> = ids[200..].iter().cloned().collect();
+    assert_eq!(live, expected);
+    assert!(sessions.iter().all(|s| s.user_id == "crowd"));
+    let members: HashSet<String> = conn.smembers(user_key(&store, "crowd")).await.unwrap();
+    assert_eq!(members, expected);
+}
+
+#[tokio::test]
+async fn a_listing_skips_an_id_reused_by_another_user() {
+    let store = require_redis!(redis_store(HOUR).await);
+    let mut conn = raw(&store).await;
+    store.create_session("c1", "alice").await.unwrap();
+    // c1 ends without `remove_session` (its id stays in alice's set), then bob takes the id.
+    let _: i64 = conn.del(session_key(&store, "c1")).await.unwrap();
+    store.create_session("c1", "bob").await.unwrap();
+
+    assert!(store.get_user_sessions("alice").await.unwrap().is_empty());
+    let members: Vec<String> = conn.smembers(user_key(&store, "alice")).await.unwrap();
+    assert!(members.is_empty(), "{members:?}");
+    let bobs = store.get_user_sessions("bob").await.unwrap();
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(bobs[0].id, "c1");
+}
+
+#[tokio::test]
+async fn the_store_recovers_from_an_outage_on_its_own() {
+    // A private server: stopping the shared one would break the other tests.
+    let mut server = require_redis!(RedisServer::start());
+    let timeout = Duration::from_millis(500);
+    let margin = Duration::from_millis(300);
+    let store = RedisStore::connect(&server.url(), unique_prefix(), HOUR)
+        .await
+        .unwrap()
+        .timeout(timeout);
+    store.create_session("before", "alice").await.unwrap();
+
+    server.stop();
+    for attempt in 0..3 {
+        let started = Instant::now();
+        let err = store.get_session("before").await.unwrap_err();
+        let took = started.elapsed();
+        assert!(err.is_unavailable(), "attempt {attempt}: {err:?}");
+        assert!(took <= timeout + margin, "attempt {attempt} took {took:?}");
+    }
+    let started = Instant::now();
+    let err = store.create_session("during", "alice").await.unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(started.elapsed() <= timeout + margin);
+
+    server.restart();
+    let restarted = Instant::now();
+    let mut failures = Vec::new();
+    loop {
+        match store.create_session("after", "alice").await {
+            Ok(_) => break,
+            Err(err) => failures.push(err),
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(5),
+            "no recovery within 5 s: {failures:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "recovered {:?} after the restart, {} failed attempt(s) first",
+        restarted.elapsed(),
+        failures.len()
+    );
+    assert!(failures.len() <= 2, "{failures:?}");
+    // The same store keeps working; the server kept no data across the restart.
+    store
+        .set_session_data("after", "k", json!(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_session_data("after", "k").await.unwrap(),
+        Some(json!(1))
+    );
+    assert_eq!(store.get_session("before").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn connect_fails_fast_when_nothing_listens() {
+    // A port that was free a moment ago: connections are refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let err = RedisStore::connect(&format!("redis://127.0.0.1:{port}/"), "x", HOUR)
+        .await
+        .unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let err = RedisStore::connect("not a url", "x", HOUR)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Backend(_)), "{err:?}");
+}

@@ -1,0 +1,273 @@
+//! Private `redis-server` processes for tests, and the Redis URL a test binary shares.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ws_session::RedisStore;
+
+/// The message a test prints when it cannot run for want of Redis.
+pub const SKIPPED: &str = "SKIPPED: no Redis (install redis-server or set REDIS_URL)";
+
+/// How long a fresh server has to answer PING.
+const STARTUP: Duration = Duration::from_secs(10);
+
+/// A `redis-server` of this test process, on its own port and in its own directory.
+///
+/// The server runs under a small `sh` watchdog that reads its standard input, which is a pipe
+/// held by this process: when the pipe closes — on [`stop`](Self::stop), on drop, or because
+/// the test process exited or was killed — the watchdog kills the server, removes its
+/// directory and exits. So no server outlives its test process, even when it sits in a static
+/// that is never dropped.
+pub struct RedisServer {
+    program: &'static str,
+    port: u16,
+    dir: PathBuf,
+    running: Option<Running>,
+}
+
+struct Running {
+    watchdog: Child,
+    /// Closing this pipe tells the watchdog to kill the server.
+    lifeline: ChildStdin,
+}
+
+impl RedisServer {
+    /// Starts a private redis-server on a free 127.0.0.1 port (`--save "" --appendonly no`,
+    /// its own temporary directory) and waits until it answers PING. Killed on drop.
+    ///
+    /// Returns `None` (after saying so on stderr) when no server binary is installed and `CI`
+    /// is unset.
+    ///
+    /// # Panics
+    ///
+    /// When no server binary is installed and `CI` is set, or when the server does not start.
+    pub fn start() -> Option<RedisServer> {
+        let Some(program) = server_program() else {
+            unavailable("redis-server is not installed");
+            return None;
+        };
+        let dir = std::env::temp_dir().join(format!(
+            "ws-session-redis-{}-{}",
+            std::process::id(),
+            SERVERS.fetch_add(1, Ordering::Relaxed)
+        ));
+        // The port is free when we look; another process could take it before the server
+        // binds, so try a few.
+        let mut failures = Vec::new();
+        for _ in 0..5 {
+            let mut server = RedisServer {
+                program,
+                port: free_port(),
+                dir: dir.clone(),
+                running: None,
+            };
+            match server.launch() {
+                Ok(()) => return Some(server),
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("{program} did not start: {failures:#?}");
+    }
+
+    /// The server's URL, `redis://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills the server and waits until it is gone. Does nothing when it is not running.
+    pub fn stop(&mut self) {
+        if let Some(Running {
+            mut watchdog,
+            lifeline,
+        }) = self.running.take()
+        {
+            drop(lifeline);
+            // The watchdog kills the server, waits for it and exits.
+            let _ = watchdog.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and waits until it answers PING. The data
+    /// is gone: the server keeps none on disk.
+    ///
+    /// # Panics
+    ///
+    /// When the server does not come back.
+    pub fn restart(&mut self) {
+        self.stop();
+        if let Err(why) = self.launch() {
+            panic!("redis-server did not restart on port {}: {why}", self.port);
+        }
+    }
+
+    fn launch(&mut self) -> Result<(), String> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|err| format!("cannot create {}: {err}", self.dir.display()))?;
+        let log = self.dir.join("redis.log");
+        let mut watchdog = Command::new("sh")
+            .arg("-c")
+            // `$0` is the server binary, `$@` its arguments. A background reader of the pipe
+            // kills the server when our end closes; the shell itself waits for the server, so
+            // it exits when the server does, for whatever reason.
+            .arg(concat!(
+                r#""$0" "$@" & server=$!; exec 3<&0; "#,
+                r#"( read _ <&3; kill -9 "$server" 2>/dev/null ) & "#,
+                r#"wait "$server"; rm -rf "$WS_REDIS_DIR""#,
+            ))
+            .env("WS_REDIS_DIR", &self.dir)
+            .arg(self.program)
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--logfile")
+            .arg(&log)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|err| format!("cannot run sh: {err}"))?;
+        let lifeline = watchdog
+            .stdin
+            .take()
+            .expect("the watchdog's stdin is piped");
+        self.running = Some(Running { watchdog, lifeline });
+
+        let deadline = Instant::now() + STARTUP;
+        while Instant::now() < deadline {
+            if answers_ping(self.port) {
+                return Ok(());
+            }
+            if let Some(Running { watchdog, .. }) = &mut self.running
+                && let Ok(Some(status)) = watchdog.try_wait()
+            {
+                self.running = None;
+                return Err(format!("the watchdog exited with {status}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        self.stop();
+        Err(format!(
+            "no PONG on port {} within {STARTUP:?}; log:\n{log}",
+            self.port
+        ))
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+static SERVERS: AtomicU64 = AtomicU64::new(0);
+
+/// The Redis URL the ordinary tests of this binary share: `REDIS_URL` when set, otherwise
+/// one private server started once per test binary (kept in a static; it dies with the
+/// process).
+///
+/// Returns `None` (loudly) when neither is possible and `CI` is unset.
+///
+/// # Panics
+///
+/// When neither is possible and `CI` is set.
+pub fn shared_url() -> Option<String> {
+    static SHARED: OnceLock<Option<String>> = OnceLock::new();
+    static SERVER: OnceLock<RedisServer> = OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            if let Ok(url) = std::env::var("REDIS_URL")
+                && !url.is_empty()
+            {
+                return Some(url);
+            }
+            let server = RedisServer::start()?;
+            let url = server.url();
+            let _ = SERVER.set(server);
+            Some(url)
+        })
+        .clone()
+}
+
+/// A key prefix no other call returns, in this process or any other, so tests never see each
+/// other's keys, even on a shared `REDIS_URL` server.
+pub fn unique_prefix() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "wst:{}:{}:{:08x}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>()
+    )
+}
+
+/// A `RedisStore` on [`shared_url`] with a [`unique_prefix`] and the given TTL; `None` when
+/// Redis is unavailable (see [`shared_url`]).
+///
+/// # Panics
+///
+/// When a Redis URL is known but the store cannot connect to it.
+pub async fn redis_store(ttl: Duration) -> Option<RedisStore> {
+    let url = shared_url()?;
+    let store = RedisStore::connect(&url, unique_prefix(), ttl)
+        .await
+        .unwrap_or_else(|err| panic!("cannot connect to Redis at {url}: {err}"));
+    Some(store)
+}
+
+/// Says loudly that Redis is missing; panics instead under CI, where tests must not skip.
+fn unavailable(why: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("{why}, and CI is set: Redis tests must not be skipped in CI");
+    }
+    eprintln!("{SKIPPED} ({why})");
+}
+
+/// `redis-server`, or `valkey-server` when only that is installed.
+fn server_program() -> Option<&'static str> {
+    ["redis-server", "valkey-server"]
+        .into_iter()
+        .find(|program| {
+            Command::new(program)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success())
+        })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .expect("bind a free port")
+        .port()
+}
+
+fn answers_ping(port: u16) -> bool {
+    let ping = || -> std::io::Result<bool> {
+        let timeout = Some(Duration::from_millis(200));
+        let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+        stream.set_read_timeout(timeout)?;
+        stream.set_write_timeout(timeout)?;
+        stream.write_all(b"PING\r\n")?;
+        let mut reply = [0; 7];
+        stream.read_exact(&mut reply)?;
+        Ok(&reply == b"+PONG\r\n")
+    };
+    ping().unwrap_or(false)
+}
