@@ -80,6 +80,7 @@ impl Error {
         Error::AlreadyExists { id: id.to_owned() }
     }
 
+    #[cfg(feature = "redis")]
     pub(crate) fn timed_out(after: std::time::Duration) -> Self {
         Error::Unavailable {
             reason: format!("no answer within {after:?}"),

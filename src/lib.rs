@@ -25,4 +25,4 @@ pub use session::{Session, SessionData, from_value, new_session_id, to_value};
 pub use store::SessionStore;
 pub use store::memory::MemoryStore;
 #[cfg(feature = "redis")]
-pub use store::redis::RedisStore;
+pub use store::redis::{RedisPool, RedisStore};

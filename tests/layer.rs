@@ -11,13 +11,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::{Router, extract::ws::WebSocketUpgrade, response::IntoResponse, routing::get};
+use axum::{Router, extract::ws::WebSocketUpgrade, routing::get};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite};
-use ws_session::{LiveSessions, MemoryStore, SessionLayer, SessionStore, WsSession};
+use ws_session::{LiveSessions, MemoryStore, SessionStore, WsSession};
 
 type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 

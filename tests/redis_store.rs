@@ -41,6 +41,12 @@ async fn pttl(conn: &mut MultiplexedConnection, key: &str) -> i64 {
     redis::cmd("PTTL").arg(key).query_async(conn).await.unwrap()
 }
 
+/// When `key` expires, in ms since the Unix epoch. Unlike two `PTTL` readings taken one after
+/// the other, two of these compare exactly.
+async fn expire_time(conn: &mut MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("PEXPIRETIME").arg(key).query_async(conn).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_writing_different_keys_of_one_session_lose_nothing() {
     let url = require_redis!(shared_url());
@@ -251,14 +257,13 @@ async fn every_key_carries_a_ttl_after_a_random_workload() {
         assert!(ttl > 0, "{key} has PTTL {ttl}");
         if key.contains(":user_sessions:") {
             sets += 1;
-            // The set first: its PTTL only falls while the members are read.
-            let set_ttl = ttl;
+            let set_expiry = expire_time(&mut conn, key).await;
             let ids: Vec<String> = conn.smembers(key).await.unwrap();
             for id in ids {
-                let member_ttl = pttl(&mut conn, &session_key(&long, &id)).await;
+                let member_expiry = expire_time(&mut conn, &session_key(&long, &id)).await;
                 assert!(
-                    set_ttl >= member_ttl,
-                    "{key} (PTTL {set_ttl}) outlived by its member {id} (PTTL {member_ttl})"
+                    set_expiry >= member_expiry,
+                    "{key} (expires at {set_expiry}) outlived by its member {id} (at {member_expiry})"
                 );
                 members += 1;
             }
@@ -319,9 +324,10 @@ async fn the_hash_holds_exactly_the_documented_fields() {
     let ids: HashSet<String> = conn.smembers(user_key(&store, "alice")).await.unwrap();
     assert_eq!(ids, HashSet::from(["c1".to_owned()]));
     let session_ttl = pttl(&mut conn, &session_key(&store, "c1")).await;
-    let set_ttl = pttl(&mut conn, &user_key(&store, "alice")).await;
     assert!(session_ttl > 0 && session_ttl <= HOUR.as_millis() as i64);
-    assert!(set_ttl >= session_ttl);
+    let session_expiry = expire_time(&mut conn, &session_key(&store, "c1")).await;
+    let set_expiry = expire_time(&mut conn, &user_key(&store, "alice")).await;
+    assert!(set_expiry >= session_expiry);
 
     store.clear_session_data("c1").await.unwrap();
     let fields: Vec<String> = conn.hkeys(session_key(&store, "c1")).await.unwrap();
@@ -497,7 +503,7 @@ async fn touch_refreshes_sessions_and_their_user_sets() {
     assert!(!exists);
     let session_ttl = pttl(&mut conn, &key).await;
     assert!(session_ttl > 3_500_000, "{session_ttl}");
-    assert!(pttl(&mut conn, &set).await >= session_ttl);
+    assert!(expire_time(&mut conn, &set).await >= expire_time(&mut conn, &key).await);
     let session = store.get_session("c1").await.unwrap().unwrap();
     assert!(session.last_active > created.last_active);
     assert_eq!(session.created_at, created.created_at);

@@ -85,11 +85,10 @@ async fn serve_socket(mut socket: WebSocket, session: WsSession, chat: Chat) {
                     Some(Ok(Message::Close(_)) | Err(_)) | None => break,
                     Some(Ok(_)) => continue,
                 };
-                let reply = answer(&text, &session, &chat).await;
-                if let Some(reply) = reply {
-                    if send(&mut socket, &reply).await.is_err() {
-                        break;
-                    }
+                if let Some(reply) = answer(&text, &session, &chat).await
+                    && send(&mut socket, &reply).await.is_err()
+                {
+                    break;
                 }
             }
             said = heard.recv() => match said {

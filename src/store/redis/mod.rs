@@ -77,13 +77,14 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The pool configuration [`RedisStore::connect`] uses.
 ///
 /// bb8-redis never reports a connection as broken, so a multiplexed connection that died with
-/// its server would stay in the pool and fail every operation after Redis is back. bb8's
-/// `test_on_check_out` sends a `PING` on every checkout, which finds such a connection, drops
-/// it and opens a new one. The price is one extra round trip per operation.
+/// its server would stay in the pool and fail every operation after Redis is back. Rather than
+/// a `PING` on every checkout (one extra round trip per operation), the store replaces a
+/// connection in place when an operation finds it dead (see [`RedisStore::heal`]), so the
+/// pool needs no health check of its own.
 fn pool_builder() -> bb8::Builder<RedisConnectionManager> {
     bb8::Pool::builder()
         .connection_timeout(DEFAULT_TIMEOUT)
-        .test_on_check_out(true)
+        .test_on_check_out(false)
         .error_sink(Box::new(LogConnectionErrors))
 }
 
@@ -155,8 +156,10 @@ impl fmt::Debug for RedisStore {
 impl RedisStore {
     /// A store on `pool`, keeping its keys under `prefix` and its sessions for `ttl`.
     ///
-    /// The pool's configuration is the caller's; [`connect`](Self::connect) builds one that
-    /// recovers from a Redis outage. Limits are [`Limits::default`] and the operation timeout
+    /// The pool's configuration is the caller's. Whatever it is, a connection that an operation
+    /// finds dead is replaced in place, so the store recovers from a Redis outage; a pool with
+    /// bb8's default `test_on_check_out(true)` also pays a `PING` per operation, which
+    /// [`connect`](Self::connect)'s pool does not. Limits are [`Limits::default`] and the operation timeout
     /// is 2 seconds until changed with [`limits`](Self::limits) and [`timeout`](Self::timeout).
     pub fn new(pool: RedisPool, prefix: impl Into<String>, ttl: Duration) -> Self {
         let prefix = prefix.into();
@@ -176,9 +179,9 @@ impl RedisStore {
     /// Connects to the Redis server at `url` (`redis://[user:password@]host[:port][/db]`) and
     /// returns a store on a new pool, after checking with a `PING` that the server answers.
     ///
-    /// The pool waits at most 2 seconds for a connection, and checks each connection with a
-    /// `PING` before it hands it out, so that connections lost in an outage are replaced once
-    /// Redis is back.
+    /// The pool waits at most 2 seconds for a new connection and sends no health check on
+    /// checkout: a connection lost in an outage is replaced by the operation that finds it
+    /// dead, so the store works again once Redis is back.
     ///
     /// # Errors
     ///
@@ -238,7 +241,8 @@ impl RedisStore {
     async fn query(&self, cmd: &::redis::Cmd) -> Result<Value> {
         self.bounded(async {
             let mut conn = self.checkout().await?;
-            cmd.query_async(&mut *conn).await.map_err(redis_error)
+            let reply = cmd.query_async(&mut *conn).await;
+            self.heal(&mut conn, reply).await
         })
         .await
     }
@@ -247,9 +251,35 @@ impl RedisStore {
     async fn eval(&self, script: &::redis::ScriptInvocation<'_>) -> Result<Value> {
         self.bounded(async {
             let mut conn = self.checkout().await?;
-            script.invoke_async(&mut *conn).await.map_err(redis_error)
+            let reply = script.invoke_async(&mut *conn).await;
+            self.heal(&mut conn, reply).await
         })
         .await
+    }
+
+    /// Maps a reply to a result. When the error shows that the connection itself is dead (its
+    /// server went away), a fresh connection takes its place in the pool, so that the store
+    /// works again as soon as Redis is back. The failed operation is not retried: it may have
+    /// reached the server before the connection broke.
+    async fn heal<T>(
+        &self,
+        conn: &mut PooledConnection<'_, RedisConnectionManager>,
+        reply: ::redis::RedisResult<T>,
+    ) -> Result<T> {
+        let err = match reply {
+            Ok(value) => return Ok(value),
+            Err(err) => err,
+        };
+        if connection_lost(&err) {
+            match self.inner.pool.dedicated_connection().await {
+                Ok(fresh) => {
+                    **conn = fresh;
+                    tracing::debug!(error = %err, "replaced a dead Redis connection");
+                }
+                Err(error) => tracing::debug!(%error, "Redis still unreachable"),
+            }
+        }
+        Err(redis_error(err))
     }
 
     async fn bounded<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
@@ -471,6 +501,12 @@ const DATA: &str = "data:";
 
 fn data_field(key: &str) -> String {
     format!("{DATA}{key}")
+}
+
+/// Whether `err` means the connection can never answer again (not merely a slow reply).
+fn connection_lost(err: &RedisError) -> bool {
+    !err.is_timeout()
+        && (err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error())
 }
 
 /// Maps a Redis error: a lost or refused connection, a timeout or a server that cannot serve

@@ -5,11 +5,13 @@ local user, status = owner_of(key)
 if not user then
   return status
 end
-index(ARGV[2] .. user, ARGV[1], ARGV[3])
+local user_set = ARGV[2] .. user
+join(user_set, ARGV[1])
 for _, field in ipairs(redis.call('HKEYS', key)) do
   if string.sub(field, 1, 5) == 'data:' then
     redis.call('HDEL', key, field)
   end
 end
 refresh(key, ARGV[3], ARGV[4])
+outlive(user_set, key)
 return OK

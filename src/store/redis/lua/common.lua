@@ -20,12 +20,19 @@ local function owner_of(key)
   return nil, NOT_FOUND
 end
 
--- Adds `id` to the user set and keeps the set alive at least as long as the session:
--- PTTL is -1 for a set without a TTL, so this also repairs a missing one.
-local function index(user_set, id, ttl_ms)
+-- Adds `id` to its user set. Scripts call it before their other writes: a WRONGTYPE at the
+-- set fails the script before anything is written.
+local function join(user_set, id)
   redis.call('SADD', user_set, id)
-  if redis.call('PTTL', user_set) < tonumber(ttl_ms) then
-    redis.call('PEXPIRE', user_set, ttl_ms)
+end
+
+-- Keeps the user set alive at least until the session at `key` expires. Comparing absolute
+-- expiry times (not two TTLs read a moment apart) makes this exact; PEXPIRETIME is -1 for a
+-- set without a TTL, so this also repairs a missing one. Call it after the session's TTL is set.
+local function outlive(user_set, key)
+  local session_expires = redis.call('PEXPIRETIME', key)
+  if redis.call('PEXPIRETIME', user_set) < session_expires then
+    redis.call('PEXPIREAT', user_set, session_expires)
   end
 end
 

@@ -6,7 +6,9 @@ local user, status = owner_of(key)
 if not user then
   return status
 end
-index(ARGV[2] .. user, ARGV[1], ARGV[3])
+local user_set = ARGV[2] .. user
+join(user_set, ARGV[1])
 redis.call('HDEL', key, ARGV[5])
 refresh(key, ARGV[3], ARGV[4])
+outlive(user_set, key)
 return OK

@@ -22,9 +22,11 @@ if fresh > 0 then
   end
 end
 
-index(ARGV[2] .. user, ARGV[1], ARGV[3])
+local user_set = ARGV[2] .. user
+join(user_set, ARGV[1])
 for i = 6, #ARGV, 2 do
   redis.call('HSET', key, ARGV[i], ARGV[i + 1])
 end
 refresh(key, ARGV[3], ARGV[4])
+outlive(user_set, key)
 return OK

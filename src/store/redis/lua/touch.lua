@@ -13,8 +13,10 @@ for i, key in ipairs(KEYS) do
   local id = ARGV[3 + i]
   local user = owners[i]
   if user then
-    index(ARGV[1] .. user, id, ARGV[2])
+    local user_set = ARGV[1] .. user
+    join(user_set, id)
     refresh(key, ARGV[2], ARGV[3])
+    outlive(user_set, key)
   elseif redis.call('EXISTS', key) == 1 then
     -- a hash without an owner: keep it alive, but it has no user set to join
     refresh(key, ARGV[2], ARGV[3])
