@@ -55,10 +55,12 @@ mod scripts;
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use ::redis::aio::MultiplexedConnection;
 use ::redis::{ErrorKind, RedisError, ServerErrorKind, Value};
-use bb8::{ErrorSink, PooledConnection, RunError};
+use bb8::{ErrorSink, RunError};
 use bb8_redis::RedisConnectionManager;
 use serde_json::Value as Json;
 
@@ -78,9 +80,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 ///
 /// bb8-redis never reports a connection as broken, so a multiplexed connection that died with
 /// its server would stay in the pool and fail every operation after Redis is back. Rather than
-/// a `PING` on every checkout (one extra round trip per operation), the store replaces a
-/// connection in place when an operation finds it dead (see [`RedisStore::heal`]), so the
-/// pool needs no health check of its own.
+/// a `PING` on every checkout (one extra round trip per operation), the store checks the
+/// pool's connections only after an operation has found one dead, and replaces the dead ones
+/// in place (see `RedisStore::heal_pool`), so the pool needs no health check of its own.
 fn pool_builder() -> bb8::Builder<RedisConnectionManager> {
     bb8::Pool::builder()
         .connection_timeout(DEFAULT_TIMEOUT)
@@ -138,6 +140,8 @@ struct Inner {
     ttl: Duration,
     limits: Limits,
     timeout: Duration,
+    /// Set while one operation checks the pool for dead connections.
+    healing: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -172,6 +176,7 @@ impl RedisStore {
                 ttl,
                 limits: Limits::default(),
                 timeout: DEFAULT_TIMEOUT,
+                healing: Arc::new(AtomicBool::new(false)),
             }),
         }
     }
@@ -240,9 +245,9 @@ impl RedisStore {
     /// Sends one command, bounded by the store's timeout.
     async fn query(&self, cmd: &::redis::Cmd) -> Result<Value> {
         self.bounded(async {
-            let mut conn = self.checkout().await?;
-            let reply = cmd.query_async(&mut *conn).await;
-            self.heal(&mut conn, reply).await
+            let mut conn = self.connection().await?;
+            let reply = cmd.query_async(&mut conn).await;
+            self.outcome(reply).await
         })
         .await
     }
@@ -250,36 +255,11 @@ impl RedisStore {
     /// Runs one script, bounded by the store's timeout.
     async fn eval(&self, script: &::redis::ScriptInvocation<'_>) -> Result<Value> {
         self.bounded(async {
-            let mut conn = self.checkout().await?;
-            let reply = script.invoke_async(&mut *conn).await;
-            self.heal(&mut conn, reply).await
+            let mut conn = self.connection().await?;
+            let reply = script.invoke_async(&mut conn).await;
+            self.outcome(reply).await
         })
         .await
-    }
-
-    /// Maps a reply to a result. When the error shows that the connection itself is dead (its
-    /// server went away), a fresh connection takes its place in the pool, so that the store
-    /// works again as soon as Redis is back. The failed operation is not retried: it may have
-    /// reached the server before the connection broke.
-    async fn heal<T>(
-        &self,
-        conn: &mut PooledConnection<'_, RedisConnectionManager>,
-        reply: ::redis::RedisResult<T>,
-    ) -> Result<T> {
-        let err = match reply {
-            Ok(value) => return Ok(value),
-            Err(err) => err,
-        };
-        if connection_lost(&err) {
-            match self.inner.pool.dedicated_connection().await {
-                Ok(fresh) => {
-                    **conn = fresh;
-                    tracing::debug!(error = %err, "replaced a dead Redis connection");
-                }
-                Err(error) => tracing::debug!(%error, "Redis still unreachable"),
-            }
-        }
-        Err(redis_error(err))
     }
 
     async fn bounded<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
@@ -289,16 +269,79 @@ impl RedisStore {
             .unwrap_or_else(|_| Err(Error::timed_out(timeout)))
     }
 
-    async fn checkout(&self) -> Result<PooledConnection<'_, RedisConnectionManager>> {
-        let mut conn = self.inner.pool.get().await.map_err(|err| match err {
+    /// A handle on one of the pool's connections.
+    ///
+    /// A pooled connection is multiplexed: its handle is cheap to clone, and clones send their
+    /// commands down the same socket. So the store checks a connection out only long enough to
+    /// clone its handle and puts it straight back. Concurrent operations then share the pool's
+    /// connections and are pipelined on them, instead of each holding a connection of its own
+    /// for a whole round trip.
+    async fn connection(&self) -> Result<MultiplexedConnection> {
+        let pooled = self.inner.pool.get().await.map_err(|err| match err {
             RunError::User(err) => redis_error(err),
             RunError::TimedOut => Error::Unavailable {
                 reason: "no Redis connection available in the pool".to_owned(),
                 source: Some(Box::new(RunError::<RedisError>::TimedOut)),
             },
         })?;
+        let mut conn = (*pooled).clone();
+        drop(pooled);
         conn.set_response_timeout(self.inner.timeout);
         Ok(conn)
+    }
+
+    /// Maps a reply to a result. When the error shows that a connection is dead (its server
+    /// went away), the pool is healed before the error is returned, so that the store works
+    /// again as soon as Redis is back. The failed operation is not retried: it may have
+    /// reached the server before the connection broke.
+    async fn outcome<T>(&self, reply: ::redis::RedisResult<T>) -> Result<T> {
+        let err = match reply {
+            Ok(value) => return Ok(value),
+            Err(err) => err,
+        };
+        if connection_lost(&err) {
+            tracing::debug!(error = %err, "a Redis connection is dead; checking the pool");
+            self.heal_pool().await;
+        }
+        Err(redis_error(err))
+    }
+
+    /// Checks every connection of the pool with a `PING` and replaces the dead ones in place
+    /// with fresh connections. One operation at a time does this; the others carry on.
+    async fn heal_pool(&self) {
+        struct Done<'a>(&'a AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        if self.inner.healing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let _done = Done(&self.inner.healing);
+        let pool = &self.inner.pool;
+        // Hold every checked connection until the end, so that no connection is checked twice.
+        let mut checked = Vec::new();
+        for _ in 0..pool.state().connections {
+            let Ok(mut conn) = pool.get().await else {
+                break;
+            };
+            if ::redis::cmd("PING")
+                .query_async::<()>(&mut *conn)
+                .await
+                .is_err()
+            {
+                match pool.dedicated_connection().await {
+                    Ok(fresh) => *conn = fresh,
+                    Err(error) => {
+                        tracing::debug!(%error, "Redis still unreachable");
+                        break;
+                    }
+                }
+                tracing::debug!("replaced a dead Redis connection");
+            }
+            checked.push(conn);
+        }
     }
 
     /// Runs a script that answers with a status code, and maps the code to a result.

@@ -5,13 +5,16 @@ local user, status = owner_of(key)
 if not user then
   return status
 end
-local user_set = ARGV[2] .. user
-join(user_set, ARGV[1])
+local data = { key }
 for _, field in ipairs(redis.call('HKEYS', key)) do
   if string.sub(field, 1, 5) == 'data:' then
-    redis.call('HDEL', key, field)
+    data[#data + 1] = field
   end
 end
-refresh(key, ARGV[3], ARGV[4])
-outlive(user_set, key)
+if #data > 1 then
+  redis.call('HDEL', unpack(data))
+end
+redis.call('HSET', key, 'meta:last_active', ARGV[4])
+redis.call('PEXPIRE', key, ARGV[3])
+outlive(ARGV[2] .. user, ARGV[3])
 return OK

@@ -7,6 +7,11 @@ local NO_OWNER = -2
 local TOO_MANY_KEYS = -3
 local TAKEN = -4
 
+-- How much longer than a session its user set is kept. A session's TTL and its set's TTL are
+-- set by two commands a few microseconds apart, so the margin keeps the set alive past every
+-- member, whatever the clock does in between.
+local SET_MARGIN_MS = 1000
+
 -- The owner of the session hash at `key`, or nil and the status that stops a write:
 -- NOT_FOUND when there is no such key, NO_OWNER when it exists without `meta:user_id`.
 local function owner_of(key)
@@ -20,24 +25,13 @@ local function owner_of(key)
   return nil, NOT_FOUND
 end
 
--- Adds `id` to its user set. Scripts call it before their other writes: a WRONGTYPE at the
--- set fails the script before anything is written.
-local function join(user_set, id)
-  redis.call('SADD', user_set, id)
-end
-
--- Keeps the user set alive at least until the session at `key` expires. Comparing absolute
--- expiry times (not two TTLs read a moment apart) makes this exact; PEXPIRETIME is -1 for a
--- set without a TTL, so this also repairs a missing one. Call it after the session's TTL is set.
-local function outlive(user_set, key)
-  local session_expires = redis.call('PEXPIRETIME', key)
-  if redis.call('PEXPIRETIME', user_set) < session_expires then
-    redis.call('PEXPIREAT', user_set, session_expires)
+-- Keeps the user set alive at least SET_MARGIN_MS beyond a member whose TTL was just set to
+-- `ttl_ms`. GT never shortens a set that a longer-lived member keeps alive; a set that has
+-- lost its TTL (GT treats it as infinite) gets one back.
+local function outlive(user_set, ttl_ms)
+  local set_ttl = tonumber(ttl_ms) + SET_MARGIN_MS
+  if redis.call('PEXPIRE', user_set, set_ttl, 'GT') == 0
+    and redis.call('PTTL', user_set) == -1 then
+    redis.call('PEXPIRE', user_set, set_ttl)
   end
-end
-
--- Marks the session active now and restarts its TTL.
-local function refresh(key, ttl_ms, now_ms)
-  redis.call('HSET', key, 'meta:last_active', now_ms)
-  redis.call('PEXPIRE', key, ttl_ms)
 end

@@ -4,11 +4,11 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return TAKEN
 end
 -- The user set goes first: a WRONGTYPE there fails the script before the session is written.
-join(KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('HSET', KEYS[1],
   'meta:user_id', ARGV[2],
   'meta:created_at', ARGV[4],
   'meta:last_active', ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-outlive(KEYS[2], KEYS[1])
+outlive(KEYS[2], ARGV[3])
 return OK

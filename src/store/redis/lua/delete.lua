@@ -6,9 +6,8 @@ local user, status = owner_of(key)
 if not user then
   return status
 end
-local user_set = ARGV[2] .. user
-join(user_set, ARGV[1])
 redis.call('HDEL', key, ARGV[5])
-refresh(key, ARGV[3], ARGV[4])
-outlive(user_set, key)
+redis.call('HSET', key, 'meta:last_active', ARGV[4])
+redis.call('PEXPIRE', key, ARGV[3])
+outlive(ARGV[2] .. user, ARGV[3])
 return OK

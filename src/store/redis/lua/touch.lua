@@ -9,19 +9,19 @@ for i, key in ipairs(KEYS) do
   owners[i] = redis.call('HGET', key, 'meta:user_id')
 end
 local missing = {}
+local extended = {}
 for i, key in ipairs(KEYS) do
-  local id = ARGV[3 + i]
   local user = owners[i]
-  if user then
-    local user_set = ARGV[1] .. user
-    join(user_set, id)
-    refresh(key, ARGV[2], ARGV[3])
-    outlive(user_set, key)
-  elseif redis.call('EXISTS', key) == 1 then
-    -- a hash without an owner: keep it alive, but it has no user set to join
-    refresh(key, ARGV[2], ARGV[3])
+  if user or redis.call('EXISTS', key) == 1 then
+    redis.call('HSET', key, 'meta:last_active', ARGV[3])
+    redis.call('PEXPIRE', key, ARGV[2])
+    -- A hash without an owner is kept alive, but has no user set.
+    if user and not extended[user] then
+      extended[user] = true
+      outlive(ARGV[1] .. user, ARGV[2])
+    end
   else
-    missing[#missing + 1] = id
+    missing[#missing + 1] = ARGV[3 + i]
   end
 end
 return missing
