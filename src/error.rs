@@ -152,7 +152,10 @@ impl fmt::Display for InvalidInput {
         match self {
             InvalidInput::EmptyKey => f.write_str("data key is empty"),
             InvalidInput::KeyTooLong { key, len, max } => {
-                write!(f, "data key {key:?}... is {len} bytes, over the limit of {max}")
+                write!(
+                    f,
+                    "data key {key:?}... is {len} bytes, over the limit of {max}"
+                )
             }
             InvalidInput::ValueTooLarge { key, len, max } => write!(
                 f,

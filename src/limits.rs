@@ -188,8 +188,15 @@ mod tests {
 
     #[test]
     fn json_len_matches_encoded_text() {
-        for value in [json!(null), json!("héllo \"q\""), json!({"a": [1, 2.5, true]})] {
-            assert_eq!(json_len(&value), serde_json::to_string(&value).unwrap().len());
+        for value in [
+            json!(null),
+            json!("héllo \"q\""),
+            json!({"a": [1, 2.5, true]}),
+        ] {
+            assert_eq!(
+                json_len(&value),
+                serde_json::to_string(&value).unwrap().len()
+            );
         }
     }
 
@@ -201,7 +208,11 @@ mod tests {
         let err = limits.check_key("ééé").unwrap_err();
         assert_eq!(
             err,
-            InvalidInput::KeyTooLong { key: "éé".into(), len: 6, max: 4 }
+            InvalidInput::KeyTooLong {
+                key: "éé".into(),
+                len: 6,
+                max: 4
+            }
         );
     }
 

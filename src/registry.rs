@@ -166,6 +166,8 @@ impl LiveSessions {
 
 impl std::fmt::Debug for LiveSessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiveSessions").field("open", &self.len()).finish()
+        f.debug_struct("LiveSessions")
+            .field("open", &self.len())
+            .finish()
     }
 }

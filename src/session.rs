@@ -61,7 +61,10 @@ impl Session {
     ///
     /// [`Error::Serialization`] naming the key when the stored value does not fit `T`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        self.data.get(key).map(|v| from_value(key, v.clone())).transpose()
+        self.data
+            .get(key)
+            .map(|v| from_value(key, v.clone()))
+            .transpose()
     }
 
     /// When the session was created.

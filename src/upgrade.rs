@@ -68,7 +68,10 @@ mod tests {
 
     #[test]
     fn http1_upgrade_is_detected_case_insensitively_in_comma_lists() {
-        let req = get(&[("connection", "keep-alive, Upgrade"), ("upgrade", "WebSocket")]);
+        let req = get(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "WebSocket"),
+        ]);
         assert_eq!(websocket_upgrade(&req), Some(UpgradeKind::Http1));
 
         let req = get(&[
@@ -106,7 +109,10 @@ mod tests {
             .unwrap();
         assert_eq!(websocket_upgrade(&req), Some(UpgradeKind::Http2Connect));
 
-        let plain_connect = Request::connect("/ws").version(Version::HTTP_2).body(()).unwrap();
+        let plain_connect = Request::connect("/ws")
+            .version(Version::HTTP_2)
+            .body(())
+            .unwrap();
         assert_eq!(websocket_upgrade(&plain_connect), None);
     }
 

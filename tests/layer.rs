@@ -91,7 +91,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -103,13 +106,23 @@ async fn exists(store: &impl SessionStore, id: &str) -> bool {
 async fn removed_after_clean_close(store: impl SessionStore) {
     let (addr, _) = serve_chat(store.clone()).await;
     let (mut client, id) = join(addr, "alice").await;
-    let record = store.get_session(&id).await.unwrap().expect("session while open");
+    let record = store
+        .get_session(&id)
+        .await
+        .unwrap()
+        .expect("session while open");
     assert_eq!(record.user_id, "alice");
     let listed = store.get_user_sessions("alice").await.unwrap();
-    assert_eq!(listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), [id.as_str()]);
+    assert_eq!(
+        listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        [id.as_str()]
+    );
 
     client.close(None).await.unwrap();
-    eventually("the session is removed", || async { !exists(&store, &id).await }).await;
+    eventually("the session is removed", || async {
+        !exists(&store, &id).await
+    })
+    .await;
     assert!(store.get_user_sessions("alice").await.unwrap().is_empty());
 }
 
@@ -118,7 +131,10 @@ async fn removed_after_abrupt_drop(store: impl SessionStore) {
     let (client, id) = join(addr, "bob").await;
     assert!(exists(&store, &id).await);
     drop(client); // TCP closed, no close frame
-    eventually("the session is removed", || async { !exists(&store, &id).await }).await;
+    eventually("the session is removed", || async {
+        !exists(&store, &id).await
+    })
+    .await;
     assert!(store.get_user_sessions("bob").await.unwrap().is_empty());
 }
 
@@ -141,7 +157,10 @@ async fn removed_when_the_handler_returns(store: impl SessionStore) {
     let addr = serve(router).await;
     let _client = connect(addr, "carol").await;
     let id = seen.recv().await.unwrap();
-    eventually("the session is removed", || async { !exists(&store, &id).await }).await;
+    eventually("the session is removed", || async {
+        !exists(&store, &id).await
+    })
+    .await;
     assert!(store.get_user_sessions("carol").await.unwrap().is_empty());
 }
 
@@ -158,11 +177,17 @@ async fn open_session_outlives_its_ttl(store: impl SessionStore) {
     let (addr, _) = serve_chat(store.clone()).await;
     let (mut client, id) = join(addr, "dave").await;
     tokio::time::sleep(ttl * 2 + ttl / 2).await;
-    assert!(exists(&store, &id).await, "an open socket's session expired");
+    assert!(
+        exists(&store, &id).await,
+        "an open socket's session expired"
+    );
     let reply = ask(&mut client, json!({"op": "set", "key": "k", "value": 1})).await;
     assert_eq!(reply, json!({"type": "ok"}));
     drop(client);
-    eventually("the session is removed", || async { !exists(&store, &id).await }).await;
+    eventually("the session is removed", || async {
+        !exists(&store, &id).await
+    })
+    .await;
 }
 
 async fn a_spawned_clone_keeps_the_session(store: impl SessionStore) {
@@ -197,7 +222,10 @@ async fn a_spawned_clone_keeps_the_session(store: impl SessionStore) {
     assert!(exists(&store, &id).await, "removed while a clone was alive");
 
     release.send(()).unwrap();
-    eventually("the session is removed", || async { !exists(&store, &id).await }).await;
+    eventually("the session is removed", || async {
+        !exists(&store, &id).await
+    })
+    .await;
 }
 
 async fn chat_protocol(store: impl SessionStore) {
@@ -217,17 +245,26 @@ async fn chat_protocol(store: impl SessionStore) {
     );
     let update = json!({"op": "update", "data": {"a": 1, "b": [2]}});
     assert_eq!(ask(&mut one, update).await, json!({"type": "ok"}));
-    assert_eq!(ask(&mut one, json!({"op": "delete", "key": "a"})).await, json!({"type": "ok"}));
+    assert_eq!(
+        ask(&mut one, json!({"op": "delete", "key": "a"})).await,
+        json!({"type": "ok"})
+    );
 
     let session = ask(&mut one, json!({"op": "session"})).await;
     assert_eq!(session["type"], "session");
     assert_eq!(session["session"]["id"], id.as_str());
     assert_eq!(session["session"]["user_id"], "frank");
-    assert_eq!(session["session"]["data"], json!({"theme": {"dark": true}, "b": [2]}));
+    assert_eq!(
+        session["session"]["data"],
+        json!({"theme": {"dark": true}, "b": [2]})
+    );
     assert!(session["session"]["created_at"].as_u64().unwrap() > 0);
     assert!(session["session"]["last_active"].as_u64().is_some());
 
-    assert_eq!(ask(&mut one, json!({"op": "clear"})).await, json!({"type": "ok"}));
+    assert_eq!(
+        ask(&mut one, json!({"op": "clear"})).await,
+        json!({"type": "ok"})
+    );
     let session = ask(&mut one, json!({"op": "session"})).await;
     assert_eq!(session["session"]["data"], json!({}));
 
@@ -245,12 +282,18 @@ async fn chat_protocol(store: impl SessionStore) {
     assert_eq!(ids, expected);
 
     let said = json!({"op": "say", "text": "hello"});
-    one.send(tungstenite::Message::text(said.to_string())).await.unwrap();
+    one.send(tungstenite::Message::text(said.to_string()))
+        .await
+        .unwrap();
     let heard = json!({"type": "message", "from": "frank", "text": "hello"});
     assert_eq!(recv(&mut one).await, heard);
     assert_eq!(recv(&mut two).await, heard);
 
-    for bad in ["not json", r#"{"op":"fly"}"#, r#"{"op":"set","key":"","value":1}"#] {
+    for bad in [
+        "not json",
+        r#"{"op":"fly"}"#,
+        r#"{"op":"set","key":"","value":1}"#,
+    ] {
         one.send(tungstenite::Message::text(bad)).await.unwrap();
         let reply = recv(&mut one).await;
         assert_eq!(reply["type"], "error", "{bad} -> {reply}");
@@ -294,43 +337,57 @@ macro_rules! layer_tests {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn session_removed_after_clean_close() {
-                let Some(store) = $make(LONG).await else { return };
+                let Some(store) = $make(LONG).await else {
+                    return;
+                };
                 removed_after_clean_close(store).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn session_removed_after_abrupt_drop() {
-                let Some(store) = $make(LONG).await else { return };
+                let Some(store) = $make(LONG).await else {
+                    return;
+                };
                 removed_after_abrupt_drop(store).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn session_removed_when_the_handler_returns() {
-                let Some(store) = $make(LONG).await else { return };
+                let Some(store) = $make(LONG).await else {
+                    return;
+                };
                 removed_when_the_handler_returns(store).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn upgrade_without_identity_is_401() {
-                let Some(store) = $make(LONG).await else { return };
+                let Some(store) = $make(LONG).await else {
+                    return;
+                };
                 unidentified_upgrade_is_refused(store).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn open_session_outlives_twice_its_ttl() {
-                let Some(store) = $make(Duration::from_millis(600)).await else { return };
+                let Some(store) = $make(Duration::from_millis(600)).await else {
+                    return;
+                };
                 open_session_outlives_its_ttl(store).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn spawned_clone_keeps_the_session() {
-                let Some(store) = $make(LONG).await else { return };
+                let Some(store) = $make(LONG).await else {
+                    return;
+                };
                 a_spawned_clone_keeps_the_session(store).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn chat_example_protocol() {
-                let Some(store) = $make(LONG).await else { return };
+                let Some(store) = $make(LONG).await else {
+                    return;
+                };
                 chat_protocol(store).await;
             }
         }
@@ -421,7 +478,11 @@ async fn redis_down_gives_503_and_upgrades_recover() {
 
     server.stop();
     assert_eq!(refused_status(addr, "?user=hank").await, 503);
-    assert_eq!(sessions.len(), 1, "only the socket opened before the outage");
+    assert_eq!(
+        sessions.len(),
+        1,
+        "only the socket opened before the outage"
+    );
 
     server.restart();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -434,7 +495,10 @@ async fn redis_down_gives_503_and_upgrades_recover() {
             }
             Err(tungstenite::Error::Http(response)) => {
                 assert_eq!(response.status().as_u16(), 503);
-                assert!(tokio::time::Instant::now() < deadline, "no recovery within 10 s");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no recovery within 10 s"
+                );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(other) => panic!("unexpected error: {other}"),

@@ -44,7 +44,11 @@ async fn pttl(conn: &mut MultiplexedConnection, key: &str) -> i64 {
 /// When `key` expires, in ms since the Unix epoch. Unlike two `PTTL` readings taken one after
 /// the other, two of these compare exactly.
 async fn expire_time(conn: &mut MultiplexedConnection, key: &str) -> i64 {
-    redis::cmd("PEXPIRETIME").arg(key).query_async(conn).await.unwrap()
+    redis::cmd("PEXPIRETIME")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,7 +43,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sessions = layer.live_sessions();
 
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    tracing::info!("chat listening on ws://{}/ws?user=NAME", listener.local_addr()?);
+    tracing::info!(
+        "chat listening on ws://{}/ws?user=NAME",
+        listener.local_addr()?
+    );
     axum::serve(listener, app::router(layer))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

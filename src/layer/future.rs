@@ -59,6 +59,8 @@ impl<F, E> fmt::Debug for ResponseFuture<F, E> {
             Kind::Passthrough(_) => "passthrough",
             Kind::Upgrade(_) => "upgrade",
         };
-        f.debug_struct("ResponseFuture").field("kind", &kind).finish()
+        f.debug_struct("ResponseFuture")
+            .field("kind", &kind)
+            .finish()
     }
 }

@@ -126,7 +126,11 @@ async fn ordinary_requests_pass_through_without_touching_the_store() {
     ] {
         let response = app.clone().oneshot(request).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(session_header(&response), "", "no session for a plain request");
+        assert_eq!(
+            session_header(&response),
+            "",
+            "no session for a plain request"
+        );
     }
     assert_eq!(store.calls(), 0);
 }
@@ -134,7 +138,10 @@ async fn ordinary_requests_pass_through_without_touching_the_store() {
 #[tokio::test]
 async fn an_upgrade_without_identity_is_refused_before_the_store() {
     let store = CountingStore::default();
-    let app = app(SessionLayer::new(store.clone()), StatusCode::SWITCHING_PROTOCOLS);
+    let app = app(
+        SessionLayer::new(store.clone()),
+        StatusCode::SWITCHING_PROTOCOLS,
+    );
     let response = app.oneshot(upgrade_request(None)).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(store.calls(), 0);
@@ -159,7 +166,11 @@ async fn a_successful_upgrade_keeps_the_session_while_a_handle_lives() {
 
     let response = app.oneshot(upgrade_request(Some("alice"))).await.unwrap();
     assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
-    let handle = kept.lock().unwrap().take().expect("the handler got a session");
+    let handle = kept
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the handler got a session");
     assert_eq!(handle.user_id(), "alice");
     assert_eq!(handle.id().len(), 32);
     assert!(store.get_session(handle.id()).await.unwrap().is_some());
@@ -214,7 +225,11 @@ async fn http2_extended_connect_gets_a_session() {
 
     let response = app.oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let handle = kept.lock().unwrap().take().expect("the handler got a session");
+    let handle = kept
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the handler got a session");
     let record = store.get_session(handle.id()).await.unwrap();
     assert_eq!(record.map(|s| s.user_id), Some("bob".to_owned()));
 }
@@ -224,7 +239,9 @@ async fn the_extractor_without_the_layer_names_the_missing_layer() {
     let app = Router::new().route("/ws", any(|_session: WsSession| async { "unreachable" }));
     let response = app.oneshot(upgrade_request(Some("alice"))).await.unwrap();
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+    let body = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap();
     let body = String::from_utf8(body.to_vec()).unwrap();
     assert!(body.contains("SessionLayer"), "{body}");
 }

@@ -13,8 +13,11 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// [`SessionStore`] with boxed futures; implemented for every store.
 pub(crate) trait DynStore: Send + Sync + 'static {
-    fn create_session<'a>(&'a self, id: &'a str, user_id: &'a str)
-    -> BoxFuture<'a, Result<Session>>;
+    fn create_session<'a>(
+        &'a self,
+        id: &'a str,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, Result<Session>>;
     fn get_session<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Session>>>;
     fn set_session_data<'a>(
         &'a self,

@@ -36,8 +36,11 @@ pub trait SessionStore: Clone + Send + Sync + 'static {
     ///
     /// [`AlreadyExists`](crate::Error::AlreadyExists) when a live session has that id (it is
     /// never overwritten); `InvalidInput` for an empty or oversized id.
-    fn create_session(&self, id: &str, user_id: &str)
-    -> impl Future<Output = Result<Session>> + Send;
+    fn create_session(
+        &self,
+        id: &str,
+        user_id: &str,
+    ) -> impl Future<Output = Result<Session>> + Send;
 
     /// The whole session, or `None` when it is missing or expired.
     fn get_session(&self, id: &str) -> impl Future<Output = Result<Option<Session>>> + Send;
