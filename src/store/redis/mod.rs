@@ -34,8 +34,10 @@
 //!
 //! Every key carries a TTL. A session hash expires [`ttl`](SessionStore::ttl) after its last
 //! write or [`touch`](SessionStore::touch), each of which also sets `meta:last_active`. Whenever
-//! a session's TTL is set, its user set's TTL is raised to at least the same value, so the set
-//! outlives its longest-lived member. Ids of expired sessions stay in the set until
+//! a session's TTL is set, the same script checks its user set's TTL: if the set would not
+//! outlive the session by at least a second, the set's TTL becomes twice the session TTL plus
+//! a second. So the set always outlives its longest-lived member, and most writes only read the
+//! set's TTL. Ids of expired sessions stay in the set until
 //! [`get_user_sessions`](SessionStore::get_user_sessions) prunes them, or the set itself
 //! expires.
 //!
@@ -376,8 +378,7 @@ impl RedisStore {
     /// Runs the write script for `entries`, already encoded.
     async fn write(&self, id: &str, entries: &[(String, String)]) -> Result<()> {
         let mut call = scripts::SET.key(self.session_key(id));
-        call.arg(id)
-            .arg(&self.inner.user_prefix)
+        call.arg(&self.inner.user_prefix)
             .arg(self.ttl_ms())
             .arg(now_ms())
             .arg(self.inner.limits.max_keys);

@@ -7,9 +7,7 @@ local NO_OWNER = -2
 local TOO_MANY_KEYS = -3
 local TAKEN = -4
 
--- How much longer than a session its user set is kept. A session's TTL and its set's TTL are
--- set by two commands a few microseconds apart, so the margin keeps the set alive past every
--- member, whatever the clock does in between.
+-- A user set is kept alive at least this much longer than any of its members.
 local SET_MARGIN_MS = 1000
 
 -- The owner of the session hash at `key`, or nil and the status that stops a write:
@@ -25,13 +23,20 @@ local function owner_of(key)
   return nil, NOT_FOUND
 end
 
--- Keeps the user set alive at least SET_MARGIN_MS beyond a member whose TTL was just set to
--- `ttl_ms`. GT never shortens a set that a longer-lived member keeps alive; a set that has
--- lost its TTL (GT treats it as infinite) gets one back.
+-- Keeps the user set alive past a member whose TTL was just set to `ttl_ms`. The set is then
+-- given twice the session TTL, so that most writes only read its TTL (a read costs the server
+-- less than a write). PTTL is -1 for a set without a TTL, so this also repairs a missing one,
+-- and it never shortens a set that a longer-lived member keeps alive.
 local function outlive(user_set, ttl_ms)
-  local set_ttl = tonumber(ttl_ms) + SET_MARGIN_MS
-  if redis.call('PEXPIRE', user_set, set_ttl, 'GT') == 0
-    and redis.call('PTTL', user_set) == -1 then
-    redis.call('PEXPIRE', user_set, set_ttl)
+  local ttl = tonumber(ttl_ms)
+  if redis.call('PTTL', user_set) < ttl + SET_MARGIN_MS then
+    redis.call('PEXPIRE', user_set, 2 * ttl + SET_MARGIN_MS)
   end
+end
+
+-- How many data fields the session hash at `key` holds.
+local function data_fields(key)
+  return redis.call('HLEN', key) - 1
+    - redis.call('HEXISTS', key, 'meta:created_at')
+    - redis.call('HEXISTS', key, 'meta:last_active')
 end

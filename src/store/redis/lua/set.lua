@@ -1,37 +1,52 @@
 -- KEYS[1] session hash
--- ARGV[1] session id, ARGV[2] user set prefix, ARGV[3] ttl ms, ARGV[4] now ms, ARGV[5] max keys,
--- ARGV[6..] pairs of `data:{key}` field and JSON text
+-- ARGV[1] user set prefix, ARGV[2] ttl ms, ARGV[3] now ms, ARGV[4] max keys,
+-- ARGV[5..] pairs of `data:{key}` field and JSON text
 local key = KEYS[1]
-local user, status = owner_of(key)
+local meta = redis.call('HMGET', key, 'meta:user_id', 'meta:last_active')
+local user = meta[1]
 if not user then
-  return status
-end
-
--- The key limit. Besides `meta:user_id` the hash holds at most its data fields and two more
--- metadata fields, so HLEN - 1 bounds the data fields from above; only a session near the
--- limit pays for the exact count.
-local max = tonumber(ARGV[5])
-local writes = (#ARGV - 5) / 2
-if redis.call('HLEN', key) - 1 + writes > max then
-  local fresh = 0
-  for i = 6, #ARGV, 2 do
-    if redis.call('HEXISTS', key, ARGV[i]) == 0 then
-      fresh = fresh + 1
-    end
+  if redis.call('EXISTS', key) == 1 then
+    return NO_OWNER
   end
-  local held = redis.call('HLEN', key) - 1
-    - redis.call('HEXISTS', key, 'meta:created_at')
-    - redis.call('HEXISTS', key, 'meta:last_active')
-  if held + fresh > max then
+  return NOT_FOUND
+end
+local max = tonumber(ARGV[4])
+
+if #ARGV == 6 then
+  -- One key, the common case: write it, and count the keys only when HSET says it added one.
+  -- Over the limit, the write is undone before the script ends, so nothing is written.
+  if redis.call('HSET', key, 'meta:last_active', ARGV[3], ARGV[5], ARGV[6]) > 0
+    and data_fields(key) > max then
+    redis.call('HDEL', key, ARGV[5])
+    if meta[2] then
+      redis.call('HSET', key, 'meta:last_active', meta[2])
+    else
+      redis.call('HDEL', key, 'meta:last_active')
+    end
     return TOO_MANY_KEYS
   end
+else
+  -- Several keys: count the new ones before writing any. Besides `meta:user_id` the hash
+  -- holds its data fields and at most two more metadata fields, so HLEN - 1 bounds the data
+  -- fields from above, and only a session near the limit pays for the exact count.
+  local writes = (#ARGV - 4) / 2
+  if redis.call('HLEN', key) - 1 + writes > max then
+    local fresh = 0
+    for i = 5, #ARGV, 2 do
+      if redis.call('HEXISTS', key, ARGV[i]) == 0 then
+        fresh = fresh + 1
+      end
+    end
+    if data_fields(key) + fresh > max then
+      return TOO_MANY_KEYS
+    end
+  end
+  local fields = { key, 'meta:last_active', ARGV[3] }
+  for i = 5, #ARGV do
+    fields[#fields + 1] = ARGV[i]
+  end
+  redis.call('HSET', unpack(fields))
 end
-
-local fields = { key, 'meta:last_active', ARGV[4] }
-for i = 6, #ARGV do
-  fields[#fields + 1] = ARGV[i]
-end
-redis.call('HSET', unpack(fields))
-redis.call('PEXPIRE', key, ARGV[3])
-outlive(ARGV[2] .. user, ARGV[3])
+redis.call('PEXPIRE', key, ARGV[2])
+outlive(ARGV[1] .. user, ARGV[2])
 return OK
