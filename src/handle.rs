@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Serialize, de::DeserializeOwned};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::registry::Registry;
@@ -86,7 +87,7 @@ impl WsSession {
     /// [`Error::Serialization`] when the stored value does not fit `T`; any store error
     /// (`NotFound` if the session is gone, `Unavailable`, ...).
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let value = self.store().get_session_data(self.id(), key).await?;
+        let value = self.get_value(key).await?;
         value.map(|value| from_value(key, value)).transpose()
     }
 
@@ -97,7 +98,26 @@ impl WsSession {
     /// [`Error::Serialization`] when `value` cannot be turned into JSON;
     /// [`Error::InvalidInput`] when the key or value breaks the store's limits; any store error.
     pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
-        let value = to_value(key, value)?;
+        self.set_value(key, to_value(key, value)?).await
+    }
+
+    /// The JSON value at `key` as the store holds it; `Ok(None)` when the key is not set.
+    ///
+    /// Cheaper than `get::<serde_json::Value>`, which rebuilds the value through serde.
+    ///
+    /// # Errors
+    ///
+    /// Any store error (`NotFound` if the session is gone, `Unavailable`, ...).
+    pub async fn get_value(&self, key: &str) -> Result<Option<Value>> {
+        self.store().get_session_data(self.id(), key).await
+    }
+
+    /// Stores a JSON value at `key` as it is.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] when the key or value breaks the store's limits; any store error.
+    pub async fn set_value(&self, key: &str, value: Value) -> Result<()> {
         self.store().set_session_data(self.id(), key, value).await
     }
 

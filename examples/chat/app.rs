@@ -112,9 +112,9 @@ async fn answer(text: &str, session: &WsSession, chat: &Chat) -> Option<Value> {
         Err(error) => return Some(error_reply(format!("bad request: {error}"))),
     };
     let result = match command {
-        Command::Set { key, value } => session.set(&key, &value).await.map(|()| ok()),
+        Command::Set { key, value } => session.set_value(&key, value).await.map(|()| ok()),
         Command::Get { key } => session
-            .get::<Value>(&key)
+            .get_value(&key)
             .await
             .map(|value| json!({"type": "value", "key": key, "value": value})),
         Command::Update { data } => session.update(data).await.map(|()| ok()),

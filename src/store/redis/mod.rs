@@ -85,8 +85,13 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// a `PING` on every checkout (one extra round trip per operation), the store checks the
 /// pool's connections only after an operation has found one dead, and replaces the dead ones
 /// in place (see `RedisStore::heal_pool`), so the pool needs no health check of its own.
+///
+/// It holds a single connection: operations check it out only to clone its multiplexed
+/// handle, so every concurrent operation is pipelined on one socket, which costs Redis and
+/// the application fewer system calls per operation than spreading them over several.
 fn pool_builder() -> bb8::Builder<RedisConnectionManager> {
     bb8::Pool::builder()
+        .max_size(1)
         .connection_timeout(DEFAULT_TIMEOUT)
         .test_on_check_out(false)
         .error_sink(Box::new(LogConnectionErrors))
@@ -186,8 +191,8 @@ impl RedisStore {
     /// Connects to the Redis server at `url` (`redis://[user:password@]host[:port][/db]`) and
     /// returns a store on a new pool, after checking with a `PING` that the server answers.
     ///
-    /// The pool waits at most 2 seconds for a new connection and sends no health check on
-    /// checkout: a connection lost in an outage is replaced by the operation that finds it
+    /// The pool holds one connection, on which concurrent operations are pipelined. It waits
+    /// at most 2 seconds for a new connection and sends no health check on checkout: a connection lost in an outage is replaced by the operation that finds it
     /// dead, so the store works again once Redis is back.
     ///
     /// # Errors
