@@ -45,6 +45,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
@@ -52,9 +53,12 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
-use serde_json::Value;
+use dashmap::mapref::one::RefMut;
+use foldhash::SharedSeed;
+use foldhash::fast::{FoldHasher, SeedableRandomState};
+use serde_json::{Number, Value};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, InvalidInput, Result};
 use crate::limits::Limits;
 use crate::session::{Session, SessionData, now_ms};
 use crate::store::SessionStore;
@@ -95,7 +99,7 @@ pub struct MemoryStore {
 
 struct Inner {
     /// Session id -> session.
-    sessions: DashMap<String, Entry>,
+    sessions: DashMap<String, Entry, Keyed>,
     /// User id -> ids of the user's sessions.
     ///
     /// Lock order: a guard on this map may be held while a guard on `sessions` is taken, never
@@ -104,7 +108,7 @@ struct Inner {
     /// live (in `create_session`) while its user's set is held; so the set of a user always
     /// holds the id of every live session of that user. It may briefly hold dead ids, which
     /// readers skip and prune.
-    users: DashMap<String, HashSet<String>>,
+    users: DashMap<String, HashSet<String, Keyed>, Keyed>,
     ttl: Duration,
     limits: Limits,
     sweep_interval: Duration,
@@ -121,6 +125,34 @@ struct Sweeper {
     #[cfg_attr(not(test), allow(dead_code))]
     thread: Mutex<Option<JoinHandle<()>>>,
 }
+
+/// The hasher of the store's maps and sets: foldhash, keyed from the operating system's CSPRNG.
+///
+/// Session ids are random, but user ids and data keys may come from clients, so the keys stay
+/// secret; each map and set draws its own. Much cheaper than the standard library's SipHash on
+/// the short strings the store hashes on every operation.
+#[derive(Clone)]
+struct Keyed(SeedableRandomState);
+
+impl Default for Keyed {
+    fn default() -> Self {
+        static SHARED: OnceLock<SharedSeed> = OnceLock::new();
+        // `rand::random` draws from the thread-local ChaCha generator, seeded from the OS.
+        let shared = SHARED.get_or_init(|| SharedSeed::from_u64(rand::random()));
+        Keyed(SeedableRandomState::with_seed(rand::random(), shared))
+    }
+}
+
+impl BuildHasher for Keyed {
+    type Hasher = FoldHasher<'static>;
+
+    fn build_hasher(&self) -> Self::Hasher {
+        self.0.build_hasher()
+    }
+}
+
+/// A guard on one session of the store.
+type EntryGuard<'a> = RefMut<'a, String, Entry>;
 
 /// One session as the store holds it.
 #[derive(Clone)]
@@ -192,8 +224,8 @@ impl MemoryStore {
     pub fn with_ttl(ttl: Duration) -> Self {
         MemoryStore {
             inner: Arc::new(Inner {
-                sessions: DashMap::new(),
-                users: DashMap::new(),
+                sessions: DashMap::with_hasher(Keyed::default()),
+                users: DashMap::with_hasher(Keyed::default()),
                 ttl,
                 limits: Limits::default(),
                 sweep_interval: ttl.clamp(MIN_SWEEP, MAX_DEFAULT_SWEEP),
@@ -290,6 +322,95 @@ fn sweep_until_dropped(inner: &Weak<Inner>, wait: &mpsc::Receiver<()>, interval:
     }
 }
 
+/// [`Limits::check_value`], without counting the JSON text of a value when a cheap upper bound
+/// of its length already fits: the same result, the same error.
+fn check_value(limits: &Limits, key: &str, value: &Value) -> Result<(), InvalidInput> {
+    if fits(limits, value) {
+        return Ok(());
+    }
+    limits.check_value(key, value)
+}
+
+/// Whether a cheap upper bound of the JSON length of `value` is within the value limit: when
+/// it is, [`Limits::check_value`] passes.
+fn fits(limits: &Limits, value: &Value) -> bool {
+    item_budget_left(value, limits.max_value_len).is_some()
+}
+
+/// What is left of `budget` after taking off an upper bound of the length of `value` as
+/// compact JSON; `None` when the bound is over budget or unknown.
+///
+/// The walk stops as soon as the budget runs out, so a large value costs little more here
+/// before it is counted exactly.
+fn json_budget_left(value: &Value, budget: usize) -> Option<usize> {
+    match value {
+        Value::Array(items) => {
+            // The brackets and at most one comma per item.
+            let mut left = budget.checked_sub(items.len().checked_add(2)?)?;
+            for item in items {
+                left = item_budget_left(item, left)?;
+            }
+            Some(left)
+        }
+        Value::Object(entries) => {
+            // The braces, and at most one comma and one colon per entry.
+            let mut left = budget.checked_sub(entries.len().checked_mul(2)?.checked_add(2)?)?;
+            for (key, item) in entries {
+                left = left.checked_sub(quoted_len_bound(key))?;
+                left = item_budget_left(item, left)?;
+            }
+            Some(left)
+        }
+        scalar => budget.checked_sub(scalar_len_bound(scalar)?),
+    }
+}
+
+/// [`json_budget_left`], where a scalar costs no call.
+#[inline(always)]
+fn item_budget_left(item: &Value, budget: usize) -> Option<usize> {
+    match item {
+        Value::Array(_) | Value::Object(_) => json_budget_left(item, budget),
+        scalar => budget.checked_sub(scalar_len_bound(scalar)?),
+    }
+}
+
+/// An upper bound of the JSON length of a scalar; `None` when unknown.
+#[inline(always)]
+fn scalar_len_bound(scalar: &Value) -> Option<usize> {
+    match scalar {
+        // `null`, `true`, `false`.
+        Value::Null | Value::Bool(_) => Some(5),
+        Value::Number(_) => short_numbers().then_some(MAX_NUMBER_LEN),
+        Value::String(text) => Some(quoted_len_bound(text)),
+        Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
+/// An upper bound of the length of `text` as a JSON string: the quotes, and at most six bytes
+/// (`\u001f`) for each byte.
+fn quoted_len_bound(text: &str) -> usize {
+    text.len().saturating_mul(6).saturating_add(2)
+}
+
+/// The longest JSON text of a number written from its binary value: 20 bytes for an integer
+/// (`-9223372036854775808`), 24 for a float (`-2.2250738585072014e-308`).
+const MAX_NUMBER_LEN: usize = 24;
+
+/// Whether serde_json writes numbers from their binary value, so that none is longer than
+/// [`MAX_NUMBER_LEN`]. With its `arbitrary_precision` feature (which any crate in the build may
+/// turn on) a number keeps the text it was parsed from, of any length; then numbers are
+/// counted exactly.
+fn short_numbers() -> bool {
+    static SHORT: OnceLock<bool> = OnceLock::new();
+    *SHORT.get_or_init(|| {
+        "1.50"
+            .parse::<Number>()
+            .ok()
+            .and_then(|number| serde_json::to_string(&number).ok())
+            .is_some_and(|text| text == "1.5")
+    })
+}
+
 impl Inner {
     /// The expiry of a session written at `now`.
     fn expiry(&self, now: Instant) -> Instant {
@@ -297,27 +418,33 @@ impl Inner {
             .unwrap_or_else(|| now + FAR_FUTURE)
     }
 
-    /// Marks a session written now, restarting its TTL.
+    /// Marks a session written at `now`, restarting its TTL, with `active` (ms since the Unix
+    /// epoch) as its last-active time.
     ///
     /// `now` must be read while the session's guard is held: then a session that some other
-    /// operation has seen expired can never come back to life.
-    fn refresh(&self, entry: &mut Entry, now: Instant) {
-        entry.last_active = now_ms();
+    /// operation has seen expired can never come back to life. `active` is wall-clock time and
+    /// decides nothing; like the Redis store, an operation reads it once, before it starts.
+    fn refresh(&self, entry: &mut Entry, now: Instant, active: u64) {
+        entry.last_active = active;
         entry.expires_at = self.expiry(now);
     }
 
-    /// Runs `write` on session `id` if it is live, refreshing its TTL after a successful write.
-    fn write<T>(&self, id: &str, write: impl FnOnce(&mut Entry) -> Result<T>) -> Result<T> {
-        let mut entry = self
-            .sessions
-            .get_mut(id)
-            .ok_or_else(|| Error::not_found(id))?;
+    /// The guard on session `id` if it is live, and the instant it was seen live.
+    fn live_mut(&self, id: &str) -> Option<(EntryGuard<'_>, Instant)> {
+        let entry = self.sessions.get_mut(id)?;
         let now = Instant::now();
-        if !entry.is_live(now) {
-            return Err(Error::not_found(id));
-        }
+        entry.is_live(now).then_some((entry, now))
+    }
+
+    /// Runs `write` on session `id` if it is live, refreshing its TTL after a successful write.
+    ///
+    /// The guard is released before this returns, so whatever `write` hands back (values it
+    /// replaced, say) is dropped by the caller without holding up the session's shard.
+    fn write<T>(&self, id: &str, write: impl FnOnce(&mut Entry) -> Result<T>) -> Result<T> {
+        let active = now_ms();
+        let (mut entry, now) = self.live_mut(id).ok_or_else(|| Error::not_found(id))?;
         let out = write(&mut entry)?;
-        self.refresh(&mut entry, now);
+        self.refresh(&mut entry, now, active);
         Ok(out)
     }
 
@@ -328,16 +455,43 @@ impl Inner {
     }
 
     /// Inserts `entries` into `data`, unless that would take it past the key limit.
-    fn merge(&self, id: &str, data: &mut SessionData, entries: SessionData) -> Result<()> {
-        let fresh = entries
-            .keys()
-            .filter(|key| !data.contains_key(*key))
-            .count();
-        if fresh > 0 {
-            self.limits.check_key_count(id, data.len() + fresh)?;
+    ///
+    /// Returns what `data` no longer needs (the values it replaced), for the caller to drop
+    /// once the session's guard is released.
+    fn merge(
+        &self,
+        id: &str,
+        data: &mut SessionData,
+        mut entries: SessionData,
+    ) -> Result<SessionData> {
+        // Only a session that could pass the limit pays for counting the keys it lacks.
+        if data.len().saturating_add(entries.len()) > self.limits.max_keys {
+            let fresh = entries
+                .keys()
+                .filter(|key| !data.contains_key(*key))
+                .count();
+            if fresh > 0 {
+                self.limits.check_key_count(id, data.len() + fresh)?;
+            }
         }
-        data.extend(entries);
-        Ok(())
+        // Keys the session holds take their new values in place; the old values go back into
+        // `entries`, whose keys are not needed.
+        let mut fresh = false;
+        for (key, value) in &mut entries {
+            match data.get_mut(key) {
+                Some(held) => std::mem::swap(held, value),
+                None => fresh = true,
+            }
+        }
+        if fresh {
+            for (key, value) in std::mem::take(&mut entries) {
+                // The keys found above hold their new values already.
+                if let serde_json::map::Entry::Vacant(vacant) = data.entry(key) {
+                    vacant.insert(value);
+                }
+            }
+        }
+        Ok(entries)
     }
 
     /// Drops `id` from the index of `user_id` unless it is a live session of that user, and
@@ -395,7 +549,10 @@ impl SessionStore for MemoryStore {
         let result = {
             // The user's set is held while the session goes in, so that a concurrent prune of
             // the same id either runs before (and the id is added back below) or sees it live.
-            let mut ids = inner.users.entry(user_id.to_owned()).or_default();
+            let mut ids = match inner.users.get_mut(user_id) {
+                Some(ids) => ids,
+                None => inner.users.entry(user_id.to_owned()).or_default(),
+            };
             let fresh = |now| Entry {
                 user_id: user_id.to_owned(),
                 data: SessionData::new(),
@@ -448,14 +605,18 @@ impl SessionStore for MemoryStore {
         let limits = &self.inner.limits;
         limits.check_session_id(id)?;
         limits.check_key(key)?;
-        limits.check_value(key, &value)?;
-        self.inner.write(id, |entry| {
-            if !entry.data.contains_key(key) {
-                limits.check_key_count(id, entry.data.len() + 1)?;
+        check_value(limits, key, &value)?;
+        let replaced = self.inner.write(id, |entry| {
+            if let Some(held) = entry.data.get_mut(key) {
+                return Ok(Some(std::mem::replace(held, value)));
             }
+            limits.check_key_count(id, entry.data.len() + 1)?;
             entry.data.insert(key.to_owned(), value);
-            Ok(())
-        })
+            Ok(None)
+        })?;
+        // Dropped here, with the session's guard released.
+        drop(replaced);
+        Ok(())
     }
 
     async fn get_session_data(&self, id: &str, key: &str) -> Result<Option<Value>> {
@@ -469,28 +630,41 @@ impl SessionStore for MemoryStore {
 
     async fn update_session_data(&self, id: &str, data: SessionData) -> Result<()> {
         let inner = &*self.inner;
-        inner.limits.check_session_id(id)?;
-        inner.limits.check_key_count(id, data.len())?;
-        inner.limits.check_entries(id, &data)?;
-        inner.write(id, |entry| inner.merge(id, &mut entry.data, data))
+        let limits = &inner.limits;
+        limits.check_session_id(id)?;
+        limits.check_key_count(id, data.len())?;
+        // When every key is valid and every value fits by a cheap bound, `check_entries` cannot
+        // fail (its own key count is the one just checked); else it finds the first error.
+        let fits = data
+            .iter()
+            .all(|(key, value)| limits.check_key(key).is_ok() && fits(limits, value));
+        if !fits {
+            limits.check_entries(id, &data)?;
+        }
+        let replaced = inner.write(id, |entry| inner.merge(id, &mut entry.data, data))?;
+        // Dropped here, with the session's guard released.
+        drop(replaced);
+        Ok(())
     }
 
     async fn delete_session_data(&self, id: &str, key: &str) -> Result<()> {
         let limits = &self.inner.limits;
         limits.check_session_id(id)?;
         limits.check_key(key)?;
-        self.inner.write(id, |entry| {
-            entry.data.remove(key);
-            Ok(())
-        })
+        let removed = self.inner.write(id, |entry| Ok(entry.data.remove(key)))?;
+        // Dropped here, with the session's guard released.
+        drop(removed);
+        Ok(())
     }
 
     async fn clear_session_data(&self, id: &str) -> Result<()> {
         self.inner.limits.check_session_id(id)?;
-        self.inner.write(id, |entry| {
-            entry.data.clear();
-            Ok(())
-        })
+        let cleared = self
+            .inner
+            .write(id, |entry| Ok(std::mem::take(&mut entry.data)))?;
+        // Dropped here, with the session's guard released.
+        drop(cleared);
+        Ok(())
     }
 
     async fn remove_session(&self, id: &str) -> Result<()> {
@@ -539,9 +713,17 @@ impl SessionStore for MemoryStore {
         for id in ids {
             inner.limits.check_session_id(id)?;
         }
+        // One wall-clock time for the whole batch, as the Redis store sends it.
+        let active = now_ms();
         let missing = ids
             .iter()
-            .filter(|id| inner.write(id, |_| Ok(())).is_err())
+            .filter(|id| match inner.live_mut(id) {
+                Some((mut entry, now)) => {
+                    inner.refresh(&mut entry, now, active);
+                    false
+                }
+                None => true,
+            })
             .cloned()
             .collect();
         Ok(missing)
@@ -572,7 +754,11 @@ mod tests {
     }
 
     fn indexed(store: &MemoryStore, user_id: &str) -> Option<HashSet<String>> {
-        store.inner.users.get(user_id).map(|ids| ids.clone())
+        store
+            .inner
+            .users
+            .get(user_id)
+            .map(|ids| ids.iter().cloned().collect())
     }
 
     #[test]
@@ -736,6 +922,151 @@ mod tests {
         assert!(store.inner.sessions.is_empty());
     }
 
+    /// Values whose JSON text is easy to misjudge: escapes, wide characters, extreme numbers,
+    /// empty and nested containers.
+    fn awkward_values() -> Vec<Value> {
+        vec![
+            json!(null),
+            json!(true),
+            json!(false),
+            json!(0),
+            json!(i64::MIN),
+            json!(u64::MAX),
+            json!(-2.225_073_858_507_201_4e-308),
+            json!(f64::MAX),
+            json!(5e-324),
+            json!(0.1),
+            json!(""),
+            json!("plain"),
+            json!("\u{0}\u{1f}\u{7f}\"\\\n\r\t\u{8}\u{c}/"),
+            json!("é😀\u{2028}"),
+            json!("\u{1}".repeat(8)),
+            json!([]),
+            json!({}),
+            json!([[], {}, [null, [1.5, -3]], "x"]),
+            json!({"\u{1}key\"": {"": [true, false, {"n": -0.0}]}, "a": "\u{1f}".repeat(40)}),
+            json!({ "theme": "dark", "font_size": 14, "notifications": true }),
+        ]
+    }
+
+    #[test]
+    fn the_cheap_value_check_agrees_with_the_exact_one() {
+        use crate::limits::json_len;
+        for value in awkward_values() {
+            let len = json_len(&value);
+            let bound = usize::MAX - json_budget_left(&value, usize::MAX).expect("a bound");
+            assert!(
+                bound >= len,
+                "bound {bound} under the length {len} of {value}"
+            );
+            // Both sides of the exact length and of the bound.
+            for max in 0..=bound + 1 {
+                let limits = Limits::default().max_value_len(max);
+                assert_eq!(
+                    check_value(&limits, "k", &value),
+                    limits.check_value("k", &value),
+                    "{value} at max {max}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_short_in_this_build() {
+        assert!(short_numbers());
+    }
+
+    #[test]
+    fn merging_replaces_held_keys_and_adds_fresh_ones() {
+        let store = MemoryStore::new().limits(Limits::default().max_keys(4));
+        let data = |value: Value| match value {
+            Value::Object(map) => map,
+            _ => unreachable!("an object"),
+        };
+        block_on(async {
+            store.create_session("c1", "alice").await.unwrap();
+            let first = data(json!({"a": 1, "b": [2], "c": {"d": 3}}));
+            store.update_session_data("c1", first).await.unwrap();
+            // Held keys only.
+            let held = data(json!({"a": "one", "c": null}));
+            store.update_session_data("c1", held).await.unwrap();
+            // Held and fresh, up to the limit exactly.
+            let mixed = data(json!({"b": 20, "e": 5}));
+            store.update_session_data("c1", mixed).await.unwrap();
+            let session = store.get_session("c1").await.unwrap().unwrap();
+            assert_eq!(
+                Value::Object(session.data),
+                json!({"a": "one", "b": 20, "c": null, "e": 5})
+            );
+            // Past the limit: nothing written, not even the held key.
+            let over = data(json!({"a": 0, "f": 6}));
+            let err = store.update_session_data("c1", over).await.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::InvalidInput(InvalidInput::TooManyKeys { max: 4, .. })
+                ),
+                "{err:?}"
+            );
+            assert_eq!(
+                store.get_session_data("c1", "a").await.unwrap(),
+                Some(json!("one"))
+            );
+            // Setting a held key at the limit replaces it; a fresh one is refused.
+            store.set_session_data("c1", "e", json!(50)).await.unwrap();
+            let err = store
+                .set_session_data("c1", "f", json!(6))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::InvalidInput(InvalidInput::TooManyKeys { max: 4, .. })
+                ),
+                "{err:?}"
+            );
+            assert_eq!(
+                store.get_session_data("c1", "e").await.unwrap(),
+                Some(json!(50))
+            );
+            assert_eq!(store.get_session_data("c1", "f").await.unwrap(), None);
+        });
+    }
+
+    #[test]
+    fn writes_and_touches_set_last_active_and_extend_the_ttl() {
+        let store = MemoryStore::with_ttl(Duration::from_millis(300))
+            .sweep_interval(Duration::from_secs(3600));
+        block_on(async {
+            store.create_session("c1", "alice").await.unwrap();
+            let created = store.get_session("c1").await.unwrap().unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            let before = now_ms();
+            assert_eq!(
+                store
+                    .touch(&["c1".to_owned(), "gone".to_owned()])
+                    .await
+                    .unwrap(),
+                vec!["gone".to_owned()]
+            );
+            let after = now_ms();
+            let touched = store.get_session("c1").await.unwrap().unwrap();
+            assert!(
+                (before..=after).contains(&touched.last_active),
+                "{before} <= {} <= {after}",
+                touched.last_active
+            );
+            assert!(touched.last_active >= created.last_active);
+            // Past the first TTL, alive thanks to the touch.
+            std::thread::sleep(Duration::from_millis(200));
+            assert!(store.get_session("c1").await.unwrap().is_some());
+            let before = now_ms();
+            store.set_session_data("c1", "k", json!(1)).await.unwrap();
+            let written = store.get_session("c1").await.unwrap().unwrap();
+            assert!(written.last_active >= before);
+        });
+    }
+
     #[test]
     fn huge_ttls_do_not_overflow() {
         let store = MemoryStore::with_ttl(Duration::MAX);
@@ -810,7 +1141,7 @@ mod tests {
                 .inner
                 .users
                 .iter()
-                .map(|ids| (ids.key().clone(), ids.value().clone()))
+                .map(|ids| (ids.key().clone(), ids.value().iter().cloned().collect()))
                 .collect();
             assert_eq!(actual, expected);
         });
