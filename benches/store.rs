@@ -28,7 +28,7 @@ use ws_session::SessionStore as _;
 
 use probes::CostSplit;
 use report::{Bench, Context, Estimates, group_name};
-use world::{Backend, Fixture, Op, POOL_SIZE, World};
+use world::{Backend, Fixture, Op, World};
 
 /// Tasks in the concurrent runs.
 const WIDE: usize = 32;
@@ -324,11 +324,16 @@ fn machine_notes(
             "machine: {cores} cores; load average (1, 5, 15 min) at start {load_at_start}, at report {}",
             load_average()
         ),
-        format!(
-            "runtime: tokio multi-thread, {cores} workers; RedisStore::connect's bb8 pool (max {POOL_SIZE}) \
-             for ours and raw; fred pool of {POOL_SIZE} clients for tower-sessions"
-        ),
+        format!("runtime: tokio multi-thread, {cores} workers"),
     ];
+    if let Some(redis) = &bencher.world.redis {
+        let open = redis.main.store.pool().state().connections;
+        notes.push(format!(
+            "pools: RedisStore::connect's bb8 pool for ours and the raw commands ({open} connection(s) \
+             open at the end); fred pool of {} client(s) for tower-sessions",
+            redis.connections
+        ));
+    }
     if let Some(version) = redis_version {
         notes.push(format!(
             "redis: private {version} on 127.0.0.1 (no persistence), on the same cores"

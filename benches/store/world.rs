@@ -20,9 +20,6 @@ type TowerStore = tower_sessions_redis_store::RedisStore<FredPool>;
 
 /// The TTL of every store and of every key written beside them.
 pub const TTL: Duration = Duration::from_secs(3600);
-/// Connections in each pool: bb8's default size, which `RedisStore::connect` keeps; the fred
-/// pool of the peer gets as many clients.
-pub const POOL_SIZE: u32 = 10;
 /// The data key that the single-key operations read, write and delete.
 pub const KEY: &str = "preferences";
 /// The sessions of one user in the `get_user_sessions` benchmark.
@@ -207,6 +204,8 @@ pub struct RedisWorld {
     pub port: u16,
     /// `RedisStore::connect`, and the prefix of the raw commands on its pool.
     pub main: RedisSide,
+    /// Connections the store's pool holds, and so clients in the peer's fred pool.
+    pub connections: u32,
     tower: Arc<TowerStore>,
     fred: FredPool,
 }
@@ -269,9 +268,11 @@ impl RedisWorld {
         let store = RedisStore::connect(&url, "bench", TTL)
             .await
             .unwrap_or_else(|err| panic!("cannot connect to {url}: {err}"));
+        // The peer gets as many connections as the store's pool holds after its first PING.
+        let connections = store.pool().state().connections.max(1);
         let config = Config::from_url(&url).expect("a valid Redis URL for fred");
         let fred =
-            FredPool::new(config, None, None, None, POOL_SIZE as usize).expect("a fred pool");
+            FredPool::new(config, None, None, None, connections as usize).expect("a fred pool");
         // The connection tasks run until `quit`.
         let _connections = fred.init().await.expect("fred connects");
         let tower = Arc::new(tower_sessions_redis_store::RedisStore::new(fred.clone()));
@@ -279,6 +280,7 @@ impl RedisWorld {
         let redis = RedisWorld {
             url,
             port,
+            connections,
             main: RedisSide {
                 store,
                 raw_prefix: "raw".to_owned(),
