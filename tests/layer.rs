@@ -99,6 +99,18 @@ where
     }
 }
 
+/// The session ids of a `sessions` reply, sorted.
+fn listed_ids(reply: &Value) -> Vec<String> {
+    let ids = reply["sessions"].as_array().expect("a list of sessions");
+    sorted(ids.iter().map(|s| s["id"].as_str().unwrap()))
+}
+
+fn sorted<'a>(ids: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut ids: Vec<String> = ids.into_iter().map(str::to_owned).collect();
+    ids.sort_unstable();
+    ids
+}
+
 async fn exists(store: &impl SessionStore, id: &str) -> bool {
     store.get_session(id).await.unwrap().is_some()
 }
@@ -270,16 +282,10 @@ async fn chat_protocol(store: impl SessionStore) {
 
     let sessions = ask(&mut two, json!({"op": "sessions"})).await;
     assert_eq!(sessions["type"], "sessions");
-    let mut ids: Vec<&str> = sessions["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
-    ids.sort_unstable();
-    let mut expected = [id.as_str(), id_two.as_str()];
-    expected.sort_unstable();
-    assert_eq!(ids, expected);
+    assert_eq!(
+        listed_ids(&sessions),
+        sorted([id.as_str(), id_two.as_str()])
+    );
 
     let said = json!({"op": "say", "text": "hello"});
     one.send(tungstenite::Message::text(said.to_string()))
@@ -328,6 +334,20 @@ async fn churn(addr: SocketAddr, cycles: usize) {
     }
 }
 
+/// One test: `$body` run on a store that `$make` opens with TTL `$ttl`.
+macro_rules! layer_test {
+    ($make:expr, $test:ident, $body:ident, $ttl:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $test() {
+            let Some(store) = $make($ttl).await else {
+                return;
+            };
+            $body(store).await;
+        }
+    };
+}
+
+/// Every store-generic test, as a module of tests on the stores `$make` opens.
 macro_rules! layer_tests {
     ($store:ident, $make:expr) => {
         mod $store {
@@ -335,61 +355,43 @@ macro_rules! layer_tests {
 
             const LONG: Duration = Duration::from_secs(60);
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn session_removed_after_clean_close() {
-                let Some(store) = $make(LONG).await else {
-                    return;
-                };
-                removed_after_clean_close(store).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn session_removed_after_abrupt_drop() {
-                let Some(store) = $make(LONG).await else {
-                    return;
-                };
-                removed_after_abrupt_drop(store).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn session_removed_when_the_handler_returns() {
-                let Some(store) = $make(LONG).await else {
-                    return;
-                };
-                removed_when_the_handler_returns(store).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn upgrade_without_identity_is_401() {
-                let Some(store) = $make(LONG).await else {
-                    return;
-                };
-                unidentified_upgrade_is_refused(store).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn open_session_outlives_twice_its_ttl() {
-                let Some(store) = $make(Duration::from_millis(600)).await else {
-                    return;
-                };
-                open_session_outlives_its_ttl(store).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn spawned_clone_keeps_the_session() {
-                let Some(store) = $make(LONG).await else {
-                    return;
-                };
-                a_spawned_clone_keeps_the_session(store).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn chat_example_protocol() {
-                let Some(store) = $make(LONG).await else {
-                    return;
-                };
-                chat_protocol(store).await;
-            }
+            layer_test!(
+                $make,
+                session_removed_after_clean_close,
+                removed_after_clean_close,
+                LONG
+            );
+            layer_test!(
+                $make,
+                session_removed_after_abrupt_drop,
+                removed_after_abrupt_drop,
+                LONG
+            );
+            layer_test!(
+                $make,
+                session_removed_when_the_handler_returns,
+                removed_when_the_handler_returns,
+                LONG
+            );
+            layer_test!(
+                $make,
+                upgrade_without_identity_is_401,
+                unidentified_upgrade_is_refused,
+                LONG
+            );
+            layer_test!(
+                $make,
+                open_session_outlives_twice_its_ttl,
+                open_session_outlives_its_ttl,
+                Duration::from_millis(600)
+            );
+            layer_test!(
+                $make,
+                spawned_clone_keeps_the_session,
+                a_spawned_clone_keeps_the_session,
+                LONG
+            );
+            layer_test!($make, chat_example_protocol, chat_protocol, LONG);
         }
     };
 }
@@ -448,16 +450,10 @@ async fn redis_sessions_are_listed_across_instances() {
     let (mut here, id_here) = join(first, "gina").await;
     let (_there, id_there) = join(second, "gina").await;
     let sessions = ask(&mut here, json!({"op": "sessions"})).await;
-    let mut ids: Vec<&str> = sessions["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
-    ids.sort_unstable();
-    let mut expected = [id_here.as_str(), id_there.as_str()];
-    expected.sort_unstable();
-    assert_eq!(ids, expected);
+    assert_eq!(
+        listed_ids(&sessions),
+        sorted([id_here.as_str(), id_there.as_str()])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,8 @@
 //! `oneshot` tests of the layer: everything but a real upgrade, which needs a real server
 //! (see `tests/layer.rs`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::{Router, body::Body, routing::any};
@@ -90,6 +90,30 @@ fn app(layer: SessionLayer, status: StatusCode) -> Router {
         .layer(layer)
 }
 
+/// A route that keeps the handle it extracts (as a socket task would) and answers `status`;
+/// the kept handle is taken out of the returned slot.
+fn keeping_app(layer: SessionLayer, status: StatusCode) -> (Router, Arc<Mutex<Option<WsSession>>>) {
+    let kept = Arc::new(Mutex::new(None::<WsSession>));
+    let keep = Arc::clone(&kept);
+    let app = Router::new()
+        .route(
+            "/ws",
+            any(move |session: WsSession| async move {
+                *keep.lock().unwrap() = Some(session);
+                status
+            }),
+        )
+        .layer(layer);
+    (app, kept)
+}
+
+fn taken(slot: &Mutex<Option<WsSession>>) -> WsSession {
+    slot.lock()
+        .unwrap()
+        .take()
+        .expect("the handler got a session")
+}
+
 fn upgrade_request(user: Option<&str>) -> Request<Body> {
     let mut request = Request::get("/ws")
         .header("connection", "Upgrade")
@@ -152,25 +176,11 @@ async fn a_successful_upgrade_keeps_the_session_while_a_handle_lives() {
     let store = MemoryStore::new();
     let layer = SessionLayer::new(store.clone());
     let sessions = layer.live_sessions();
-    let kept = Arc::new(std::sync::Mutex::new(None::<WsSession>));
-    let keep = Arc::clone(&kept);
-    let app = Router::new()
-        .route(
-            "/ws",
-            any(move |session: WsSession| async move {
-                *keep.lock().unwrap() = Some(session);
-                StatusCode::SWITCHING_PROTOCOLS
-            }),
-        )
-        .layer(layer);
+    let (app, kept) = keeping_app(layer, StatusCode::SWITCHING_PROTOCOLS);
 
     let response = app.oneshot(upgrade_request(Some("alice"))).await.unwrap();
     assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
-    let handle = kept
-        .lock()
-        .unwrap()
-        .take()
-        .expect("the handler got a session");
+    let handle = taken(&kept);
     assert_eq!(handle.user_id(), "alice");
     assert_eq!(handle.id().len(), 32);
     assert!(store.get_session(handle.id()).await.unwrap().is_some());
@@ -203,18 +213,7 @@ async fn a_response_that_is_not_an_upgrade_removes_the_session_at_once() {
 #[tokio::test]
 async fn http2_extended_connect_gets_a_session() {
     let store = MemoryStore::new();
-    let layer = SessionLayer::new(store.clone());
-    let kept = Arc::new(std::sync::Mutex::new(None::<WsSession>));
-    let keep = Arc::clone(&kept);
-    let app = Router::new()
-        .route(
-            "/ws",
-            any(move |session: WsSession| async move {
-                *keep.lock().unwrap() = Some(session);
-                StatusCode::OK
-            }),
-        )
-        .layer(layer);
+    let (app, kept) = keeping_app(SessionLayer::new(store.clone()), StatusCode::OK);
     let mut request = Request::connect("/ws")
         .version(Version::HTTP_2)
         .extension(hyper::ext::Protocol::from_static("websocket"))
@@ -225,11 +224,7 @@ async fn http2_extended_connect_gets_a_session() {
 
     let response = app.oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let handle = kept
-        .lock()
-        .unwrap()
-        .take()
-        .expect("the handler got a session");
+    let handle = taken(&kept);
     let record = store.get_session(handle.id()).await.unwrap();
     assert_eq!(record.map(|s| s.user_id), Some("bob".to_owned()));
 }
@@ -280,20 +275,11 @@ async fn a_custom_identification_step_can_answer_for_itself() {
 #[tokio::test]
 async fn anonymous_sessions_are_their_own_users_when_allowed() {
     let store = MemoryStore::new();
-    let kept = Arc::new(std::sync::Mutex::new(None::<WsSession>));
-    let keep = Arc::clone(&kept);
-    let app = Router::new()
-        .route(
-            "/ws",
-            any(move |session: WsSession| async move {
-                *keep.lock().unwrap() = Some(session);
-                StatusCode::SWITCHING_PROTOCOLS
-            }),
-        )
-        .layer(SessionLayer::new(store.clone()).allow_anonymous(true));
+    let layer = SessionLayer::new(store.clone()).allow_anonymous(true);
+    let (app, kept) = keeping_app(layer, StatusCode::SWITCHING_PROTOCOLS);
     let response = app.oneshot(upgrade_request(None)).await.unwrap();
     assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
-    let handle = kept.lock().unwrap().take().unwrap();
+    let handle = taken(&kept);
     assert_eq!(handle.user_id(), handle.id());
     assert!(store.get_session(handle.id()).await.unwrap().is_some());
 }
