@@ -283,3 +283,30 @@ async fn anonymous_sessions_are_their_own_users_when_allowed() {
     assert_eq!(handle.user_id(), handle.id());
     assert!(store.get_session(handle.id()).await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn an_inner_service_error_removes_the_session() {
+    let store = MemoryStore::new();
+    let layer = SessionLayer::new(store.clone());
+    let sessions = layer.live_sessions();
+    let seen = Arc::new(Mutex::new(None::<String>));
+    let record = Arc::clone(&seen);
+    let failing = tower::service_fn(move |request: Request<Body>| {
+        let session = request.extensions().get::<WsSession>().cloned();
+        *record.lock().unwrap() = session.map(|s| s.id().to_owned());
+        async { Err::<http::Response<Body>, &str>("the handler failed") }
+    });
+
+    let result = tower::Layer::layer(&layer, failing)
+        .oneshot(upgrade_request(Some("alice")))
+        .await;
+    assert_eq!(result.unwrap_err(), "the handler failed");
+    let id = seen
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the inner service saw a session");
+    sessions.wait_for_removals().await;
+    assert!(store.get_session(&id).await.unwrap().is_none());
+    assert!(sessions.is_empty());
+}
