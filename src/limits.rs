@@ -1,8 +1,9 @@
 //! Size limits shared by every store, and the checks that enforce them.
 
 use std::io;
+use std::sync::OnceLock;
 
-use serde_json::Value;
+use serde_json::{Number, Value};
 
 use crate::error::{InvalidInput, Result};
 
@@ -122,8 +123,12 @@ impl Limits {
         Ok(())
     }
 
-    /// Checks a value's JSON length without building the text.
+    /// Checks a value's JSON length without building the text, and without counting it at all
+    /// when a cheap upper bound of the length already fits.
     pub(crate) fn check_value(&self, key: &str, value: &Value) -> Result<(), InvalidInput> {
+        if fits(self, value) {
+            return Ok(());
+        }
         self.check_encoded_len(key, json_len(value))
     }
 
@@ -138,19 +143,15 @@ impl Limits {
         Ok(())
     }
 
-    /// Checks every key and value of a batch, and that the batch alone fits.
+    /// Checks every key and value of a batch, in order.
     pub(crate) fn check_entries<'a>(
         &self,
-        id: &str,
         entries: impl IntoIterator<Item = (&'a String, &'a Value)>,
     ) -> Result<()> {
-        let mut count = 0;
         for (key, value) in entries {
             self.check_key(key)?;
             self.check_value(key, value)?;
-            count += 1;
         }
-        self.check_key_count(id, count)?;
         Ok(())
     }
 }
@@ -171,6 +172,86 @@ pub(crate) fn json_len(value: &Value) -> usize {
     // Writing a `Value` cannot fail: its map keys are strings and the sink never errors.
     serde_json::to_writer(&mut counter, value).expect("a JSON value always serializes");
     counter.0
+}
+
+/// Whether a cheap upper bound of the JSON length of `value` is within the value limit: when
+/// it is, the exact check passes.
+fn fits(limits: &Limits, value: &Value) -> bool {
+    item_budget_left(value, limits.max_value_len).is_some()
+}
+
+/// What is left of `budget` after taking off an upper bound of the length of `value` as
+/// compact JSON; `None` when the bound is over budget or unknown.
+///
+/// The walk stops as soon as the budget runs out, so a large value costs little more here
+/// before it is counted exactly.
+fn json_budget_left(value: &Value, budget: usize) -> Option<usize> {
+    match value {
+        Value::Array(items) => {
+            // The brackets and at most one comma per item.
+            let mut left = budget.checked_sub(items.len().checked_add(2)?)?;
+            for item in items {
+                left = item_budget_left(item, left)?;
+            }
+            Some(left)
+        }
+        Value::Object(entries) => {
+            // The braces, and at most one comma and one colon per entry.
+            let mut left = budget.checked_sub(entries.len().checked_mul(2)?.checked_add(2)?)?;
+            for (key, item) in entries {
+                left = left.checked_sub(quoted_len_bound(key))?;
+                left = item_budget_left(item, left)?;
+            }
+            Some(left)
+        }
+        scalar => budget.checked_sub(scalar_len_bound(scalar)?),
+    }
+}
+
+/// [`json_budget_left`], where a scalar costs no call.
+#[inline(always)]
+fn item_budget_left(item: &Value, budget: usize) -> Option<usize> {
+    match item {
+        Value::Array(_) | Value::Object(_) => json_budget_left(item, budget),
+        scalar => budget.checked_sub(scalar_len_bound(scalar)?),
+    }
+}
+
+/// An upper bound of the JSON length of a scalar; `None` when unknown.
+#[inline(always)]
+fn scalar_len_bound(scalar: &Value) -> Option<usize> {
+    match scalar {
+        // `null`, `true`, `false`.
+        Value::Null | Value::Bool(_) => Some(5),
+        Value::Number(_) => short_numbers().then_some(MAX_NUMBER_LEN),
+        Value::String(text) => Some(quoted_len_bound(text)),
+        Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
+/// An upper bound of the length of `text` as a JSON string: the quotes, and at most six bytes
+/// (`\u001f`) for each byte.
+fn quoted_len_bound(text: &str) -> usize {
+    text.len().saturating_mul(6).saturating_add(2)
+}
+
+/// The longest JSON text of a number written from its binary value: 20 bytes for an integer
+/// (`-9223372036854775808`), 24 for a float (`-2.2250738585072014e-308`).
+const MAX_NUMBER_LEN: usize = 24;
+
+/// Whether serde_json writes numbers from their binary value, so that none is longer than
+/// [`MAX_NUMBER_LEN`]. With its `arbitrary_precision` feature (which any crate in the build may
+/// turn on) a number keeps the text it was parsed from, of any length; then numbers are
+/// counted exactly.
+fn short_numbers() -> bool {
+    static SHORT: OnceLock<bool> = OnceLock::new();
+    *SHORT.get_or_init(|| {
+        "1.50"
+            .parse::<Number>()
+            .ok()
+            .and_then(|number| serde_json::to_string(&number).ok())
+            .is_some_and(|text| text == "1.5")
+    })
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -227,5 +308,58 @@ mod tests {
             limits.check_session_id("abcd"),
             Err(InvalidInput::IdTooLong { len: 4, max: 3, .. })
         ));
+    }
+
+    /// Values whose JSON text is easy to misjudge: escapes, wide characters, extreme numbers,
+    /// empty and nested containers.
+    fn awkward_values() -> Vec<Value> {
+        vec![
+            json!(null),
+            json!(true),
+            json!(false),
+            json!(0),
+            json!(i64::MIN),
+            json!(u64::MAX),
+            json!(-2.225_073_858_507_201_4e-308),
+            json!(f64::MAX),
+            json!(5e-324),
+            json!(0.1),
+            json!(""),
+            json!("plain"),
+            json!("\u{0}\u{1f}\u{7f}\"\\\n\r\t\u{8}\u{c}/"),
+            json!("é😀\u{2028}"),
+            json!("\u{1}".repeat(8)),
+            json!([]),
+            json!({}),
+            json!([[], {}, [null, [1.5, -3]], "x"]),
+            json!({"\u{1}key\"": {"": [true, false, {"n": -0.0}]}, "a": "\u{1f}".repeat(40)}),
+            json!({ "theme": "dark", "font_size": 14, "notifications": true }),
+        ]
+    }
+
+    #[test]
+    fn the_cheap_value_check_agrees_with_the_exact_one() {
+        for value in awkward_values() {
+            let len = json_len(&value);
+            let bound = usize::MAX - json_budget_left(&value, usize::MAX).expect("a bound");
+            assert!(
+                bound >= len,
+                "bound {bound} under the length {len} of {value}"
+            );
+            // Both sides of the exact length and of the bound.
+            for max in 0..=bound + 1 {
+                let limits = Limits::default().max_value_len(max);
+                assert_eq!(
+                    limits.check_value("k", &value),
+                    limits.check_encoded_len("k", json_len(&value)),
+                    "{value} at max {max}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_short_in_this_build() {
+        assert!(short_numbers());
     }
 }

@@ -56,9 +56,9 @@ use dashmap::mapref::entry::Entry as MapEntry;
 use dashmap::mapref::one::RefMut;
 use foldhash::SharedSeed;
 use foldhash::fast::{FoldHasher, SeedableRandomState};
-use serde_json::{Number, Value};
+use serde_json::Value;
 
-use crate::error::{Error, InvalidInput, Result};
+use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::session::{Session, SessionData, now_ms};
 use crate::store::SessionStore;
@@ -322,95 +322,6 @@ fn sweep_until_dropped(inner: &Weak<Inner>, wait: &mpsc::Receiver<()>, interval:
     }
 }
 
-/// [`Limits::check_value`], without counting the JSON text of a value when a cheap upper bound
-/// of its length already fits: the same result, the same error.
-fn check_value(limits: &Limits, key: &str, value: &Value) -> Result<(), InvalidInput> {
-    if fits(limits, value) {
-        return Ok(());
-    }
-    limits.check_value(key, value)
-}
-
-/// Whether a cheap upper bound of the JSON length of `value` is within the value limit: when
-/// it is, [`Limits::check_value`] passes.
-fn fits(limits: &Limits, value: &Value) -> bool {
-    item_budget_left(value, limits.max_value_len).is_some()
-}
-
-/// What is left of `budget` after taking off an upper bound of the length of `value` as
-/// compact JSON; `None` when the bound is over budget or unknown.
-///
-/// The walk stops as soon as the budget runs out, so a large value costs little more here
-/// before it is counted exactly.
-fn json_budget_left(value: &Value, budget: usize) -> Option<usize> {
-    match value {
-        Value::Array(items) => {
-            // The brackets and at most one comma per item.
-            let mut left = budget.checked_sub(items.len().checked_add(2)?)?;
-            for item in items {
-                left = item_budget_left(item, left)?;
-            }
-            Some(left)
-        }
-        Value::Object(entries) => {
-            // The braces, and at most one comma and one colon per entry.
-            let mut left = budget.checked_sub(entries.len().checked_mul(2)?.checked_add(2)?)?;
-            for (key, item) in entries {
-                left = left.checked_sub(quoted_len_bound(key))?;
-                left = item_budget_left(item, left)?;
-            }
-            Some(left)
-        }
-        scalar => budget.checked_sub(scalar_len_bound(scalar)?),
-    }
-}
-
-/// [`json_budget_left`], where a scalar costs no call.
-#[inline(always)]
-fn item_budget_left(item: &Value, budget: usize) -> Option<usize> {
-    match item {
-        Value::Array(_) | Value::Object(_) => json_budget_left(item, budget),
-        scalar => budget.checked_sub(scalar_len_bound(scalar)?),
-    }
-}
-
-/// An upper bound of the JSON length of a scalar; `None` when unknown.
-#[inline(always)]
-fn scalar_len_bound(scalar: &Value) -> Option<usize> {
-    match scalar {
-        // `null`, `true`, `false`.
-        Value::Null | Value::Bool(_) => Some(5),
-        Value::Number(_) => short_numbers().then_some(MAX_NUMBER_LEN),
-        Value::String(text) => Some(quoted_len_bound(text)),
-        Value::Array(_) | Value::Object(_) => None,
-    }
-}
-
-/// An upper bound of the length of `text` as a JSON string: the quotes, and at most six bytes
-/// (`\u001f`) for each byte.
-fn quoted_len_bound(text: &str) -> usize {
-    text.len().saturating_mul(6).saturating_add(2)
-}
-
-/// The longest JSON text of a number written from its binary value: 20 bytes for an integer
-/// (`-9223372036854775808`), 24 for a float (`-2.2250738585072014e-308`).
-const MAX_NUMBER_LEN: usize = 24;
-
-/// Whether serde_json writes numbers from their binary value, so that none is longer than
-/// [`MAX_NUMBER_LEN`]. With its `arbitrary_precision` feature (which any crate in the build may
-/// turn on) a number keeps the text it was parsed from, of any length; then numbers are
-/// counted exactly.
-fn short_numbers() -> bool {
-    static SHORT: OnceLock<bool> = OnceLock::new();
-    *SHORT.get_or_init(|| {
-        "1.50"
-            .parse::<Number>()
-            .ok()
-            .and_then(|number| serde_json::to_string(&number).ok())
-            .is_some_and(|text| text == "1.5")
-    })
-}
-
 impl Inner {
     /// The expiry of a session written at `now`.
     fn expiry(&self, now: Instant) -> Instant {
@@ -605,7 +516,7 @@ impl SessionStore for MemoryStore {
         let limits = &self.inner.limits;
         limits.check_session_id(id)?;
         limits.check_key(key)?;
-        check_value(limits, key, &value)?;
+        limits.check_value(key, &value)?;
         let replaced = self.inner.write(id, |entry| {
             if let Some(held) = entry.data.get_mut(key) {
                 return Ok(Some(std::mem::replace(held, value)));
@@ -633,14 +544,7 @@ impl SessionStore for MemoryStore {
         let limits = &inner.limits;
         limits.check_session_id(id)?;
         limits.check_key_count(id, data.len())?;
-        // When every key is valid and every value fits by a cheap bound, `check_entries` cannot
-        // fail (its own key count is the one just checked); else it finds the first error.
-        let fits = data
-            .iter()
-            .all(|(key, value)| limits.check_key(key).is_ok() && fits(limits, value));
-        if !fits {
-            limits.check_entries(id, &data)?;
-        }
+        limits.check_entries(&data)?;
         let replaced = inner.write(id, |entry| inner.merge(id, &mut entry.data, data))?;
         // Dropped here, with the session's guard released.
         drop(replaced);
@@ -733,6 +637,7 @@ impl SessionStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::InvalidInput;
     use serde_json::json;
     use std::collections::HashMap;
 
@@ -920,60 +825,6 @@ mod tests {
         });
         assert!(store.inner.users.is_empty());
         assert!(store.inner.sessions.is_empty());
-    }
-
-    /// Values whose JSON text is easy to misjudge: escapes, wide characters, extreme numbers,
-    /// empty and nested containers.
-    fn awkward_values() -> Vec<Value> {
-        vec![
-            json!(null),
-            json!(true),
-            json!(false),
-            json!(0),
-            json!(i64::MIN),
-            json!(u64::MAX),
-            json!(-2.225_073_858_507_201_4e-308),
-            json!(f64::MAX),
-            json!(5e-324),
-            json!(0.1),
-            json!(""),
-            json!("plain"),
-            json!("\u{0}\u{1f}\u{7f}\"\\\n\r\t\u{8}\u{c}/"),
-            json!("é😀\u{2028}"),
-            json!("\u{1}".repeat(8)),
-            json!([]),
-            json!({}),
-            json!([[], {}, [null, [1.5, -3]], "x"]),
-            json!({"\u{1}key\"": {"": [true, false, {"n": -0.0}]}, "a": "\u{1f}".repeat(40)}),
-            json!({ "theme": "dark", "font_size": 14, "notifications": true }),
-        ]
-    }
-
-    #[test]
-    fn the_cheap_value_check_agrees_with_the_exact_one() {
-        use crate::limits::json_len;
-        for value in awkward_values() {
-            let len = json_len(&value);
-            let bound = usize::MAX - json_budget_left(&value, usize::MAX).expect("a bound");
-            assert!(
-                bound >= len,
-                "bound {bound} under the length {len} of {value}"
-            );
-            // Both sides of the exact length and of the bound.
-            for max in 0..=bound + 1 {
-                let limits = Limits::default().max_value_len(max);
-                assert_eq!(
-                    check_value(&limits, "k", &value),
-                    limits.check_value("k", &value),
-                    "{value} at max {max}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn numbers_are_written_short_in_this_build() {
-        assert!(short_numbers());
     }
 
     #[test]
