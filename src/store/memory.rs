@@ -503,7 +503,6 @@ impl SessionStore for MemoryStore {
             inner.prune(&old_user, id);
         }
         self.start_sweeper();
-        tracing::debug!(session = id, user = user_id, "session created");
         Ok(Session::new(id, user_id, created))
     }
 
@@ -580,7 +579,6 @@ impl SessionStore for MemoryStore {
             std::thread::yield_now();
             // A create of the same id may have slipped in since; `prune` keeps it if so.
             inner.prune(&entry.user_id, id);
-            tracing::debug!(session = id, "session removed");
         }
         Ok(())
     }

@@ -411,7 +411,6 @@ impl SessionStore for RedisStore {
             .arg(self.ttl_ms())
             .arg(now);
         self.eval_status(id, &call).await?;
-        tracing::debug!(session = id, user = user_id, "session created");
         Ok(Session::new(id, user_id, now))
     }
 
@@ -500,9 +499,7 @@ impl SessionStore for RedisStore {
         self.inner.limits.check_session_id(id)?;
         let mut call = scripts::REMOVE.key(self.session_key(id));
         call.arg(id).arg(&self.inner.user_prefix);
-        self.eval_status(id, &call).await?;
-        tracing::debug!(session = id, "session removed");
-        Ok(())
+        self.eval_status(id, &call).await
     }
 
     async fn get_user_sessions(&self, user_id: &str) -> Result<Vec<Session>> {
