@@ -51,15 +51,20 @@ async fn expire_time(conn: &mut MultiplexedConnection, key: &str) -> i64 {
         .unwrap()
 }
 
+/// Two server instances on one Redis: two stores with their own pools, sharing a new prefix.
+async fn two_instances(url: &str) -> (RedisStore, RedisStore) {
+    let prefix = unique_prefix();
+    let a = RedisStore::connect(url, prefix.clone(), HOUR)
+        .await
+        .unwrap();
+    let b = RedisStore::connect(url, prefix, HOUR).await.unwrap();
+    (a, b)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_writing_different_keys_of_one_session_lose_nothing() {
     let url = require_redis!(shared_url());
-    let prefix = unique_prefix();
-    // Two server instances: two stores, each with its own pool.
-    let a = RedisStore::connect(&url, prefix.clone(), HOUR)
-        .await
-        .unwrap();
-    let b = RedisStore::connect(&url, prefix, HOUR).await.unwrap();
+    let (a, b) = two_instances(&url).await;
     a.create_session("shared", "alice").await.unwrap();
 
     const WRITES: usize = 200;
@@ -106,16 +111,9 @@ async fn two_instances_writing_different_keys_of_one_session_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_key_limit_holds_against_concurrent_instances() {
     let url = require_redis!(shared_url());
-    let prefix = unique_prefix();
     let limits = Limits::default().max_keys(10);
-    let a = RedisStore::connect(&url, prefix.clone(), HOUR)
-        .await
-        .unwrap()
-        .limits(limits);
-    let b = RedisStore::connect(&url, prefix, HOUR)
-        .await
-        .unwrap()
-        .limits(limits);
+    let (a, b) = two_instances(&url).await;
+    let (a, b) = (a.limits(limits), b.limits(limits));
     a.create_session("s", "alice").await.unwrap();
 
     let writes = (0..10).flat_map(|i| [(a.clone(), format!("a{i}")), (b.clone(), format!("b{i}"))]);
@@ -145,11 +143,7 @@ async fn the_key_limit_holds_against_concurrent_instances() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_one_instance_creates_a_given_id() {
     let url = require_redis!(shared_url());
-    let prefix = unique_prefix();
-    let a = RedisStore::connect(&url, prefix.clone(), HOUR)
-        .await
-        .unwrap();
-    let b = RedisStore::connect(&url, prefix, HOUR).await.unwrap();
+    let (a, b) = two_instances(&url).await;
     for round in 0..20 {
         let id = format!("race{round}");
         let (alice, bob) = (format!("alice{round}"), format!("bob{round}"));
