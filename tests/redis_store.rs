@@ -334,6 +334,57 @@ async fn the_hash_holds_exactly_the_documented_fields() {
 }
 
 #[tokio::test]
+async fn any_prefix_works_and_names_exactly_its_keys() {
+    let url = require_redis!(shared_url());
+    // Quotes, brackets, backslashes, spaces, a newline and UTF-8: the scripts embed the prefix.
+    let prefix = format!("{} it's [[x]] \\ \n\u{e9}", unique_prefix());
+    let store = RedisStore::connect(&url, prefix.clone(), HOUR)
+        .await
+        .unwrap();
+    let mut conn = raw(&store).await;
+    store.create_session("c1", "alice").await.unwrap();
+    store.create_session("c2", "alice").await.unwrap();
+    store.set_session_data("c1", "k", json!(1)).await.unwrap();
+    store.delete_session_data("c2", "k").await.unwrap();
+    store.clear_session_data("c2").await.unwrap();
+    assert_eq!(
+        store.touch(&["c1".into(), "gone".into()]).await.unwrap(),
+        ["gone"]
+    );
+    let listed: HashSet<String> = store
+        .get_user_sessions("alice")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(listed, HashSet::from(["c1".to_owned(), "c2".to_owned()]));
+    store.remove_session("c2").await.unwrap();
+
+    let glob: String = prefix
+        .chars()
+        .flat_map(|c| "*?[]\\".contains(c).then_some('\\').into_iter().chain([c]))
+        .collect();
+    let mut keys: Vec<String> = conn.keys(format!("{glob}*")).await.unwrap();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            format!("{prefix}:session:c1"),
+            format!("{prefix}:user_sessions:alice")
+        ]
+    );
+    let ids: HashSet<String> = conn
+        .smembers(format!("{prefix}:user_sessions:alice"))
+        .await
+        .unwrap();
+    assert_eq!(ids, HashSet::from(["c1".to_owned()]));
+    assert!(
+        pttl(&mut conn, &format!("{prefix}:user_sessions:alice")).await > HOUR.as_millis() as i64
+    );
+}
+
+#[tokio::test]
 async fn corrupt_data_is_reported_with_its_key() {
     let store = require_redis!(redis_store(HOUR).await);
     let mut conn = raw(&store).await;
@@ -651,6 +702,65 @@ async fn the_store_recovers_from_an_outage_on_its_own() {
         Some(json!(1))
     );
     assert_eq!(store.get_session("before").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_server_that_stops_answering_times_out_and_serves_again_afterwards() {
+    // A private server: pausing the shared one would stall the other tests.
+    let server = require_redis!(RedisServer::start());
+    let timeout = Duration::from_millis(300);
+    let store = RedisStore::connect(&server.url(), unique_prefix(), HOUR)
+        .await
+        .unwrap()
+        .timeout(timeout);
+    store.create_session("c1", "alice").await.unwrap();
+    store.set_session_data("c1", "k", json!(1)).await.unwrap();
+
+    // The server keeps the connection open but runs no command for 1.5 s.
+    let mut admin = raw(&store).await;
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1500)
+        .arg("ALL")
+        .exec_async(&mut admin)
+        .await
+        .unwrap();
+    let paused = Instant::now();
+    for attempt in 0..2 {
+        let started = Instant::now();
+        let err = store.get_session_data("c1", "k").await.unwrap_err();
+        let took = started.elapsed();
+        assert!(err.is_unavailable(), "attempt {attempt}: {err:?}");
+        assert!(
+            took >= timeout && took <= timeout + Duration::from_millis(200),
+            "attempt {attempt} gave up after {took:?}"
+        );
+    }
+    let err = store
+        .set_session_data("c1", "k", json!(2))
+        .await
+        .unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(
+        paused.elapsed() < Duration::from_millis(1500),
+        "the pause ended too soon"
+    );
+
+    // Once the server answers again, so does the same store, on the same connection. The
+    // write above had reached the server and ran when the pause ended.
+    tokio::time::sleep(Duration::from_millis(1500).saturating_sub(paused.elapsed())).await;
+    let mut value = Err(None);
+    for _ in 0..20 {
+        match store.get_session_data("c1", "k").await {
+            Ok(found) => {
+                value = Ok(found);
+                break;
+            }
+            Err(err) => value = Err(Some(err)),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(value.unwrap(), Some(json!(2)));
 }
 
 #[tokio::test]

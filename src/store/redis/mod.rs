@@ -53,6 +53,7 @@
 //! that are not passed as `KEYS`: the store needs a single Redis server (or a primary with
 //! replicas), not Redis Cluster.
 
+mod command;
 mod scripts;
 
 use std::fmt;
@@ -61,15 +62,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ::redis::aio::MultiplexedConnection;
-use ::redis::{ErrorKind, RedisError, ServerErrorKind, Value};
+use ::redis::{Cmd, ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
 use bb8::{ErrorSink, RunError};
 use bb8_redis::RedisConnectionManager;
 use serde_json::Value as Json;
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::session::{Session, SessionData, now_ms};
 use crate::store::SessionStore;
+use command::Command;
+use scripts::{Scripts, StoreScript};
 
 /// The connection pool a [`RedisStore`] runs on.
 pub type RedisPool = bb8::Pool<RedisConnectionManager>;
@@ -146,6 +150,8 @@ struct Inner {
     user_prefix: String,
     ttl: Duration,
     limits: Limits,
+    /// The store's scripts, which carry its prefixes, TTL and key limit.
+    scripts: Arc<Scripts>,
     timeout: Duration,
     /// Set while one operation checks the pool for dead connections.
     healing: Arc<AtomicBool>,
@@ -174,14 +180,24 @@ impl RedisStore {
     /// is 2 seconds until changed with [`limits`](Self::limits) and [`timeout`](Self::timeout).
     pub fn new(pool: RedisPool, prefix: impl Into<String>, ttl: Duration) -> Self {
         let prefix = prefix.into();
+        let session_prefix = format!("{prefix}:session:");
+        let user_prefix = format!("{prefix}:user_sessions:");
+        let limits = Limits::default();
+        let scripts = Arc::new(Scripts::new(&scripts::Config {
+            session_prefix: &session_prefix,
+            user_prefix: &user_prefix,
+            ttl,
+            max_keys: limits.max_keys,
+        }));
         RedisStore {
             inner: Arc::new(Inner {
                 pool,
-                session_prefix: format!("{prefix}:session:"),
-                user_prefix: format!("{prefix}:user_sessions:"),
+                session_prefix,
+                user_prefix,
                 prefix,
                 ttl,
-                limits: Limits::default(),
+                limits,
+                scripts,
                 timeout: DEFAULT_TIMEOUT,
                 healing: Arc::new(AtomicBool::new(false)),
             }),
@@ -202,14 +218,21 @@ impl RedisStore {
     pub async fn connect(url: &str, prefix: impl Into<String>, ttl: Duration) -> Result<Self> {
         let manager = RedisConnectionManager::new(url).map_err(redis_error)?;
         let store = RedisStore::new(pool_builder().build_unchecked(manager), prefix, ttl);
-        store.query(&::redis::cmd("PING")).await?;
+        store.run(&Command::new("PING")).await?;
         Ok(store)
     }
 
     /// Sets the size limits the store enforces.
     #[must_use]
     pub fn limits(mut self, limits: Limits) -> Self {
-        Arc::make_mut(&mut self.inner).limits = limits;
+        let inner = Arc::make_mut(&mut self.inner);
+        inner.scripts = Arc::new(Scripts::new(&scripts::Config {
+            session_prefix: &inner.session_prefix,
+            user_prefix: &inner.user_prefix,
+            ttl: inner.ttl,
+            max_keys: limits.max_keys,
+        }));
+        inner.limits = limits;
         self
     }
 
@@ -217,7 +240,8 @@ impl RedisStore {
     /// server's answer (default 2 seconds). An operation that runs out of time fails with
     /// [`Error::Unavailable`].
     ///
-    /// The store also sets this as the response timeout of each connection it uses.
+    /// The wait for a pooled connection and the wait for the answer share this time: the
+    /// answer is awaited for whatever the checkout left of it.
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         Arc::make_mut(&mut self.inner).timeout = timeout;
@@ -234,78 +258,59 @@ impl RedisStore {
         &self.inner.pool
     }
 
-    fn session_key(&self, id: &str) -> String {
-        format!("{}{id}", self.inner.session_prefix)
+    /// Sends one command and returns the server's answer, all within the store's timeout.
+    ///
+    /// A script unknown to the server (a fresh or restarted Redis answers `NOSCRIPT`) is loaded,
+    /// and the command sent again, within the same time.
+    async fn run(&self, command: &Command<'_>) -> Result<Value> {
+        let deadline = Instant::now() + self.inner.timeout;
+        let mut conn = self.connection(deadline).await?;
+        let mut reply = send(&mut conn, command.cmd(), deadline).await;
+        if let Some(script) = command.script_called()
+            && matches!(&reply, Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript))
+        {
+            reply = match send(&mut conn, &script.load_cmd(), deadline).await {
+                Ok(_) => send(&mut conn, command.cmd(), deadline).await,
+                Err(err) => Err(err),
+            };
+        }
+        self.outcome(reply).await
     }
 
-    fn user_key(&self, user_id: &str) -> String {
-        format!("{}{user_id}", self.inner.user_prefix)
-    }
-
-    fn ttl_ms(&self) -> u64 {
-        // PEXPIRE 0 would delete the key at once.
-        u64::try_from(self.inner.ttl.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1)
-    }
-
-    /// Sends one command, bounded by the store's timeout.
-    async fn query(&self, cmd: &::redis::Cmd) -> Result<Value> {
-        self.bounded(async {
-            let mut conn = self.connection().await?;
-            let reply = cmd.query_async(&mut conn).await;
-            self.outcome(reply).await
-        })
-        .await
-    }
-
-    /// Runs one script, bounded by the store's timeout.
-    async fn eval(&self, script: &::redis::ScriptInvocation<'_>) -> Result<Value> {
-        self.bounded(async {
-            let mut conn = self.connection().await?;
-            let reply = script.invoke_async(&mut conn).await;
-            self.outcome(reply).await
-        })
-        .await
-    }
-
-    async fn bounded<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
-        let timeout = self.inner.timeout;
-        tokio::time::timeout(timeout, op)
-            .await
-            .unwrap_or_else(|_| Err(Error::timed_out(timeout)))
-    }
-
-    /// A handle on one of the pool's connections.
+    /// A handle on one of the pool's connections, waiting for it until `deadline` at most.
     ///
     /// A pooled connection is multiplexed: its handle is cheap to clone, and clones send their
     /// commands down the same socket. So the store checks a connection out only long enough to
     /// clone its handle and puts it straight back. Concurrent operations then share the pool's
     /// connections and are pipelined on them, instead of each holding a connection of its own
     /// for a whole round trip.
-    async fn connection(&self) -> Result<MultiplexedConnection> {
-        let pooled = self.inner.pool.get().await.map_err(|err| match err {
-            RunError::User(err) => redis_error(err),
-            RunError::TimedOut => Error::Unavailable {
-                reason: "no Redis connection available in the pool".to_owned(),
-                source: Some(Box::new(RunError::<RedisError>::TimedOut)),
-            },
-        })?;
-        let mut conn = (*pooled).clone();
-        drop(pooled);
-        conn.set_response_timeout(self.inner.timeout);
-        Ok(conn)
+    async fn connection(&self, deadline: Instant) -> Result<MultiplexedConnection> {
+        let pooled = match tokio::time::timeout_at(deadline, self.inner.pool.get()).await {
+            Ok(Ok(pooled)) => pooled,
+            Ok(Err(RunError::User(err))) => return Err(redis_error(err)),
+            Ok(Err(RunError::TimedOut)) => {
+                return Err(Error::Unavailable {
+                    reason: "no Redis connection available in the pool".to_owned(),
+                    source: Some(Box::new(RunError::<RedisError>::TimedOut)),
+                });
+            }
+            Err(_) => return Err(Error::timed_out(self.inner.timeout)),
+        };
+        Ok((*pooled).clone())
     }
 
     /// Maps a reply to a result. When the error shows that a connection is dead (its server
     /// went away), the pool is healed before the error is returned, so that the store works
     /// again as soon as Redis is back. The failed operation is not retried: it may have
     /// reached the server before the connection broke.
-    async fn outcome<T>(&self, reply: ::redis::RedisResult<T>) -> Result<T> {
+    async fn outcome<T>(&self, reply: RedisResult<T>) -> Result<T> {
         let err = match reply {
             Ok(value) => return Ok(value),
             Err(err) => err,
         };
+        if err.is_timeout() {
+            return Err(Error::timed_out(self.inner.timeout));
+        }
         if connection_lost(&err) {
             tracing::debug!(error = %err, "a Redis connection is dead; checking the pool");
             self.heal_pool().await;
@@ -352,8 +357,8 @@ impl RedisStore {
     }
 
     /// Runs a script that answers with a status code, and maps the code to a result.
-    async fn eval_status(&self, id: &str, script: &::redis::ScriptInvocation<'_>) -> Result<()> {
-        match self.eval(script).await? {
+    async fn run_status(&self, id: &str, command: &Command<'_>) -> Result<()> {
+        match self.run(command).await? {
             Value::Int(scripts::OK) => Ok(()),
             Value::Int(scripts::NOT_FOUND) => Err(Error::not_found(id)),
             Value::Int(scripts::NO_OWNER) => Err(missing_field(id, META_USER_ID)),
@@ -368,30 +373,51 @@ impl RedisStore {
         }
     }
 
-    /// Checks a data key and encodes its value once, checking the encoded length.
-    fn encode(&self, key: &str, value: &Json) -> Result<(String, String)> {
-        let limits = &self.inner.limits;
-        limits.check_key(key)?;
-        let text = serde_json::to_string(value).map_err(|source| Error::Serialization {
-            key: key.to_owned(),
-            source,
-        })?;
-        limits.check_encoded_len(key, text.len())?;
-        Ok((data_field(key), text))
+    /// A command that names the session hash of `id` as its first argument.
+    fn on_session(&self, name: &'static str, id: &str) -> Command<'_> {
+        let mut command = Command::new(name);
+        command.joined(&self.inner.session_prefix, id);
+        command
     }
 
-    /// Runs the write script for `entries`, already encoded.
-    async fn write(&self, id: &str, entries: &[(String, String)]) -> Result<()> {
-        let mut call = scripts::SET.key(self.session_key(id));
-        call.arg(&self.inner.user_prefix)
-            .arg(self.ttl_ms())
-            .arg(now_ms())
-            .arg(self.inner.limits.max_keys);
-        for (field, text) in entries {
-            call.arg(field).arg(text);
-        }
-        self.eval_status(id, &call).await
+    /// A call of the script `pick` chooses, whose only key is the session hash of `id`.
+    fn script_on_session(&self, pick: fn(&Scripts) -> &StoreScript, id: &str) -> Command<'_> {
+        let mut command = Command::script(pick(&self.inner.scripts), 1);
+        command.joined(&self.inner.session_prefix, id);
+        command
     }
+
+    /// The write script's call for `entries`, each key checked and each value encoded once,
+    /// straight into the command.
+    fn write_command<'a>(
+        &self,
+        id: &str,
+        entries: impl IntoIterator<Item = (&'a str, &'a Json)>,
+    ) -> Result<Command<'_>> {
+        let limits = &self.inner.limits;
+        let mut command = self.script_on_session(|s| &s.set, id);
+        command.arg(now_ms());
+        for (key, value) in entries {
+            limits.check_key(key)?;
+            command.joined(DATA, key).json(key, value, limits)?;
+        }
+        Ok(command)
+    }
+}
+
+/// Sends `cmd` on `conn` and waits for the answer until `deadline` at most.
+async fn send(
+    conn: &mut MultiplexedConnection,
+    cmd: &Cmd,
+    deadline: Instant,
+) -> RedisResult<Value> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into());
+    }
+    conn.set_response_timeout(left);
+    // An error reply arrives as a value; make it an error, as `Cmd::query_async` does.
+    conn.send_packed_command(cmd).await?.extract_error()
 }
 
 impl SessionStore for RedisStore {
@@ -404,21 +430,20 @@ impl SessionStore for RedisStore {
         limits.check_session_id(id)?;
         limits.check_user_id(user_id)?;
         let now = now_ms();
-        let mut call = scripts::CREATE.key(self.session_key(id));
-        call.key(self.user_key(user_id))
+        let mut command = Command::script(&self.inner.scripts.create, 2);
+        command
+            .joined(&self.inner.session_prefix, id)
+            .joined(&self.inner.user_prefix, user_id)
             .arg(id)
             .arg(user_id)
-            .arg(self.ttl_ms())
             .arg(now);
-        self.eval_status(id, &call).await?;
+        self.run_status(id, &command).await?;
         Ok(Session::new(id, user_id, now))
     }
 
     async fn get_session(&self, id: &str) -> Result<Option<Session>> {
         self.inner.limits.check_session_id(id)?;
-        let reply = self
-            .query(::redis::cmd("HGETALL").arg(self.session_key(id)))
-            .await?;
+        let reply = self.run(&self.on_session("HGETALL", id)).await?;
         let fields = hash_fields(reply)?;
         if fields.is_empty() {
             return Ok(None);
@@ -428,23 +453,17 @@ impl SessionStore for RedisStore {
 
     async fn set_session_data(&self, id: &str, key: &str, value: Json) -> Result<()> {
         self.inner.limits.check_session_id(id)?;
-        let entry = self.encode(key, &value)?;
-        self.write(id, &[entry]).await
+        let command = self.write_command(id, [(key, &value)])?;
+        self.run_status(id, &command).await
     }
 
     async fn get_session_data(&self, id: &str, key: &str) -> Result<Option<Json>> {
         let limits = &self.inner.limits;
         limits.check_session_id(id)?;
         limits.check_key(key)?;
-        let reply = self
-            .query(
-                ::redis::cmd("HMGET")
-                    .arg(self.session_key(id))
-                    .arg(META_USER_ID)
-                    .arg(data_field(key)),
-            )
-            .await?;
-        let mut items = match reply {
+        let mut command = self.on_session("HMGET", id);
+        command.arg(META_USER_ID).joined(DATA, key);
+        let mut items = match self.run(&command).await? {
             Value::Array(items) if items.len() == 2 => items.into_iter(),
             other => return Err(unexpected("two HMGET values", &other)),
         };
@@ -465,48 +484,40 @@ impl SessionStore for RedisStore {
         let limits = &self.inner.limits;
         limits.check_session_id(id)?;
         limits.check_key_count(id, data.len())?;
-        let entries = data
-            .iter()
-            .map(|(key, value)| self.encode(key, value))
-            .collect::<Result<Vec<_>>>()?;
-        self.write(id, &entries).await
+        let command = self.write_command(id, data.iter().map(|(k, v)| (k.as_str(), v)))?;
+        self.run_status(id, &command).await
     }
 
     async fn delete_session_data(&self, id: &str, key: &str) -> Result<()> {
         let limits = &self.inner.limits;
         limits.check_session_id(id)?;
         limits.check_key(key)?;
-        let mut call = scripts::DELETE.key(self.session_key(id));
-        call.arg(id)
-            .arg(&self.inner.user_prefix)
-            .arg(self.ttl_ms())
-            .arg(now_ms())
-            .arg(data_field(key));
-        self.eval_status(id, &call).await
+        let mut command = self.script_on_session(|s| &s.delete, id);
+        command.arg(now_ms()).joined(DATA, key);
+        self.run_status(id, &command).await
     }
 
     async fn clear_session_data(&self, id: &str) -> Result<()> {
         self.inner.limits.check_session_id(id)?;
-        let mut call = scripts::CLEAR.key(self.session_key(id));
-        call.arg(id)
-            .arg(&self.inner.user_prefix)
-            .arg(self.ttl_ms())
-            .arg(now_ms());
-        self.eval_status(id, &call).await
+        let mut command = self.script_on_session(|s| &s.clear, id);
+        command.arg(now_ms());
+        self.run_status(id, &command).await
     }
 
     async fn remove_session(&self, id: &str) -> Result<()> {
         self.inner.limits.check_session_id(id)?;
-        let mut call = scripts::REMOVE.key(self.session_key(id));
-        call.arg(id).arg(&self.inner.user_prefix);
-        self.eval_status(id, &call).await
+        let mut command = self.script_on_session(|s| &s.remove, id);
+        command.arg(id);
+        self.run_status(id, &command).await
     }
 
     async fn get_user_sessions(&self, user_id: &str) -> Result<Vec<Session>> {
         self.inner.limits.check_user_id(user_id)?;
-        let mut call = scripts::LIST.key(self.user_key(user_id));
-        call.arg(&self.inner.session_prefix).arg(user_id);
-        let items = match self.eval(&call).await? {
+        let mut command = Command::script(&self.inner.scripts.list, 1);
+        command
+            .joined(&self.inner.user_prefix, user_id)
+            .arg(user_id);
+        let items = match self.run(&command).await? {
             Value::Array(items) if items.len() % 2 == 0 => items,
             other => return Err(unexpected("pairs of session id and fields", &other)),
         };
@@ -526,14 +537,12 @@ impl SessionStore for RedisStore {
         for id in ids {
             self.inner.limits.check_session_id(id)?;
         }
-        let mut call = scripts::TOUCH.prepare_invoke();
-        call.arg(&self.inner.user_prefix)
-            .arg(self.ttl_ms())
-            .arg(now_ms());
+        let mut command = Command::script(&self.inner.scripts.touch, ids.len());
         for id in ids {
-            call.key(self.session_key(id)).arg(id);
+            command.joined(&self.inner.session_prefix, id);
         }
-        match self.eval(&call).await? {
+        command.arg(now_ms());
+        match self.run(&command).await? {
             Value::Array(missing) => missing.into_iter().map(string).collect(),
             other => Err(unexpected("a list of session ids", &other)),
         }
@@ -544,10 +553,6 @@ const META_USER_ID: &str = "meta:user_id";
 const META_CREATED_AT: &str = "meta:created_at";
 const META_LAST_ACTIVE: &str = "meta:last_active";
 const DATA: &str = "data:";
-
-fn data_field(key: &str) -> String {
-    format!("{DATA}{key}")
-}
 
 /// Whether `err` means the connection can never answer again (not merely a slow reply).
 fn connection_lost(err: &RedisError) -> bool {

@@ -1,11 +1,18 @@
 //! The Lua scripts of the Redis store, one per operation that writes or reads more than one key.
 //!
-//! Each script is `lua/common.lua` followed by the operation's own file. A [`Script`] hashes its
-//! text once; calls send `EVALSHA` and load the script only when the server answers `NOSCRIPT`.
+//! Each script is a header that fixes the store's configuration as constants (its key
+//! prefixes, its TTL, its key limit), then `lua/common.lua`, then the operation's own file. So
+//! a call sends only what changes from call to call, and the server runs no string-to-number
+//! conversions for values that never change. Stores configured alike share the same scripts;
+//! stores configured differently each load their own.
+//!
+//! A [`StoreScript`] hashes its text once; calls send `EVALSHA` and load the script only when
+//! the server answers `NOSCRIPT`.
 
-use std::sync::LazyLock;
+use std::fmt::Write as _;
+use std::time::Duration;
 
-use ::redis::Script;
+use ::redis::{Cmd, Script};
 
 /// The script finished and wrote what it was asked to.
 pub(super) const OK: i64 = 1;
@@ -18,22 +25,162 @@ pub(super) const TOO_MANY_KEYS: i64 = -3;
 /// `create_session` found the id taken; nothing was written.
 pub(super) const TAKEN: i64 = -4;
 
-macro_rules! script {
-    ($file:literal) => {
-        LazyLock::new(|| {
-            Script::new(concat!(
-                include_str!("lua/common.lua"),
-                "\n",
-                include_str!(concat!("lua/", $file))
-            ))
-        })
-    };
+/// A user set is kept alive at least this much longer than any of its members.
+const SET_MARGIN_MS: u64 = 1000;
+
+/// What the scripts of one store take as constants.
+pub(super) struct Config<'a> {
+    /// `{prefix}:session:`
+    pub(super) session_prefix: &'a str,
+    /// `{prefix}:user_sessions:`
+    pub(super) user_prefix: &'a str,
+    pub(super) ttl: Duration,
+    pub(super) max_keys: usize,
 }
 
-pub(super) static CREATE: LazyLock<Script> = script!("create.lua");
-pub(super) static SET: LazyLock<Script> = script!("set.lua");
-pub(super) static DELETE: LazyLock<Script> = script!("delete.lua");
-pub(super) static CLEAR: LazyLock<Script> = script!("clear.lua");
-pub(super) static REMOVE: LazyLock<Script> = script!("remove.lua");
-pub(super) static LIST: LazyLock<Script> = script!("list.lua");
-pub(super) static TOUCH: LazyLock<Script> = script!("touch.lua");
+/// The scripts of one store.
+pub(super) struct Scripts {
+    pub(super) create: StoreScript,
+    pub(super) set: StoreScript,
+    pub(super) delete: StoreScript,
+    pub(super) clear: StoreScript,
+    pub(super) remove: StoreScript,
+    pub(super) list: StoreScript,
+    pub(super) touch: StoreScript,
+}
+
+impl Scripts {
+    pub(super) fn new(config: &Config<'_>) -> Self {
+        let head = header(config);
+        let script = |body: &str| {
+            StoreScript::new(format!("{head}{}\n{body}", include_str!("lua/common.lua")))
+        };
+        Scripts {
+            create: script(include_str!("lua/create.lua")),
+            set: script(include_str!("lua/set.lua")),
+            delete: script(include_str!("lua/delete.lua")),
+            clear: script(include_str!("lua/clear.lua")),
+            remove: script(include_str!("lua/remove.lua")),
+            list: script(include_str!("lua/list.lua")),
+            touch: script(include_str!("lua/touch.lua")),
+        }
+    }
+}
+
+/// The constants every script of the store starts with. Durations that go to `PEXPIRE` as they
+/// are stay strings; those the scripts compute with are numbers.
+fn header(config: &Config<'_>) -> String {
+    // PEXPIRE 0 would delete the key at once.
+    let ttl_ms = u64::try_from(config.ttl.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    let mut head = String::from("-- The configuration of the store these scripts belong to.\n");
+    let mut constant = |name: &str, value: &str| {
+        writeln!(head, "local {name} = {value}").expect("writing to a String cannot fail");
+    };
+    constant("SESSION_PREFIX", &lua_string(config.session_prefix));
+    constant("USER_SET_PREFIX", &lua_string(config.user_prefix));
+    constant("TTL_MS", &format!("'{ttl_ms}'"));
+    constant(
+        "SET_FLOOR_MS",
+        &ttl_ms.saturating_add(SET_MARGIN_MS).to_string(),
+    );
+    constant(
+        "SET_TTL_MS",
+        &format!(
+            "'{}'",
+            ttl_ms.saturating_mul(2).saturating_add(SET_MARGIN_MS)
+        ),
+    );
+    constant("MAX_KEYS", &config.max_keys.to_string());
+    head
+}
+
+/// `text` as a Lua string literal: bytes other than letters, digits and `:_-.` are written as
+/// three-digit decimal escapes, so any prefix is safe to embed.
+fn lua_string(text: &str) -> String {
+    let mut literal = String::with_capacity(text.len() + 2);
+    literal.push('\'');
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b":_-.".contains(&byte) {
+            literal.push(char::from(byte));
+        } else {
+            write!(literal, "\\{byte:03}").expect("writing to a String cannot fail");
+        }
+    }
+    literal.push('\'');
+    literal
+}
+
+/// The text of a script and its SHA1, the name `EVALSHA` calls it by.
+pub(super) struct StoreScript {
+    code: String,
+    hash: String,
+}
+
+impl StoreScript {
+    fn new(code: String) -> Self {
+        let hash = Script::new(&code).get_hash().to_owned();
+        StoreScript { code, hash }
+    }
+
+    /// The SHA1 of the script, in hex.
+    pub(super) fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// `SCRIPT LOAD` of the script, for a server that does not know it yet.
+    pub(super) fn load_cmd(&self) -> Cmd {
+        let mut cmd = ::redis::cmd("SCRIPT");
+        cmd.arg("LOAD").arg(&self.code);
+        cmd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_fixes_the_configuration() {
+        let head = header(&Config {
+            session_prefix: "app:session:",
+            user_prefix: "app:user_sessions:",
+            ttl: Duration::from_secs(60),
+            max_keys: 10,
+        });
+        assert_eq!(
+            head.lines().skip(1).collect::<Vec<_>>(),
+            [
+                "local SESSION_PREFIX = 'app:session:'",
+                "local USER_SET_PREFIX = 'app:user_sessions:'",
+                "local TTL_MS = '60000'",
+                "local SET_FLOOR_MS = 61000",
+                "local SET_TTL_MS = '121000'",
+                "local MAX_KEYS = 10",
+            ]
+        );
+    }
+
+    #[test]
+    fn any_prefix_becomes_a_safe_literal() {
+        assert_eq!(lua_string("a:b_c-1.2"), "'a:b_c-1.2'");
+        assert_eq!(lua_string("it's]]\n"), r"'it\039s\093\093\010'");
+        assert_eq!(lua_string("é"), r"'\195\169'");
+    }
+
+    #[test]
+    fn stores_configured_differently_have_different_scripts() {
+        let config = |ttl, max_keys| Config {
+            session_prefix: "app:session:",
+            user_prefix: "app:user_sessions:",
+            ttl: Duration::from_secs(ttl),
+            max_keys,
+        };
+        let a = Scripts::new(&config(60, 10));
+        assert_eq!(a.set.hash(), Scripts::new(&config(60, 10)).set.hash());
+        assert_ne!(a.set.hash(), Scripts::new(&config(61, 10)).set.hash());
+        assert_ne!(a.set.hash(), Scripts::new(&config(60, 11)).set.hash());
+        assert_ne!(a.set.hash(), a.create.hash());
+    }
+}

@@ -1,5 +1,5 @@
 -- KEYS[1] session hash
--- ARGV[1] session id, ARGV[2] user set prefix, ARGV[3] ttl ms, ARGV[4] now ms
+-- ARGV[1] now ms
 local key = KEYS[1]
 local user, status = owner_of(key)
 if not user then
@@ -14,7 +14,7 @@ end
 if #data > 1 then
   redis.call('HDEL', unpack(data))
 end
-redis.call('HSET', key, 'meta:last_active', ARGV[4])
-redis.call('PEXPIRE', key, ARGV[3])
-outlive(ARGV[2] .. user, ARGV[3])
+redis.call('HSET', key, 'meta:last_active', ARGV[1])
+redis.call('PEXPIRE', key, TTL_MS)
+outlive(USER_SET_PREFIX .. user)
 return OK

@@ -1,4 +1,6 @@
--- Shared by every script of the Redis store; each script is this file followed by its body.
+-- Shared by every script of the Redis store. Each script is the store's configuration
+-- (SESSION_PREFIX, USER_SET_PREFIX, TTL_MS, SET_FLOOR_MS, SET_TTL_MS, MAX_KEYS; see
+-- `scripts.rs`), then this file, then its own body.
 --
 -- Status codes returned to Rust (keep in step with `scripts.rs`).
 local OK = 1
@@ -6,9 +8,6 @@ local NOT_FOUND = -1
 local NO_OWNER = -2
 local TOO_MANY_KEYS = -3
 local TAKEN = -4
-
--- A user set is kept alive at least this much longer than any of its members.
-local SET_MARGIN_MS = 1000
 
 -- The owner of the session hash at `key`, or nil and the status that stops a write:
 -- NOT_FOUND when there is no such key, NO_OWNER when it exists without `meta:user_id`.
@@ -23,14 +22,14 @@ local function owner_of(key)
   return nil, NOT_FOUND
 end
 
--- Keeps the user set alive past a member whose TTL was just set to `ttl_ms`. The set is then
--- given twice the session TTL, so that most writes only read its TTL (a read costs the server
--- less than a write). PTTL is -1 for a set without a TTL, so this also repairs a missing one,
--- and it never shortens a set that a longer-lived member keeps alive.
-local function outlive(user_set, ttl_ms)
-  local ttl = tonumber(ttl_ms)
-  if redis.call('PTTL', user_set) < ttl + SET_MARGIN_MS then
-    redis.call('PEXPIRE', user_set, 2 * ttl + SET_MARGIN_MS)
+-- Keeps a user set alive past a member whose TTL was just set to TTL_MS. The set is then
+-- given SET_TTL_MS, twice the session TTL and a margin, so that most writes only read its
+-- TTL (a read costs the server less than a write). PTTL is -1 for a set without a TTL, so this
+-- also repairs a missing one, and it never shortens a set that a longer-lived member keeps
+-- alive.
+local function outlive(user_set)
+  if redis.call('PTTL', user_set) < SET_FLOOR_MS then
+    redis.call('PEXPIRE', user_set, SET_TTL_MS)
   end
 end
 

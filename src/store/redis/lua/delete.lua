@@ -1,13 +1,12 @@
 -- KEYS[1] session hash
--- ARGV[1] session id, ARGV[2] user set prefix, ARGV[3] ttl ms, ARGV[4] now ms,
--- ARGV[5] the `data:{key}` field to delete
+-- ARGV[1] now ms, ARGV[2] the `data:{key}` field to delete
 local key = KEYS[1]
 local user, status = owner_of(key)
 if not user then
   return status
 end
-redis.call('HDEL', key, ARGV[5])
-redis.call('HSET', key, 'meta:last_active', ARGV[4])
-redis.call('PEXPIRE', key, ARGV[3])
-outlive(ARGV[2] .. user, ARGV[3])
+redis.call('HDEL', key, ARGV[2])
+redis.call('HSET', key, 'meta:last_active', ARGV[1])
+redis.call('PEXPIRE', key, TTL_MS)
+outlive(USER_SET_PREFIX .. user)
 return OK

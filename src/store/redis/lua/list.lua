@@ -1,5 +1,5 @@
 -- KEYS[1] user set
--- ARGV[1] session key prefix, ARGV[2] user id
+-- ARGV[1] user id
 -- Returns a flat array: session id, HGETALL of that session, session id, ...
 local function owner(fields)
   for i = 1, #fields, 2 do
@@ -12,13 +12,13 @@ end
 
 local live = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local fields = redis.call('HGETALL', ARGV[1] .. id)
+  local fields = redis.call('HGETALL', SESSION_PREFIX .. id)
   if #fields == 0 then
     -- expired or removed
     redis.call('SREM', KEYS[1], id)
   else
     local user = owner(fields)
-    if user and user ~= ARGV[2] then
+    if user and user ~= ARGV[1] then
       -- the id was taken again by another user's session after this one expired
       redis.call('SREM', KEYS[1], id)
     else

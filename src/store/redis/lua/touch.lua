@@ -1,5 +1,5 @@
--- KEYS[i] session hash of ARGV[3 + i]
--- ARGV[1] user set prefix, ARGV[2] ttl ms, ARGV[3] now ms, ARGV[4..] session ids
+-- KEYS[i] session hashes
+-- ARGV[1] now ms
 -- Returns the ids whose session no longer exists.
 --
 -- Every session is read before any is written, so a key of the wrong type fails the script
@@ -13,15 +13,15 @@ local extended = {}
 for i, key in ipairs(KEYS) do
   local user = owners[i]
   if user or redis.call('EXISTS', key) == 1 then
-    redis.call('HSET', key, 'meta:last_active', ARGV[3])
-    redis.call('PEXPIRE', key, ARGV[2])
+    redis.call('HSET', key, 'meta:last_active', ARGV[1])
+    redis.call('PEXPIRE', key, TTL_MS)
     -- A hash without an owner is kept alive, but has no user set.
     if user and not extended[user] then
       extended[user] = true
-      outlive(ARGV[1] .. user, ARGV[2])
+      outlive(USER_SET_PREFIX .. user)
     end
   else
-    missing[#missing + 1] = ARGV[3 + i]
+    missing[#missing + 1] = string.sub(key, #SESSION_PREFIX + 1)
   end
 end
 return missing
