@@ -1,10 +1,10 @@
 //! The Lua scripts of the Redis store, one per operation that writes or reads more than one key.
 //!
 //! Each script is a header that fixes the store's configuration as constants (its key
-//! prefixes, its TTL, its key limit), then `lua/common.lua`, then the operation's own file. So
-//! a call sends only what changes from call to call, and the server runs no string-to-number
-//! conversions for values that never change. Stores configured alike share the same scripts;
-//! stores configured differently each load their own.
+//! prefixes, its TTL, its key limit), then `lua/common.lua`, then the helpers of `lua/lib/` it
+//! calls, then the operation's own file. So a call sends only what changes from call to call,
+//! and the server runs no string-to-number conversions for values that never change. Stores
+//! configured alike share the same scripts; stores configured differently each load their own.
 //!
 //! A [`StoreScript`] hashes its text once; calls send `EVALSHA` and load the script only when
 //! the server answers `NOSCRIPT`.
@@ -49,20 +49,31 @@ pub(super) struct Scripts {
     pub(super) touch: StoreScript,
 }
 
+/// The helpers of `lua/lib/`, each included only by the scripts that call it.
+const OWNER_OF: &str = include_str!("lua/lib/owner_of.lua");
+const OUTLIVE: &str = include_str!("lua/lib/outlive.lua");
+const DATA_FIELDS: &str = include_str!("lua/lib/data_fields.lua");
+
 impl Scripts {
     pub(super) fn new(config: &Config<'_>) -> Self {
         let head = header(config);
-        let script = |body: &str| {
-            StoreScript::new(format!("{head}{}\n{body}", include_str!("lua/common.lua")))
+        let script = |helpers: &[&str], body: &str| {
+            let mut code = head.clone();
+            code.push_str(include_str!("lua/common.lua"));
+            for helper in helpers {
+                code.push_str(helper);
+            }
+            code.push_str(body);
+            StoreScript::new(code)
         };
         Scripts {
-            create: script(include_str!("lua/create.lua")),
-            set: script(include_str!("lua/set.lua")),
-            delete: script(include_str!("lua/delete.lua")),
-            clear: script(include_str!("lua/clear.lua")),
-            remove: script(include_str!("lua/remove.lua")),
-            list: script(include_str!("lua/list.lua")),
-            touch: script(include_str!("lua/touch.lua")),
+            create: script(&[OUTLIVE], include_str!("lua/create.lua")),
+            set: script(&[OUTLIVE, DATA_FIELDS], include_str!("lua/set.lua")),
+            delete: script(&[OWNER_OF, OUTLIVE], include_str!("lua/delete.lua")),
+            clear: script(&[OWNER_OF, OUTLIVE], include_str!("lua/clear.lua")),
+            remove: script(&[], include_str!("lua/remove.lua")),
+            list: script(&[], include_str!("lua/list.lua")),
+            touch: script(&[OUTLIVE], include_str!("lua/touch.lua")),
         }
     }
 }

@@ -1,7 +1,7 @@
 -- KEYS[1] session hash
 -- ARGV[1] now ms
 local key = KEYS[1]
-local user, status = owner_of(key)
+local user, status = owner_of(key, NOT_FOUND, NO_OWNER)
 if not user then
   return status
 end
@@ -16,5 +16,5 @@ if #data > 1 then
 end
 redis.call('HSET', key, 'meta:last_active', ARGV[1])
 redis.call('PEXPIRE', key, TTL_MS)
-outlive(USER_SET_PREFIX .. user)
+outlive(USER_SET_PREFIX .. user, SET_FLOOR_MS, SET_TTL_MS)
 return OK

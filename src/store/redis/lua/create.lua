@@ -10,5 +10,5 @@ redis.call('HSET', KEYS[1],
   'meta:created_at', ARGV[3],
   'meta:last_active', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], TTL_MS)
-outlive(KEYS[2])
+outlive(KEYS[2], SET_FLOOR_MS, SET_TTL_MS)
 return OK

@@ -46,5 +46,5 @@ else
   redis.call('HSET', unpack(fields))
 end
 redis.call('PEXPIRE', key, TTL_MS)
-outlive(USER_SET_PREFIX .. user)
+outlive(USER_SET_PREFIX .. user, SET_FLOOR_MS, SET_TTL_MS)
 return OK

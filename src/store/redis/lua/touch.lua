@@ -18,7 +18,7 @@ for i, key in ipairs(KEYS) do
     -- A hash without an owner is kept alive, but has no user set.
     if user and not extended[user] then
       extended[user] = true
-      outlive(USER_SET_PREFIX .. user)
+      outlive(USER_SET_PREFIX .. user, SET_FLOOR_MS, SET_TTL_MS)
     end
   else
     missing[#missing + 1] = string.sub(key, #SESSION_PREFIX + 1)
