@@ -153,10 +153,20 @@ fn operations(bencher: &mut Bencher, c: &mut Criterion) {
                     let held = Backend::RawRedisHeld;
                     bencher.bench(&mut group, (op.name(), "raw_held"), held, op, tasks);
                 }
+                bounds(bencher, &mut group, tasks);
             }
             group.finish(bencher);
         }
     }
+}
+
+/// The two lower bounds of any script-based write, as `set_session_data` benchmarks.
+fn bounds(bencher: &mut Bencher, group: &mut Group<'_>, tasks: usize) {
+    let op = Op::SetSessionData;
+    let empty = ("set_session_data", "empty_script");
+    bencher.bench(group, empty, Backend::EmptyScript, op, tasks);
+    let minimal = ("set_session_data", "minimal_write");
+    bencher.bench(group, minimal, Backend::MinimalWrite, op, tasks);
 }
 
 /// Persisting one value: the store beside tower-sessions, at 1 and 32 tasks.
@@ -178,6 +188,7 @@ fn peer(bencher: &mut Bencher, c: &mut Criterion) {
             op,
             tasks,
         );
+        bounds(bencher, &mut group, tasks);
         group.finish(bencher);
     }
 }
@@ -277,6 +288,16 @@ fn cost_splits(bencher: &Bencher) -> Vec<CostSplit> {
             "RedisStore::set_session_data",
         ),
         (Backend::RawRedis, Op::SetSessionData, "raw HSET"),
+        (
+            Backend::EmptyScript,
+            Op::SetSessionData,
+            "bound: EVALSHA of an empty script",
+        ),
+        (
+            Backend::MinimalWrite,
+            Op::SetSessionData,
+            "bound: minimal write script",
+        ),
         (
             Backend::TowerSessions,
             Op::SetSessionData,

@@ -365,6 +365,8 @@ pub fn render(estimates: &Estimates, context: &Context) -> String {
         ));
     }
 
+    bounds(&mut out, estimates);
+
     let _ = writeln!(out, "\n-- Scale probes (Redis)");
     let tick_label = format!(
         "touch {TOUCHED} live sessions, one refresh tick ({} calls of {TOUCH_BATCH})",
@@ -393,6 +395,76 @@ pub fn render(estimates: &Estimates, context: &Context) -> String {
     splits(&mut out, &context.splits);
     summary(&mut out, &verdicts);
     out
+}
+
+/// How near the write is to what any script-based write costs, and how near those bounds come
+/// to the targets' baselines. No targets: these rows show which targets no script could meet.
+fn bounds(out: &mut String, estimates: &Estimates) {
+    let _ = writeln!(
+        out,
+        "\n-- Bounds of any script-based write (no targets), same groups as above\n   empty script \
+         = EVALSHA of `return 1` with set_session_data's key and arguments; minimal write = one \
+         script that\n   refuses a missing session, writes the value and last-active and \
+         refreshes the TTL (no key limit, no user set)"
+    );
+    header(out, "baseline", "baseline is");
+    let redis = group_name("redis", 32);
+    let mut rows = vec![
+        (
+            "empty script",
+            32,
+            &redis,
+            ("set_session_data", "empty_script"),
+            ("set_session_data", "raw"),
+            "HSET",
+        ),
+        (
+            "minimal write",
+            32,
+            &redis,
+            ("set_session_data", "minimal_write"),
+            ("set_session_data", "raw"),
+            "HSET",
+        ),
+        (
+            "set_session_data",
+            32,
+            &redis,
+            ("set_session_data", "ours"),
+            ("set_session_data", "minimal_write"),
+            "minimal write script",
+        ),
+    ];
+    let peers = [group_name("peer", 1), group_name("peer", 32)];
+    for (group, tasks) in peers.iter().zip([1, 32]) {
+        for (label, parameter) in [
+            ("empty script", "empty_script"),
+            ("minimal write", "minimal_write"),
+        ] {
+            rows.push((
+                label,
+                tasks,
+                group,
+                ("set_session_data", parameter),
+                ("insert_save", "tower_sessions"),
+                "tower-sessions insert+save",
+            ));
+        }
+    }
+    for (op, tasks, group, (ours_fn, ours_param), (base_fn, base_param), baseline) in rows {
+        row(
+            out,
+            &Row {
+                op,
+                store: "Redis",
+                tasks,
+                ours: estimates.get(group, ours_fn, ours_param),
+                base: estimates.get(group, base_fn, base_param),
+                baseline,
+                target: None,
+            },
+        );
+    }
 }
 
 /// Every target measured in this run, one line each, misses first.

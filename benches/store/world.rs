@@ -141,6 +141,27 @@ pub enum Backend {
     RawRedisHeld,
     /// tower-sessions' `Session::insert` then `Session::save`, on tower-sessions-redis-store.
     TowerSessions,
+    /// A lower bound of any script-based write: `EVALSHA` of a script that does nothing, sent
+    /// with the key and arguments of the store's write, through the store's pool.
+    EmptyScript,
+    /// The least a correct one-value write does in one script: refuse a missing session, write
+    /// the value and the last-active time, refresh the session's TTL. No key limit, no user
+    /// set: strictly less than the store's write.
+    MinimalWrite,
+}
+
+/// The script of [`Backend::EmptyScript`].
+const EMPTY_SCRIPT: &str = "return 1";
+
+/// The script of [`Backend::MinimalWrite`], for the TTL of every store in the benchmarks.
+fn minimal_write_script() -> String {
+    format!(
+        "if not redis.call('HGET', KEYS[1], 'meta:user_id') then return -1 end\n\
+         redis.call('HSET', KEYS[1], 'meta:last_active', ARGV[1], ARGV[2], ARGV[3])\n\
+         redis.call('PEXPIRE', KEYS[1], '{}')\n\
+         return 1",
+        ttl_ms()
+    )
 }
 
 /// The values the operations write.
@@ -208,6 +229,9 @@ pub struct RedisWorld {
     pub connections: u32,
     tower: Arc<TowerStore>,
     fred: FredPool,
+    /// SHA1s of [`EMPTY_SCRIPT`] and [`minimal_write_script`], loaded at the start.
+    empty_script: String,
+    minimal_write: String,
 }
 
 /// A store, and the key prefix of the raw commands that run through its pool.
@@ -257,7 +281,10 @@ impl World {
         let side = &self.redis().main;
         match backend {
             Backend::Redis => (side, side.store.prefix()),
-            Backend::RawRedis | Backend::RawRedisHeld => (side, &side.raw_prefix),
+            Backend::RawRedis
+            | Backend::RawRedisHeld
+            | Backend::EmptyScript
+            | Backend::MinimalWrite => (side, &side.raw_prefix),
             _ => unreachable!("{backend:?} is not a Redis backend"),
         }
     }
@@ -276,6 +303,21 @@ impl RedisWorld {
         // The connection tasks run until `quit`.
         let _connections = fred.init().await.expect("fred connects");
         let tower = Arc::new(tower_sessions_redis_store::RedisStore::new(fred.clone()));
+        let mut conn = store.pool().get().await.expect("a pooled connection");
+        let load = |script: String| {
+            let mut cmd = redis::cmd("SCRIPT");
+            cmd.arg("LOAD").arg(script);
+            cmd
+        };
+        let empty_script: String = load(EMPTY_SCRIPT.to_owned())
+            .query_async(&mut *conn)
+            .await
+            .expect("loaded");
+        let minimal_write: String = load(minimal_write_script())
+            .query_async(&mut *conn)
+            .await
+            .expect("loaded");
+        drop(conn);
 
         let redis = RedisWorld {
             url,
@@ -287,6 +329,8 @@ impl RedisWorld {
             },
             tower,
             fred,
+            empty_script,
+            minimal_write,
         };
         redis.check_layout(values).await;
         redis
@@ -509,7 +553,11 @@ async fn write_sessions(
                 assert!(world.map.insert(id, &users[*user], values.data.clone()));
             }
         }
-        Backend::Redis | Backend::RawRedis | Backend::RawRedisHeld => {
+        Backend::Redis
+        | Backend::RawRedis
+        | Backend::RawRedisHeld
+        | Backend::EmptyScript
+        | Backend::MinimalWrite => {
             let (side, prefix) = world.side(backend);
             write_layout(side.pool(), prefix, sessions, users, values).await;
         }
@@ -587,7 +635,11 @@ async fn clean_up(world: &World, backend: Backend, fixture: &Fixture) {
                 world.map.users.remove(user);
             }
         }
-        Backend::Redis | Backend::RawRedis | Backend::RawRedisHeld => {
+        Backend::Redis
+        | Backend::RawRedis
+        | Backend::RawRedisHeld
+        | Backend::EmptyScript
+        | Backend::MinimalWrite => {
             let (side, prefix) = world.side(backend);
             let mut conn = side.pool().get().await.expect("a pooled connection");
             for chunk in fixture.ids.chunks(512) {
@@ -675,6 +727,32 @@ async fn exec(world: &World, backend: Backend, op: Op, fx: &Fixture, t: usize, i
             let side = &world.redis().main;
             let mut pooled = side.pool().get().await.expect("a pooled connection");
             raw_redis(&mut pooled, &side.raw_prefix, &world.values, op, fx, t, i).await;
+        }
+        Backend::EmptyScript | Backend::MinimalWrite => {
+            assert_eq!(op, Op::SetSessionData, "the bounds only write one value");
+            let redis = world.redis();
+            let sha = if backend == Backend::EmptyScript {
+                &redis.empty_script
+            } else {
+                &redis.minimal_write
+            };
+            let mut conn = {
+                let pooled = redis.main.pool().get().await.expect("a pooled connection");
+                (*pooled).clone()
+            };
+            let key = format!("{}:session:{}", redis.main.raw_prefix, fx.id(t, i));
+            let text = serde_json::to_string(&world.values.small).expect("JSON");
+            let status: i64 = redis::cmd("EVALSHA")
+                .arg(sha)
+                .arg(1)
+                .arg(key)
+                .arg(now_ms())
+                .arg("data:preferences")
+                .arg(text)
+                .query_async(&mut conn)
+                .await
+                .expect("ran");
+            assert_eq!(status, 1, "the session exists");
         }
         Backend::TowerSessions => {
             assert_eq!(op, Op::SetSessionData, "the peer only persists one value");
