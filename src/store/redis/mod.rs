@@ -416,8 +416,13 @@ async fn send(
         return Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into());
     }
     conn.set_response_timeout(left);
-    // An error reply arrives as a value; make it an error, as `Cmd::query_async` does.
-    conn.send_packed_command(cmd).await?.extract_error()
+    // An error reply arrives as a value: make it an error. Only the top level can be one: the
+    // store's commands and scripts never return errors nested in arrays, so a long listing is
+    // not walked for them.
+    match conn.send_packed_command(cmd).await? {
+        Value::ServerError(err) => Err(err.into()),
+        value => Ok(value),
+    }
 }
 
 impl SessionStore for RedisStore {
