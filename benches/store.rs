@@ -15,6 +15,8 @@ mod probes;
 mod redis_server;
 #[path = "store/report.rs"]
 mod report;
+#[path = "store/rounds.rs"]
+mod rounds;
 #[path = "store/world.rs"]
 mod world;
 
@@ -417,9 +419,17 @@ fn main() {
     operations(&mut bencher, &mut c);
     let mut round_trips = None;
     let mut splits = Vec::new();
+    let mut interleaved = Vec::new();
     if bencher.world.redis.is_some() {
         peer(&mut bencher, &mut c);
         splits = cost_splits(&bencher);
+        let world = Arc::clone(&bencher.world);
+        interleaved = bencher.rt.block_on(async {
+            vec![
+                rounds::run(&world, 1, 2_000).await,
+                rounds::run(&world, WIDE, WIDE * 400).await,
+            ]
+        });
         let (trips, scale_splits) = scale(&mut bencher, &mut c);
         round_trips = Some(trips);
         splits.extend(scale_splits);
@@ -435,6 +445,7 @@ fn main() {
         ),
         round_trips,
         splits,
+        interleaved,
     };
     let estimates = Estimates::new(started, std::mem::take(&mut bencher.benches));
     println!("{}", report::render(&estimates, &context));

@@ -130,6 +130,8 @@ pub struct Context {
     pub machine: Vec<String>,
     pub round_trips: Option<RoundTrips>,
     pub splits: Vec<CostSplit>,
+    /// The write beside its comparisons in interleaved rounds, at 1 and 32 tasks.
+    pub interleaved: Vec<crate::rounds::Rounds>,
 }
 
 /// Throughput of a memory operation: at least half the map's, i.e. at most twice its time.
@@ -366,6 +368,7 @@ pub fn render(estimates: &Estimates, context: &Context) -> String {
     }
 
     bounds(&mut out, estimates);
+    crate::rounds::render(&mut out, &context.interleaved);
 
     let _ = writeln!(out, "\n-- Scale probes (Redis)");
     let tick_label = format!(
