@@ -52,6 +52,10 @@
 //! The scripts derive the user set's key from the session's `meta:user_id`, so they touch keys
 //! that are not passed as `KEYS`: the store needs a single Redis server (or a primary with
 //! replicas), not Redis Cluster.
+//!
+//! The scripts carry the store's prefixes, TTL and key limit as constants, so stores configured
+//! differently run scripts of their own. A store loads its scripts whenever Redis answers
+//! `NOSCRIPT`: on a new or restarted server, or after `SCRIPT FLUSH`.
 
 mod command;
 mod scripts;
