@@ -384,6 +384,51 @@ async fn any_prefix_works_and_names_exactly_its_keys() {
     );
 }
 
+/// How many scripts the server holds in its script cache.
+async fn cached_scripts(conn: &mut MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("number_of_cached_scripts:"))
+        .map(|n| n.trim().parse().unwrap())
+        .expect("INFO memory reports number_of_cached_scripts")
+}
+
+#[tokio::test]
+async fn scripts_flushed_from_the_server_are_loaded_again() {
+    // A private server: a flush on the shared one would race with other tests' scripts.
+    let server = require_redis!(RedisServer::start());
+    let store = RedisStore::connect(&server.url(), unique_prefix(), HOUR)
+        .await
+        .unwrap();
+    let mut conn = raw(&store).await;
+    store.create_session("c1", "alice").await.unwrap();
+    assert_eq!(cached_scripts(&mut conn).await, 1);
+
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .exec_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(cached_scripts(&mut conn).await, 0);
+    // Every kind of script call finds its script gone, loads it and runs.
+    store.set_session_data("c1", "k", json!(1)).await.unwrap();
+    store.create_session("c2", "alice").await.unwrap();
+    store.delete_session_data("c2", "k").await.unwrap();
+    store.clear_session_data("c2").await.unwrap();
+    assert!(store.touch(&["c1".into()]).await.unwrap().is_empty());
+    assert_eq!(store.get_user_sessions("alice").await.unwrap().len(), 2);
+    store.remove_session("c2").await.unwrap();
+    assert_eq!(
+        store.get_session_data("c1", "k").await.unwrap(),
+        Some(json!(1))
+    );
+    assert_eq!(cached_scripts(&mut conn).await, 7);
+}
+
 #[tokio::test]
 async fn corrupt_data_is_reported_with_its_key() {
     let store = require_redis!(redis_store(HOUR).await);
