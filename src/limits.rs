@@ -158,20 +158,40 @@ impl Limits {
 
 /// The length of `value` as compact JSON text, counted without allocating.
 pub(crate) fn json_len(value: &Value) -> usize {
-    struct Counter(usize);
-    impl io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
+    let mut counter = Counted::new(io::sink());
     // Writing a `Value` cannot fail: its map keys are strings and the sink never errors.
     serde_json::to_writer(&mut counter, value).expect("a JSON value always serializes");
-    counter.0
+    counter.len()
+}
+
+/// A writer that passes its bytes on to another and counts them, so that a value's encoded
+/// length is known once it is written, wherever it is written to.
+pub(crate) struct Counted<W> {
+    inner: W,
+    len: usize,
+}
+
+impl<W> Counted<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        Counted { inner, len: 0 }
+    }
+
+    /// The bytes written so far.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl<W: io::Write> io::Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.len += written;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Whether a cheap upper bound of the JSON length of `value` is within the value limit: when

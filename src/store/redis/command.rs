@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 
 use super::scripts::StoreScript;
 use crate::error::{Error, Result};
-use crate::limits::Limits;
+use crate::limits::{Counted, Limits};
 
 /// One command of the store, and the script it calls, if it calls one.
 pub(super) struct Command<'s> {
@@ -55,20 +55,17 @@ impl<'s> Command<'s> {
         self
     }
 
-    /// Appends the JSON text of `value`, the value of data key `key`, after checking the key,
-    /// and checks the text's length against `limits`.
+    /// Appends the JSON text of `value`, the value of data key `key`, and checks the text's
+    /// length against `limits`. (The caller checks the key itself.)
     pub(super) fn json(&mut self, key: &str, value: &Json, limits: &Limits) -> Result<&mut Self> {
         let len = {
             // The argument ends when its writer is dropped.
-            let mut arg = Counted {
-                inner: self.cmd.writer_for_next_arg(),
-                len: 0,
-            };
+            let mut arg = Counted::new(self.cmd.writer_for_next_arg());
             serde_json::to_writer(&mut arg, value).map_err(|source| Error::Serialization {
                 key: key.to_owned(),
                 source,
             })?;
-            arg.len
+            arg.len()
         };
         limits.check_encoded_len(key, len)?;
         Ok(self)
@@ -89,24 +86,6 @@ impl<'s> Command<'s> {
 fn write_all(out: &mut impl io::Write, bytes: &[u8]) {
     out.write_all(bytes)
         .expect("writing into a command's buffer cannot fail");
-}
-
-/// A writer that counts the bytes it passes on.
-struct Counted<W> {
-    inner: W,
-    len: usize,
-}
-
-impl<W: io::Write> io::Write for Counted<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let written = self.inner.write(buf)?;
-        self.len += written;
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 #[cfg(test)]

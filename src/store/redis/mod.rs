@@ -189,12 +189,7 @@ impl RedisStore {
         let session_prefix = format!("{prefix}:session:");
         let user_prefix = format!("{prefix}:user_sessions:");
         let limits = Limits::default();
-        let scripts = Arc::new(Scripts::new(&scripts::Config {
-            session_prefix: &session_prefix,
-            user_prefix: &user_prefix,
-            ttl,
-            max_keys: limits.max_keys,
-        }));
+        let scripts = scripts_for(&session_prefix, &user_prefix, ttl, &limits);
         RedisStore {
             inner: Arc::new(Inner {
                 pool,
@@ -232,12 +227,12 @@ impl RedisStore {
     #[must_use]
     pub fn limits(mut self, limits: Limits) -> Self {
         let inner = Arc::make_mut(&mut self.inner);
-        inner.scripts = Arc::new(Scripts::new(&scripts::Config {
-            session_prefix: &inner.session_prefix,
-            user_prefix: &inner.user_prefix,
-            ttl: inner.ttl,
-            max_keys: limits.max_keys,
-        }));
+        inner.scripts = scripts_for(
+            &inner.session_prefix,
+            &inner.user_prefix,
+            inner.ttl,
+            &limits,
+        );
         inner.limits = limits;
         self
     }
@@ -386,9 +381,9 @@ impl RedisStore {
         command
     }
 
-    /// A call of the script `pick` chooses, whose only key is the session hash of `id`.
-    fn script_on_session(&self, pick: fn(&Scripts) -> &StoreScript, id: &str) -> Command<'_> {
-        let mut command = Command::script(pick(&self.inner.scripts), 1);
+    /// A call of `script`, whose only key is the session hash of `id`.
+    fn script_on_session<'s>(&self, script: &'s StoreScript, id: &str) -> Command<'s> {
+        let mut command = Command::script(script, 1);
         command.joined(&self.inner.session_prefix, id);
         command
     }
@@ -401,7 +396,7 @@ impl RedisStore {
         entries: impl IntoIterator<Item = (&'a str, &'a Json)>,
     ) -> Result<Command<'_>> {
         let limits = &self.inner.limits;
-        let mut command = self.script_on_session(|s| &s.set, id);
+        let mut command = self.script_on_session(&self.inner.scripts.set, id);
         command.arg(now_ms());
         for (key, value) in entries {
             limits.check_key(key)?;
@@ -409,6 +404,21 @@ impl RedisStore {
         }
         Ok(command)
     }
+}
+
+/// The scripts of a store with these prefixes, TTL and limits.
+fn scripts_for(
+    session_prefix: &str,
+    user_prefix: &str,
+    ttl: Duration,
+    limits: &Limits,
+) -> Arc<Scripts> {
+    Arc::new(Scripts::new(&scripts::Config {
+        session_prefix,
+        user_prefix,
+        ttl,
+        max_keys: limits.max_keys,
+    }))
 }
 
 /// Sends `cmd` on `conn` and waits for the answer until `deadline` at most.
@@ -503,21 +513,21 @@ impl SessionStore for RedisStore {
         let limits = &self.inner.limits;
         limits.check_session_id(id)?;
         limits.check_key(key)?;
-        let mut command = self.script_on_session(|s| &s.delete, id);
+        let mut command = self.script_on_session(&self.inner.scripts.delete, id);
         command.arg(now_ms()).joined(DATA, key);
         self.run_status(id, &command).await
     }
 
     async fn clear_session_data(&self, id: &str) -> Result<()> {
         self.inner.limits.check_session_id(id)?;
-        let mut command = self.script_on_session(|s| &s.clear, id);
+        let mut command = self.script_on_session(&self.inner.scripts.clear, id);
         command.arg(now_ms());
         self.run_status(id, &command).await
     }
 
     async fn remove_session(&self, id: &str) -> Result<()> {
         self.inner.limits.check_session_id(id)?;
-        let mut command = self.script_on_session(|s| &s.remove, id);
+        let mut command = self.script_on_session(&self.inner.scripts.remove, id);
         command.arg(id);
         self.run_status(id, &command).await
     }
