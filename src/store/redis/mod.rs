@@ -58,68 +58,30 @@
 //! `NOSCRIPT`: on a new or restarted server, or after `SCRIPT FLUSH`.
 
 mod command;
+mod conn;
 mod reply;
 mod scripts;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use ::redis::aio::MultiplexedConnection;
-use ::redis::{Cmd, ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
-use bb8::{ErrorSink, RunError};
+use ::redis::Value;
 use bb8_redis::RedisConnectionManager;
 use serde_json::Value as Json;
-use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::session::{Session, SessionData, now_ms};
 use crate::store::SessionStore;
 use command::Command;
+use conn::{DEFAULT_TIMEOUT, pool_builder, redis_error};
 use reply::{bytes, decode_json, decode_session, hash_fields, missing_field, string, unexpected};
 use scripts::{Scripts, StoreScript};
 
 /// The connection pool a [`RedisStore`] runs on.
 pub type RedisPool = bb8::Pool<RedisConnectionManager>;
-
-/// How long [`RedisStore::connect`]'s pool waits for a connection, and the default operation
-/// timeout.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The pool configuration [`RedisStore::connect`] uses.
-///
-/// bb8-redis never reports a connection as broken, so a multiplexed connection that died with
-/// its server would stay in the pool and fail every operation after Redis is back. Rather than
-/// a `PING` on every checkout (one extra round trip per operation), the store checks the
-/// pool's connections only after an operation has found one dead, and replaces the dead ones
-/// in place (see `RedisStore::heal_pool`), so the pool needs no health check of its own.
-///
-/// It holds a single connection: operations check it out only to clone its multiplexed
-/// handle, so every concurrent operation is pipelined on one socket, which costs Redis and
-/// the application fewer system calls per operation than spreading them over several.
-fn pool_builder() -> bb8::Builder<RedisConnectionManager> {
-    bb8::Pool::builder()
-        .max_size(1)
-        .connection_timeout(DEFAULT_TIMEOUT)
-        .test_on_check_out(false)
-        .error_sink(Box::new(LogConnectionErrors))
-}
-
-/// Sends the pool's failed connection attempts to `tracing`, which bb8 would otherwise drop.
-#[derive(Debug, Clone, Copy)]
-struct LogConnectionErrors;
-
-impl ErrorSink<RedisError> for LogConnectionErrors {
-    fn sink(&self, error: RedisError) {
-        tracing::debug!(%error, "redis connection attempt failed");
-    }
-
-    fn boxed_clone(&self) -> Box<dyn ErrorSink<RedisError>> {
-        Box::new(*self)
-    }
-}
 
 /// Sessions in Redis, shared by every server instance that uses the same prefix.
 ///
@@ -259,104 +221,6 @@ impl RedisStore {
         &self.inner.pool
     }
 
-    /// Sends one command and returns the server's answer, all within the store's timeout.
-    ///
-    /// A script unknown to the server (a fresh or restarted Redis answers `NOSCRIPT`) is loaded,
-    /// and the command sent again, within the same time.
-    async fn run(&self, command: &Command<'_>) -> Result<Value> {
-        let deadline = Instant::now() + self.inner.timeout;
-        let mut conn = self.connection(deadline).await?;
-        let mut reply = send(&mut conn, command.cmd(), deadline).await;
-        if let Some(script) = command.script_called()
-            && matches!(&reply, Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript))
-        {
-            reply = match send(&mut conn, &script.load_cmd(), deadline).await {
-                Ok(_) => send(&mut conn, command.cmd(), deadline).await,
-                Err(err) => Err(err),
-            };
-        }
-        self.outcome(reply).await
-    }
-
-    /// A handle on one of the pool's connections, waiting for it until `deadline` at most.
-    ///
-    /// A pooled connection is multiplexed: its handle is cheap to clone, and clones send their
-    /// commands down the same socket. So the store checks a connection out only long enough to
-    /// clone its handle and puts it straight back. Concurrent operations then share the pool's
-    /// connections and are pipelined on them, instead of each holding a connection of its own
-    /// for a whole round trip.
-    async fn connection(&self, deadline: Instant) -> Result<MultiplexedConnection> {
-        let pooled = match tokio::time::timeout_at(deadline, self.inner.pool.get()).await {
-            Ok(Ok(pooled)) => pooled,
-            Ok(Err(RunError::User(err))) => return Err(redis_error(err)),
-            Ok(Err(RunError::TimedOut)) => {
-                return Err(Error::Unavailable {
-                    reason: "no Redis connection available in the pool".to_owned(),
-                    source: Some(Box::new(RunError::<RedisError>::TimedOut)),
-                });
-            }
-            Err(_) => return Err(Error::timed_out(self.inner.timeout)),
-        };
-        Ok((*pooled).clone())
-    }
-
-    /// Maps a reply to a result. When the error shows that a connection is dead (its server
-    /// went away), the pool is healed before the error is returned, so that the store works
-    /// again as soon as Redis is back. The failed operation is not retried: it may have
-    /// reached the server before the connection broke.
-    async fn outcome<T>(&self, reply: RedisResult<T>) -> Result<T> {
-        let err = match reply {
-            Ok(value) => return Ok(value),
-            Err(err) => err,
-        };
-        if err.is_timeout() {
-            return Err(Error::timed_out(self.inner.timeout));
-        }
-        if connection_lost(&err) {
-            tracing::debug!(error = %err, "a Redis connection is dead; checking the pool");
-            self.heal_pool().await;
-        }
-        Err(redis_error(err))
-    }
-
-    /// Checks every connection of the pool with a `PING` and replaces the dead ones in place
-    /// with fresh connections. One operation at a time does this; the others carry on.
-    async fn heal_pool(&self) {
-        struct Done<'a>(&'a AtomicBool);
-        impl Drop for Done<'_> {
-            fn drop(&mut self) {
-                self.0.store(false, Ordering::Release);
-            }
-        }
-        if self.inner.healing.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let _done = Done(&self.inner.healing);
-        let pool = &self.inner.pool;
-        // Hold every checked connection until the end, so that no connection is checked twice.
-        let mut checked = Vec::new();
-        for _ in 0..pool.state().connections {
-            let Ok(mut conn) = pool.get().await else {
-                break;
-            };
-            if ::redis::cmd("PING")
-                .query_async::<()>(&mut *conn)
-                .await
-                .is_err()
-            {
-                match pool.dedicated_connection().await {
-                    Ok(fresh) => *conn = fresh,
-                    Err(error) => {
-                        tracing::debug!(%error, "Redis still unreachable");
-                        break;
-                    }
-                }
-                tracing::debug!("replaced a dead Redis connection");
-            }
-            checked.push(conn);
-        }
-    }
-
     /// Runs a script that answers with a status code, and maps the code to a result.
     async fn run_status(&self, id: &str, command: &Command<'_>) -> Result<()> {
         match self.run(command).await? {
@@ -419,26 +283,6 @@ fn scripts_for(
         ttl,
         max_keys: limits.max_keys,
     }))
-}
-
-/// Sends `cmd` on `conn` and waits for the answer until `deadline` at most.
-async fn send(
-    conn: &mut MultiplexedConnection,
-    cmd: &Cmd,
-    deadline: Instant,
-) -> RedisResult<Value> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into());
-    }
-    conn.set_response_timeout(left);
-    // An error reply arrives as a value: make it an error. Only the top level can be one: the
-    // store's commands and scripts never return errors nested in arrays, so a long listing is
-    // not walked for them.
-    match conn.send_packed_command(cmd).await? {
-        Value::ServerError(err) => Err(err.into()),
-        value => Ok(value),
-    }
 }
 
 impl SessionStore for RedisStore {
@@ -574,47 +418,3 @@ const META_USER_ID: &str = "meta:user_id";
 const META_CREATED_AT: &str = "meta:created_at";
 const META_LAST_ACTIVE: &str = "meta:last_active";
 const DATA: &str = "data:";
-
-/// Whether `err` means the connection can never answer again (not merely a slow reply).
-fn connection_lost(err: &RedisError) -> bool {
-    !err.is_timeout()
-        && (err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error())
-}
-
-/// Maps a Redis error: a lost or refused connection, a timeout or a server that cannot serve
-/// yet is [`Error::Unavailable`]; any other error reply is [`Error::Backend`].
-fn redis_error(err: RedisError) -> Error {
-    let transient = matches!(
-        err.kind(),
-        ErrorKind::Io
-            | ErrorKind::Server(
-                ServerErrorKind::BusyLoading
-                    | ServerErrorKind::TryAgain
-                    | ServerErrorKind::MasterDown
-                    | ServerErrorKind::ClusterDown
-            )
-    ) || err.is_connection_dropped()
-        || err.is_connection_refusal()
-        || err.is_timeout();
-    if transient {
-        Error::Unavailable {
-            reason: format!("Redis {}", err.category()),
-            source: Some(Box::new(err)),
-        }
-    } else {
-        Error::Backend(Box::new(err))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn io_errors_are_unavailable_and_replies_are_backend_errors() {
-        let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
-        assert!(redis_error(io).is_unavailable());
-        let reply = RedisError::from((ErrorKind::Client, "bad"));
-        assert!(matches!(redis_error(reply), Error::Backend(_)));
-    }
-}

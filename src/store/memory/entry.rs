@@ -1,0 +1,65 @@
+//! One session as the memory store holds it, and the hasher of the store's maps.
+
+use std::hash::BuildHasher;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use dashmap::mapref::one::RefMut;
+use foldhash::SharedSeed;
+use foldhash::fast::{FoldHasher, SeedableRandomState};
+
+use crate::session::{Session, SessionData};
+
+/// The hasher of the store's maps and sets: foldhash, keyed from the operating system's CSPRNG.
+///
+/// Session ids are random, but user ids and data keys may come from clients, so the keys stay
+/// secret; each map and set draws its own. Much cheaper than the standard library's SipHash on
+/// the short strings the store hashes on every operation.
+#[derive(Clone)]
+pub(super) struct Keyed(SeedableRandomState);
+
+impl Default for Keyed {
+    fn default() -> Self {
+        static SHARED: OnceLock<SharedSeed> = OnceLock::new();
+        // `rand::random` draws from the thread-local ChaCha generator, seeded from the OS.
+        let shared = SHARED.get_or_init(|| SharedSeed::from_u64(rand::random()));
+        Keyed(SeedableRandomState::with_seed(rand::random(), shared))
+    }
+}
+
+impl BuildHasher for Keyed {
+    type Hasher = FoldHasher<'static>;
+
+    fn build_hasher(&self) -> Self::Hasher {
+        self.0.build_hasher()
+    }
+}
+
+/// A guard on one session of the store.
+pub(super) type EntryGuard<'a> = RefMut<'a, String, Entry>;
+
+/// One session as the store holds it.
+#[derive(Clone)]
+pub(super) struct Entry {
+    pub(super) user_id: String,
+    pub(super) data: SessionData,
+    pub(super) created_at: u64,
+    pub(super) last_active: u64,
+    pub(super) expires_at: Instant,
+}
+
+impl Entry {
+    pub(super) fn is_live(&self, now: Instant) -> bool {
+        self.expires_at > now
+    }
+
+    pub(super) fn to_session(&self, id: &str) -> Session {
+        Session {
+            id: id.to_owned(),
+            user_id: self.user_id.clone(),
+            data: self.data.clone(),
+            created_at: self.created_at,
+            last_active: self.last_active,
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The store's operations on its maps: expiry, guarded reads and writes, the user index.
+
+use std::time::Instant;
+
+use super::entry::{Entry, EntryGuard};
+use super::{FAR_FUTURE, Inner};
+use crate::error::{Error, Result};
+use crate::session::{SessionData, now_ms};
+
+impl Inner {
+    /// The expiry of a session written at `now`.
+    pub(super) fn expiry(&self, now: Instant) -> Instant {
+        now.checked_add(self.ttl)
+            .unwrap_or_else(|| now + FAR_FUTURE)
+    }
+
+    /// Marks a session written at `now`, restarting its TTL, with `active` (ms since the Unix
+    /// epoch) as its last-active time.
+    ///
+    /// `now` must be read while the session's guard is held: then a session that some other
+    /// operation has seen expired can never come back to life. `active` is wall-clock time and
+    /// decides nothing; like the Redis store, an operation reads it once, before it starts.
+    pub(super) fn refresh(&self, entry: &mut Entry, now: Instant, active: u64) {
+        entry.last_active = active;
+        entry.expires_at = self.expiry(now);
+    }
+
+    /// The guard on session `id` if it is live, and the instant it was seen live.
+    pub(super) fn live_mut(&self, id: &str) -> Option<(EntryGuard<'_>, Instant)> {
+        let entry = self.sessions.get_mut(id)?;
+        let now = Instant::now();
+        entry.is_live(now).then_some((entry, now))
+    }
+
+    /// Runs `write` on session `id` if it is live, refreshing its TTL after a successful write.
+    ///
+    /// The guard is released before this returns, so whatever `write` hands back (values it
+    /// replaced, say) is dropped by the caller without holding up the session's shard.
+    pub(super) fn write<T>(
+        &self,
+        id: &str,
+        write: impl FnOnce(&mut Entry) -> Result<T>,
+    ) -> Result<T> {
+        let active = now_ms();
+        let (mut entry, now) = self.live_mut(id).ok_or_else(|| Error::not_found(id))?;
+        let out = write(&mut entry)?;
+        self.refresh(&mut entry, now, active);
+        Ok(out)
+    }
+
+    /// Runs `read` on session `id` if it is live.
+    pub(super) fn read<T>(&self, id: &str, read: impl FnOnce(&Entry) -> T) -> Option<T> {
+        let entry = self.sessions.get(id)?;
+        entry.is_live(Instant::now()).then(|| read(&entry))
+    }
+
+    /// Inserts `entries` into `data`, unless that would take it past the key limit.
+    ///
+    /// Returns what `data` no longer needs (the values it replaced), for the caller to drop
+    /// once the session's guard is released.
+    pub(super) fn merge(
+        &self,
+        id: &str,
+        data: &mut SessionData,
+        mut entries: SessionData,
+    ) -> Result<SessionData> {
+        // Only a session that could pass the limit pays for counting the keys it lacks.
+        if data.len().saturating_add(entries.len()) > self.limits.max_keys {
+            let fresh = entries
+                .keys()
+                .filter(|key| !data.contains_key(*key))
+                .count();
+            if fresh > 0 {
+                self.limits.check_key_count(id, data.len() + fresh)?;
+            }
+        }
+        // Keys the session holds take their new values in place; the old values go back into
+        // `entries`, whose keys are not needed.
+        let mut fresh = false;
+        for (key, value) in &mut entries {
+            match data.get_mut(key) {
+                Some(held) => std::mem::swap(held, value),
+                None => fresh = true,
+            }
+        }
+        if fresh {
+            for (key, value) in std::mem::take(&mut entries) {
+                // The keys found above hold their new values already.
+                if let serde_json::map::Entry::Vacant(vacant) = data.entry(key) {
+                    vacant.insert(value);
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Drops `id` from the index of `user_id` unless it is a live session of that user, and
+    /// drops the user's set when it is left empty.
+    pub(super) fn prune(&self, user_id: &str, id: &str) {
+        let emptied = match self.users.get_mut(user_id) {
+            Some(mut ids) => {
+                // Users before sessions: the lock order.
+                let live = self
+                    .read(id, |entry| entry.user_id == user_id)
+                    .unwrap_or(false);
+                if !live {
+                    ids.remove(id);
+                }
+                ids.is_empty()
+            }
+            None => false,
+        };
+        if emptied {
+            self.users.remove_if(user_id, |_, ids| ids.is_empty());
+        }
+    }
+
+    /// Drops every expired session and its entry in the user index.
+    pub(super) fn sweep(&self) {
+        let now = Instant::now();
+        let mut dead = Vec::new();
+        self.sessions.retain(|id, entry| {
+            let live = entry.is_live(now);
+            if !live {
+                dead.push((std::mem::take(&mut entry.user_id), id.clone()));
+            }
+            live
+        });
+        for (user_id, id) in &dead {
+            self.prune(user_id, id);
+        }
+        if !dead.is_empty() {
+            tracing::trace!(expired = dead.len(), "expired sessions swept");
+        }
+    }
+}
