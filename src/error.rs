@@ -145,6 +145,33 @@ pub enum InvalidInput {
         /// The limit in bytes.
         max: usize,
     },
+    /// A room name was the empty string.
+    EmptyRoom,
+    /// A room name was longer than [`Limits::max_room_len`](crate::Limits::max_room_len).
+    RoomTooLong {
+        /// The offending name (cut to the limit).
+        room: String,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// Joining would put the session in more than [`Limits::max_rooms`](crate::Limits::max_rooms)
+    /// rooms.
+    TooManyRooms {
+        /// The session.
+        id: String,
+        /// The limit.
+        max: usize,
+    },
+    /// A hub message was larger than
+    /// [`Limits::max_message_len`](crate::Limits::max_message_len).
+    MessageTooLarge {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
 }
 
 impl fmt::Display for InvalidInput {
@@ -167,6 +194,19 @@ impl fmt::Display for InvalidInput {
             InvalidInput::EmptyId { what } => write!(f, "{what} is empty"),
             InvalidInput::IdTooLong { what, len, max } => {
                 write!(f, "{what} is {len} bytes, over the limit of {max}")
+            }
+            InvalidInput::EmptyRoom => f.write_str("room name is empty"),
+            InvalidInput::RoomTooLong { room, len, max } => {
+                write!(
+                    f,
+                    "room name {room:?}... is {len} bytes, over the limit of {max}"
+                )
+            }
+            InvalidInput::TooManyRooms { id, max } => {
+                write!(f, "session {id:?} would be in more than {max} rooms")
+            }
+            InvalidInput::MessageTooLarge { len, max } => {
+                write!(f, "message is {len} bytes, over the limit of {max}")
             }
         }
     }

@@ -8,6 +8,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::hub::node::Connection;
+use crate::hub::{Hub, HubEvent};
 use crate::registry::Registry;
 use crate::session::{Session, SessionData, from_value, to_value};
 
@@ -20,16 +22,43 @@ use crate::session::{Session, SessionData, from_value, to_value};
 /// session is removed from the store. While a clone is alive, the layer keeps the session
 /// from expiring.
 ///
+/// The handle is also the connection's end of the [hub](crate::hub): it joins and leaves
+/// rooms, and [`recv`](Self::recv) yields what the hub sends to this connection. Select on it
+/// beside the socket:
+///
 /// ```no_run
-/// use axum::{Router, extract::ws::WebSocketUpgrade, response::IntoResponse, routing::get};
-/// use ws_session::{MemoryStore, SessionLayer, WsSession};
+/// use axum::{Router, extract::ws::{CloseFrame, Message, WebSocketUpgrade}, response::IntoResponse, routing::get};
+/// use ws_session::{MemoryStore, SessionLayer, WsSession, hub::HubEvent};
 ///
 /// async fn ws_handler(ws: WebSocketUpgrade, session: WsSession) -> impl IntoResponse {
 ///     ws.on_upgrade(move |mut socket| async move {
 ///         let visits: u32 = session.get("visits").await.ok().flatten().unwrap_or(0);
 ///         let _ = session.set("visits", &(visits + 1)).await;
-///         while let Some(Ok(_message)) = socket.recv().await {
-///             // ...
+///         let _ = session.join("lobby").await;
+///         loop {
+///             tokio::select! {
+///                 frame = socket.recv() => match frame {
+///                     Some(Ok(Message::Text(text))) => {
+///                         let _ = session.hub().send_to_room("lobby", text.as_str()).await;
+///                     }
+///                     Some(Ok(_)) => {}
+///                     _ => break,
+///                 },
+///                 event = session.recv() => match event {
+///                     Some(HubEvent::Message(delivery)) => {
+///                         let text = delivery.text().unwrap_or_default().to_owned();
+///                         if socket.send(Message::Text(text.into())).await.is_err() {
+///                             break;
+///                         }
+///                     }
+///                     Some(HubEvent::Close(reason)) => {
+///                         let frame = CloseFrame { code: reason.code, reason: reason.reason.as_ref().into() };
+///                         let _ = socket.send(Message::Close(Some(frame))).await;
+///                         break;
+///                     }
+///                     None => break,
+///                 },
+///             }
 ///         }
 ///         // `session` is dropped here: the session is removed from the store.
 ///     })
@@ -48,18 +77,30 @@ struct Handle {
     id: String,
     user_id: String,
     registry: Arc<Registry>,
+    /// This connection on the hub's node: its inbox and its rooms.
+    connection: Arc<Connection>,
+    /// Serializes this connection's joins and leaves, so the store and the node see them in
+    /// the same order.
+    rooms: tokio::sync::Mutex<()>,
     ended: AtomicBool,
 }
 
 impl WsSession {
-    /// A handle for a session that was just created in the registry's store.
-    pub(crate) fn open(registry: Arc<Registry>, id: String, user_id: String) -> Self {
-        registry.insert(&id);
+    /// A handle for a session that was just created in the registry's store and registered
+    /// with its node.
+    pub(crate) fn open(
+        registry: Arc<Registry>,
+        id: String,
+        user_id: String,
+        connection: Arc<Connection>,
+    ) -> Self {
         WsSession {
             inner: Arc::new(Handle {
                 id,
                 user_id,
                 registry,
+                connection,
+                rooms: tokio::sync::Mutex::new(()),
                 ended: AtomicBool::new(false),
             }),
         }
@@ -168,6 +209,70 @@ impl WsSession {
     /// Any store error.
     pub async fn user_sessions(&self) -> Result<Vec<Session>> {
         self.store().get_user_sessions(self.user_id()).await
+    }
+
+    /// Puts this connection into `room`, on every instance: from when this returns, what the
+    /// hub sends to the room reaches this connection. Returns `false` when it was in the room
+    /// already.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for an empty or long room name, or when the session is in
+    /// [`Limits::max_rooms`](crate::Limits::max_rooms) rooms already (nothing is written);
+    /// `NotFound` when the session is gone; `Unavailable` when the store or the broker cannot be
+    /// reached (the connection is then not in the room).
+    pub async fn join(&self, room: &str) -> Result<bool> {
+        let _serial = self.inner.rooms.lock().await;
+        let joined = self.store().join_room(self.id(), room).await?;
+        let node = &self.inner.registry.node;
+        if let Err(error) = node.join(self.id(), room).await {
+            // Not delivered here: not a member anywhere.
+            let _ = self.store().leave_room(self.id(), room).await;
+            return Err(error);
+        }
+        tracing::trace!(session = %self.id(), room, "joined room");
+        Ok(joined)
+    }
+
+    /// Takes this connection out of `room`, on every instance. Returns `false` when it was not
+    /// in the room.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a bad room name; `NotFound` when the session is gone;
+    /// `Unavailable` when the store cannot be reached (the connection is then still in the
+    /// room).
+    pub async fn leave(&self, room: &str) -> Result<bool> {
+        let _serial = self.inner.rooms.lock().await;
+        let left = self.store().leave_room(self.id(), room).await?;
+        self.inner.registry.node.leave(self.id(), room);
+        Ok(left)
+    }
+
+    /// The rooms this connection is in, sorted.
+    pub fn rooms(&self) -> Vec<String> {
+        self.inner.registry.node.rooms_of(self.id())
+    }
+
+    /// The next thing the hub sends this connection: a message, or the order to close (then
+    /// nothing more). Cancel-safe, so it can sit in a `tokio::select!` beside the socket.
+    ///
+    /// Messages wait in a bounded inbox ([`InboxLimits`](crate::hub::InboxLimits)); a connection
+    /// whose inbox overflows gets [`CloseReason::TOO_SLOW`](crate::hub::CloseReason::TOO_SLOW)
+    /// (4001) here instead of the messages it missed. Clones of a handle share one inbox:
+    /// receive from one task.
+    pub async fn recv(&self) -> Option<HubEvent> {
+        self.inner.connection.recv().await
+    }
+
+    /// The hub, to send to other sessions, users, rooms or everyone.
+    pub fn hub(&self) -> Hub {
+        Hub::new(Arc::clone(&self.inner.registry))
+    }
+
+    /// How many messages, and how many bytes of them, wait in this connection's inbox.
+    pub fn queued(&self) -> (usize, usize) {
+        self.inner.connection.inbox.queued()
     }
 
     fn store(&self) -> &dyn crate::store::dyn_store::DynStore {

@@ -6,6 +6,7 @@
 mod error;
 mod extract;
 mod handle;
+pub mod hub;
 mod identify;
 mod layer;
 mod limits;

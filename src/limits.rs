@@ -30,6 +30,12 @@ pub struct Limits {
     pub max_keys: usize,
     /// Longest session id or user id, in bytes (default 256). Ids must also be non-empty.
     pub max_id_len: usize,
+    /// Longest room name, in bytes (default 256). Names must also be non-empty.
+    pub max_room_len: usize,
+    /// Most rooms one session may be in at once (default 64).
+    pub max_rooms: usize,
+    /// Largest message the hub sends, in bytes of text or binary payload (default 64 KiB).
+    pub max_message_len: usize,
 }
 
 impl Default for Limits {
@@ -39,6 +45,9 @@ impl Default for Limits {
             max_value_len: 64 * 1024,
             max_keys: 1024,
             max_id_len: 256,
+            max_room_len: 256,
+            max_rooms: 64,
+            max_message_len: 64 * 1024,
         }
     }
 }
@@ -70,6 +79,53 @@ impl Limits {
     pub fn max_id_len(mut self, bytes: usize) -> Self {
         self.max_id_len = bytes;
         self
+    }
+
+    /// Sets [`max_room_len`](Self::max_room_len).
+    #[must_use]
+    pub fn max_room_len(mut self, bytes: usize) -> Self {
+        self.max_room_len = bytes;
+        self
+    }
+
+    /// Sets [`max_rooms`](Self::max_rooms).
+    #[must_use]
+    pub fn max_rooms(mut self, rooms: usize) -> Self {
+        self.max_rooms = rooms;
+        self
+    }
+
+    /// Sets [`max_message_len`](Self::max_message_len).
+    #[must_use]
+    pub fn max_message_len(mut self, bytes: usize) -> Self {
+        self.max_message_len = bytes;
+        self
+    }
+
+    /// Checks a room name.
+    pub(crate) fn check_room(&self, room: &str) -> Result<(), InvalidInput> {
+        if room.is_empty() {
+            return Err(InvalidInput::EmptyRoom);
+        }
+        if room.len() > self.max_room_len {
+            return Err(InvalidInput::RoomTooLong {
+                room: truncate(room, self.max_room_len).to_owned(),
+                len: room.len(),
+                max: self.max_room_len,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks the size of a message's payload.
+    pub(crate) fn check_message(&self, len: usize) -> Result<(), InvalidInput> {
+        if len > self.max_message_len {
+            return Err(InvalidInput::MessageTooLarge {
+                len,
+                max: self.max_message_len,
+            });
+        }
+        Ok(())
     }
 
     /// Checks a session id.
@@ -284,6 +340,35 @@ fn truncate(s: &str, max: usize) -> &str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn room_names_must_be_non_empty_and_short() {
+        let limits = Limits::default().max_room_len(4);
+        assert_eq!(limits.check_room(""), Err(InvalidInput::EmptyRoom));
+        assert_eq!(limits.check_room("abcd"), Ok(()));
+        assert_eq!(
+            limits.check_room("abcdé"),
+            Err(InvalidInput::RoomTooLong {
+                room: "abcd".into(),
+                len: 6,
+                max: 4
+            })
+        );
+    }
+
+    #[test]
+    fn messages_are_checked_at_their_byte_length() {
+        let limits = Limits::default();
+        assert_eq!(limits.max_message_len, 65536);
+        assert_eq!(limits.check_message(65536), Ok(()));
+        assert_eq!(
+            limits.check_message(65537),
+            Err(InvalidInput::MessageTooLarge {
+                len: 65537,
+                max: 65536
+            })
+        );
+    }
+
     use super::*;
     use serde_json::json;
 

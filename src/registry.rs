@@ -1,42 +1,42 @@
 //! The sessions that are open on this server instance: kept alive in batches, removed when
-//! their handle goes.
+//! their handle goes. Which connections are open, and to whom they belong, is the hub node's
+//! state; the registry keeps them alive and tracks their removal from the store.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use dashmap::DashSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::task::TaskTracker;
 
+use crate::hub::node::Node;
+use crate::session::new_session_id;
 use crate::store::dyn_store::DynStore;
 
-/// State shared by a layer, its services and every handle it gave out.
+/// State shared by a layer, its services, its hub and every handle it gave out.
 pub(crate) struct Registry {
     pub(crate) store: Arc<dyn DynStore>,
-    live: DashSet<String>,
+    /// This instance's node of the hub: the open connections.
+    pub(crate) node: Arc<Node>,
     removals: TaskTracker,
     refresher_started: AtomicBool,
 }
 
 impl Registry {
     pub(crate) fn new(store: Arc<dyn DynStore>) -> Self {
+        let node = Node::new(new_session_id().into(), &store.broker());
         Registry {
             store,
-            live: DashSet::new(),
+            node,
             removals: TaskTracker::new(),
             refresher_started: AtomicBool::new(false),
         }
     }
 
-    /// Records a session as open on this instance.
-    pub(crate) fn insert(&self, id: &str) {
-        self.live.insert(id.to_owned());
-    }
-
-    /// Forgets an open session and removes it from the store in a tracked task.
+    /// Closes the connection of `id` on this node and removes its session from the store in a
+    /// tracked task.
     pub(crate) fn remove(&self, id: String) {
-        self.live.remove(&id);
+        self.node.unregister(&id);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!(
                 session = %id,
@@ -62,7 +62,7 @@ impl Registry {
 
     /// How many sessions are open on this instance.
     pub(crate) fn len(&self) -> usize {
-        self.live.len()
+        self.node.len()
     }
 
     /// Waits until every removal started so far has finished.
@@ -95,7 +95,7 @@ impl Registry {
 
     /// Touches every open session, `batch` ids per store call. Returns how many were refreshed.
     pub(crate) async fn refresh(&self, batch: usize) -> usize {
-        let ids: Vec<String> = self.live.iter().map(|id| id.key().clone()).collect();
+        let ids = self.node.connection_ids();
         let mut refreshed = 0;
         for chunk in ids.chunks(batch.max(1)) {
             match self.store.touch(chunk).await {
@@ -118,7 +118,6 @@ impl Registry {
         refreshed
     }
 }
-
 /// A view of the sessions a [`SessionLayer`](crate::SessionLayer) has open on this server
 /// instance, for metrics and graceful shutdown.
 ///

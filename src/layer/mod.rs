@@ -12,6 +12,7 @@ use tower_layer::Layer;
 
 pub use self::future::ResponseFuture;
 pub use self::service::SessionService;
+use crate::hub::{Hub, InboxLimits};
 use crate::identify::{Identification, Identifier, from_extensions, identifier};
 use crate::registry::{LiveSessions, Registry};
 use crate::store::SessionStore;
@@ -69,6 +70,7 @@ pub(crate) struct Config {
     pub(crate) allow_anonymous: bool,
     pub(crate) refresh_interval: Duration,
     pub(crate) refresh_batch: usize,
+    pub(crate) inbox_limits: InboxLimits,
 }
 
 /// The default number of sessions refreshed by one store call.
@@ -85,6 +87,7 @@ impl SessionLayer {
                 allow_anonymous: false,
                 refresh_interval,
                 refresh_batch: DEFAULT_REFRESH_BATCH,
+                inbox_limits: InboxLimits::default(),
             }),
         }
     }
@@ -133,6 +136,20 @@ impl SessionLayer {
     pub fn refresh_batch(mut self, sessions: usize) -> Self {
         Arc::make_mut(&mut self.config).refresh_batch = sessions.max(1);
         self
+    }
+
+    /// Bounds each connection's inbox (default [`InboxLimits::default`]: 1,024 messages,
+    /// 4 MiB). A connection whose inbox would pass either bound is closed with 4001.
+    #[must_use]
+    pub fn inbox_limits(mut self, limits: InboxLimits) -> Self {
+        Arc::make_mut(&mut self.config).inbox_limits = limits;
+        self
+    }
+
+    /// The hub of this layer's connections: send to sessions, users, rooms or everyone, on
+    /// every instance sharing the store. Also a layer, for routes that extract a [`Hub`].
+    pub fn hub(&self) -> Hub {
+        Hub::new(Arc::clone(&self.registry))
     }
 
     /// The sessions this layer has open, for metrics and for graceful shutdown.

@@ -94,11 +94,30 @@ where
         }
     };
 
-    if let Err(error) = registry.store.create_session(&id, &user_id).await {
-        return Ok(creation_failed(&error));
-    }
+    // The session goes into the store while its connection subscribes on the node: one wait
+    // for both.
+    let node = &registry.node;
+    let (created, registered) = tokio::join!(
+        registry
+            .store
+            .create_attached_session(&id, &user_id, node.id()),
+        node.register(&id, &user_id, config.inbox_limits),
+    );
+    let connection = match (created, registered) {
+        (Ok(_), Ok(connection)) => connection,
+        (Err(error), registered) => {
+            if registered.is_ok() {
+                node.unregister(&id);
+            }
+            return Ok(creation_failed(&error));
+        }
+        (Ok(_), Err(error)) => {
+            let _ = registry.store.remove_session(&id).await;
+            return Ok(creation_failed(&error));
+        }
+    };
     tracing::debug!(session = %id, user = %user_id, "session created");
-    let session = WsSession::open(Arc::clone(&registry), id, user_id);
+    let session = WsSession::open(Arc::clone(&registry), id, user_id, connection);
     registry.start_refresher(config.refresh_interval, config.refresh_batch);
     parts.extensions.insert(session.clone());
 

@@ -75,6 +75,47 @@ impl SessionStore for CountingStore {
         self.count();
         self.store.touch(ids).await
     }
+    fn enforced_limits(&self) -> crate::Limits {
+        self.store.enforced_limits()
+    }
+    fn broker(&self) -> crate::hub::Broker {
+        self.store.broker()
+    }
+    async fn create_attached_session(
+        &self,
+        id: &str,
+        user_id: &str,
+        node_id: &str,
+    ) -> Result<Session> {
+        self.count();
+        self.store
+            .create_attached_session(id, user_id, node_id)
+            .await
+    }
+    async fn session_node(&self, id: &str) -> Result<Option<String>> {
+        self.count();
+        self.store.session_node(id).await
+    }
+    async fn join_room(&self, id: &str, room: &str) -> Result<bool> {
+        self.count();
+        self.store.join_room(id, room).await
+    }
+    async fn leave_room(&self, id: &str, room: &str) -> Result<bool> {
+        self.count();
+        self.store.leave_room(id, room).await
+    }
+    async fn session_rooms(&self, id: &str) -> Result<Vec<String>> {
+        self.count();
+        self.store.session_rooms(id).await
+    }
+    async fn room_members(&self, room: &str) -> Result<Vec<crate::hub::Member>> {
+        self.count();
+        self.store.room_members(room).await
+    }
+    async fn remove_user_sessions(&self, user_id: &str) -> Result<Vec<String>> {
+        self.count();
+        self.store.remove_user_sessions(user_id).await
+    }
 }
 
 /// A route that answers with `status` and reports the session id it saw in a header.

@@ -6,6 +6,8 @@ use std::pin::Pin;
 use serde_json::Value;
 
 use crate::error::Result;
+use crate::hub::{Broker, Member};
+use crate::limits::Limits;
 use crate::session::{Session, SessionData};
 use crate::store::SessionStore;
 
@@ -13,11 +15,19 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// [`SessionStore`] with boxed futures; implemented for every store.
 pub(crate) trait DynStore: Send + Sync + 'static {
-    fn create_session<'a>(
+    fn limits(&self) -> Limits;
+    fn broker(&self) -> Broker;
+    fn create_attached_session<'a>(
         &'a self,
         id: &'a str,
         user_id: &'a str,
+        node_id: &'a str,
     ) -> BoxFuture<'a, Result<Session>>;
+    fn session_node<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<String>>>;
+    fn join_room<'a>(&'a self, id: &'a str, room: &'a str) -> BoxFuture<'a, Result<bool>>;
+    fn leave_room<'a>(&'a self, id: &'a str, room: &'a str) -> BoxFuture<'a, Result<bool>>;
+    fn room_members<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<Vec<Member>>>;
+    fn remove_user_sessions<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<Vec<String>>>;
     fn get_session<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Session>>>;
     fn set_session_data<'a>(
         &'a self,
@@ -43,12 +53,36 @@ pub(crate) trait DynStore: Send + Sync + 'static {
 }
 
 impl<S: SessionStore> DynStore for S {
-    fn create_session<'a>(
+    fn limits(&self) -> Limits {
+        SessionStore::enforced_limits(self)
+    }
+    fn broker(&self) -> Broker {
+        SessionStore::broker(self)
+    }
+    fn create_attached_session<'a>(
         &'a self,
         id: &'a str,
         user_id: &'a str,
+        node_id: &'a str,
     ) -> BoxFuture<'a, Result<Session>> {
-        Box::pin(SessionStore::create_session(self, id, user_id))
+        Box::pin(SessionStore::create_attached_session(
+            self, id, user_id, node_id,
+        ))
+    }
+    fn session_node<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(SessionStore::session_node(self, id))
+    }
+    fn join_room<'a>(&'a self, id: &'a str, room: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(SessionStore::join_room(self, id, room))
+    }
+    fn leave_room<'a>(&'a self, id: &'a str, room: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(SessionStore::leave_room(self, id, room))
+    }
+    fn room_members<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<Vec<Member>>> {
+        Box::pin(SessionStore::room_members(self, room))
+    }
+    fn remove_user_sessions<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(SessionStore::remove_user_sessions(self, user_id))
     }
     fn get_session<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Session>>> {
         Box::pin(SessionStore::get_session(self, id))

@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::error::Result;
+use crate::hub::{Broker, Member};
+use crate::limits::Limits;
 use crate::session::{Session, SessionData};
 
 pub(crate) mod dyn_store;
@@ -30,6 +32,16 @@ pub trait SessionStore: Clone + Send + Sync + 'static {
     /// How long a session lives after its last write or [`touch`](Self::touch).
     fn ttl(&self) -> Duration;
 
+    /// The limits the store enforces.
+    fn enforced_limits(&self) -> Limits;
+
+    /// The broker through which the hubs of the layers sharing this store reach each other.
+    ///
+    /// The default connects only the layers that share the returned value, in this process.
+    fn broker(&self) -> Broker {
+        Broker::in_process()
+    }
+
     /// Creates an empty session `id` for user `user_id`, and adds it to the user's index.
     ///
     /// # Errors
@@ -41,6 +53,62 @@ pub trait SessionStore: Clone + Send + Sync + 'static {
         id: &str,
         user_id: &str,
     ) -> impl Future<Output = Result<Session>> + Send;
+
+    /// Creates an empty session as [`create_session`](Self::create_session) does, attached to
+    /// the hub node `node_id` that holds its connection.
+    ///
+    /// # Errors
+    ///
+    /// As [`create_session`](Self::create_session).
+    fn create_attached_session(
+        &self,
+        id: &str,
+        user_id: &str,
+        node_id: &str,
+    ) -> impl Future<Output = Result<Session>> + Send;
+
+    /// The hub node that holds the connection of session `id`; `None` for a session that was
+    /// created without one.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` when the session is missing.
+    fn session_node(&self, id: &str) -> impl Future<Output = Result<Option<String>>> + Send;
+
+    /// Puts session `id` into `room`, refreshing the session's TTL. Returns `false` when it
+    /// was in the room already.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` for a missing session; `InvalidInput` for an empty or long room name, or
+    /// when the session is in [`Limits::max_rooms`] rooms already.
+    fn join_room(&self, id: &str, room: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Takes session `id` out of `room`, refreshing the session's TTL. Returns `false` when it
+    /// was not in the room. A room left by its last member leaves nothing behind.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` for a missing session; `InvalidInput` for a bad room name.
+    fn leave_room(&self, id: &str, room: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The rooms session `id` is in, sorted.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` for a missing session.
+    fn session_rooms(&self, id: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
+
+    /// The live members of `room`, in no particular order, across every server instance
+    /// sharing the store. Ids of sessions that are gone are pruned from the room.
+    fn room_members(&self, room: &str) -> impl Future<Output = Result<Vec<Member>>> + Send;
+
+    /// Removes every session of `user_id`, with their rooms and the user's index, and returns
+    /// the ids of the live sessions removed.
+    fn remove_user_sessions(
+        &self,
+        user_id: &str,
+    ) -> impl Future<Output = Result<Vec<String>>> + Send;
 
     /// The whole session, or `None` when it is missing or expired.
     fn get_session(&self, id: &str) -> impl Future<Output = Result<Option<Session>>> + Send;
@@ -94,8 +162,8 @@ pub trait SessionStore: Clone + Send + Sync + 'static {
     /// `NotFound` when the session is missing.
     fn clear_session_data(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
 
-    /// Removes the session and its entry in the user index. Removing a missing session is
-    /// not an error.
+    /// Removes the session, its entry in the user index and its room memberships, in one
+    /// atomic step. Removing a missing session is not an error.
     fn remove_session(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
 
     /// Every live session of `user_id`, in no particular order, across every server

@@ -1,7 +1,8 @@
 //! One session as the memory store holds it, and the hasher of the store's maps.
 
+use std::collections::BTreeSet;
 use std::hash::BuildHasher;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use dashmap::mapref::one::RefMut;
@@ -46,6 +47,10 @@ pub(super) struct Entry {
     pub(super) created_at: u64,
     pub(super) last_active: u64,
     pub(super) expires_at: Instant,
+    /// The hub node holding the session's connection, if it has one.
+    pub(super) node: Option<Arc<str>>,
+    /// The rooms the session is in.
+    pub(super) rooms: BTreeSet<String>,
 }
 
 impl Entry {

@@ -115,19 +115,56 @@ impl Inner {
         }
     }
 
-    /// Drops every expired session and its entry in the user index.
+    /// Drops `id` from the set of `room` unless it is a live session in that room, and drops
+    /// the room's set when it is left empty.
+    pub(super) fn prune_room(&self, room: &str, id: &str) {
+        let emptied = match self.rooms.get_mut(room) {
+            Some(mut ids) => {
+                // Rooms before sessions: the lock order.
+                let live = self
+                    .read(id, |entry| entry.rooms.contains(room))
+                    .unwrap_or(false);
+                if !live {
+                    ids.remove(id);
+                }
+                ids.is_empty()
+            }
+            None => false,
+        };
+        if emptied {
+            self.rooms.remove_if(room, |_, ids| ids.is_empty());
+        }
+    }
+
+    /// Drops the entries of a session that is gone from the user index and its rooms.
+    pub(super) fn forget(&self, id: &str, entry: &Entry) {
+        self.prune(&entry.user_id, id);
+        for room in &entry.rooms {
+            self.prune_room(room, id);
+        }
+    }
+
+    /// Drops every expired session and its entries in the user index and the rooms.
     pub(super) fn sweep(&self) {
         let now = Instant::now();
         let mut dead = Vec::new();
         self.sessions.retain(|id, entry| {
             let live = entry.is_live(now);
             if !live {
-                dead.push((std::mem::take(&mut entry.user_id), id.clone()));
+                // The entry leaves the map: its parts move out instead of being copied.
+                let gone = Entry {
+                    user_id: std::mem::take(&mut entry.user_id),
+                    data: std::mem::take(&mut entry.data),
+                    rooms: std::mem::take(&mut entry.rooms),
+                    node: entry.node.take(),
+                    ..*entry
+                };
+                dead.push((id.clone(), gone));
             }
             live
         });
-        for (user_id, id) in &dead {
-            self.prune(user_id, id);
+        for (id, entry) in &dead {
+            self.forget(id, entry);
         }
         if !dead.is_empty() {
             tracing::trace!(expired = dead.len(), "expired sessions swept");

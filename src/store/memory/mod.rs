@@ -55,6 +55,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
+use crate::hub::LocalBus;
 use crate::limits::Limits;
 use entry::{Entry, Keyed};
 use sweep::Sweeper;
@@ -105,6 +106,12 @@ struct Inner {
     /// holds the id of every live session of that user. It may briefly hold dead ids, which
     /// readers skip and prune.
     users: DashMap<String, HashSet<String, Keyed>, Keyed>,
+    /// Room name -> ids of the room's sessions, kept like `users` (same lock order, same
+    /// rules): a room's set holds every live session that has the room, and may briefly hold
+    /// dead ids, which readers skip and prune.
+    rooms: DashMap<String, HashSet<String, Keyed>, Keyed>,
+    /// The in-process broker of the hubs on this store.
+    bus: Arc<LocalBus>,
     ttl: Duration,
     limits: Limits,
     sweep_interval: Duration,
@@ -118,6 +125,8 @@ impl Clone for Inner {
         Inner {
             sessions: self.sessions.clone(),
             users: self.users.clone(),
+            rooms: self.rooms.clone(),
+            bus: Arc::default(),
             ttl: self.ttl,
             limits: self.limits,
             sweep_interval: self.sweep_interval,
@@ -158,6 +167,8 @@ impl MemoryStore {
             inner: Arc::new(Inner {
                 sessions: DashMap::with_hasher(Keyed::default()),
                 users: DashMap::with_hasher(Keyed::default()),
+                rooms: DashMap::with_hasher(Keyed::default()),
+                bus: Arc::default(),
                 ttl,
                 limits: Limits::default(),
                 sweep_interval: ttl.clamp(MIN_SWEEP, MAX_DEFAULT_SWEEP),

@@ -1,5 +1,7 @@
 //! [`SessionStore`] for [`MemoryStore`].
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashmap::mapref::entry::Entry as MapEntry;
@@ -7,16 +9,15 @@ use serde_json::Value;
 
 use super::MemoryStore;
 use super::entry::Entry;
-use crate::error::{Error, Result};
+use crate::error::{Error, InvalidInput, Result};
+use crate::hub::{Broker, Member};
+use crate::limits::Limits;
 use crate::session::{Session, SessionData, now_ms};
 use crate::store::SessionStore;
 
-impl SessionStore for MemoryStore {
-    fn ttl(&self) -> Duration {
-        self.inner.ttl
-    }
-
-    async fn create_session(&self, id: &str, user_id: &str) -> Result<Session> {
+impl MemoryStore {
+    /// Creates session `id` of `user_id`, attached to hub node `node` if there is one.
+    fn create(&self, id: &str, user_id: &str, node: Option<&str>) -> Result<Session> {
         let inner = &*self.inner;
         inner.limits.check_session_id(id)?;
         inner.limits.check_user_id(user_id)?;
@@ -35,6 +36,8 @@ impl SessionStore for MemoryStore {
                 created_at: created,
                 last_active: created,
                 expires_at: inner.expiry(now),
+                node: node.map(Arc::from),
+                rooms: BTreeSet::new(),
             };
             match inner.sessions.entry(id.to_owned()) {
                 MapEntry::Occupied(mut taken) => {
@@ -43,10 +46,7 @@ impl SessionStore for MemoryStore {
                         Err(Error::already_exists(id))
                     } else {
                         // An expired session that the sweep has not reclaimed yet.
-                        let old = taken.insert(fresh(now));
-                        if old.user_id != user_id {
-                            displaced = Some(old.user_id);
-                        }
+                        displaced = Some(taken.insert(fresh(now)));
                         Ok(())
                     }
                 }
@@ -64,11 +64,39 @@ impl SessionStore for MemoryStore {
             inner.users.remove_if(user_id, |_, ids| ids.is_empty());
             return Err(err);
         }
-        if let Some(old_user) = displaced {
-            inner.prune(&old_user, id);
+        if let Some(old) = displaced {
+            // Keeps the id in the index of its user, if that is still the same user.
+            inner.forget(id, &old);
         }
         self.start_sweeper();
         Ok(Session::new(id, user_id, created))
+    }
+}
+
+impl SessionStore for MemoryStore {
+    fn ttl(&self) -> Duration {
+        self.inner.ttl
+    }
+
+    fn enforced_limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    fn broker(&self) -> Broker {
+        Broker::local(Arc::clone(&self.inner.bus))
+    }
+
+    async fn create_session(&self, id: &str, user_id: &str) -> Result<Session> {
+        self.create(id, user_id, None)
+    }
+
+    async fn create_attached_session(
+        &self,
+        id: &str,
+        user_id: &str,
+        node_id: &str,
+    ) -> Result<Session> {
+        self.create(id, user_id, Some(node_id))
     }
 
     async fn get_session(&self, id: &str) -> Result<Option<Session>> {
@@ -142,8 +170,8 @@ impl SessionStore for MemoryStore {
             // Lets the race tests hit the window between the two maps more often.
             #[cfg(test)]
             std::thread::yield_now();
-            // A create of the same id may have slipped in since; `prune` keeps it if so.
-            inner.prune(&entry.user_id, id);
+            // A create of the same id may have slipped in since; `forget` keeps it if so.
+            inner.forget(id, &entry);
         }
         Ok(())
     }
@@ -194,5 +222,118 @@ impl SessionStore for MemoryStore {
             .cloned()
             .collect();
         Ok(missing)
+    }
+
+    async fn session_node(&self, id: &str) -> Result<Option<String>> {
+        self.inner.limits.check_session_id(id)?;
+        self.inner
+            .read(id, |entry| entry.node.as_deref().map(str::to_owned))
+            .ok_or_else(|| Error::not_found(id))
+    }
+
+    async fn join_room(&self, id: &str, room: &str) -> Result<bool> {
+        let inner = &*self.inner;
+        let limits = &inner.limits;
+        limits.check_session_id(id)?;
+        limits.check_room(room)?;
+        // The room's set is held while the session takes the room (the lock order), as a
+        // user's set is in `create_session`.
+        let mut ids = match inner.rooms.get_mut(room) {
+            Some(ids) => ids,
+            None => inner.rooms.entry(room.to_owned()).or_default(),
+        };
+        let joined = inner.write(id, |entry| {
+            if entry.rooms.contains(room) {
+                return Ok(false);
+            }
+            if entry.rooms.len() >= limits.max_rooms {
+                return Err(Error::InvalidInput(InvalidInput::TooManyRooms {
+                    id: id.to_owned(),
+                    max: limits.max_rooms,
+                }));
+            }
+            entry.rooms.insert(room.to_owned());
+            Ok(true)
+        });
+        if joined.is_ok() {
+            ids.insert(id.to_owned());
+        }
+        let empty = ids.is_empty();
+        drop(ids);
+        if empty {
+            // `entry` may have made an empty set for this room.
+            inner.rooms.remove_if(room, |_, ids| ids.is_empty());
+        }
+        joined
+    }
+
+    async fn leave_room(&self, id: &str, room: &str) -> Result<bool> {
+        let inner = &*self.inner;
+        inner.limits.check_session_id(id)?;
+        inner.limits.check_room(room)?;
+        let left = inner.write(id, |entry| Ok(entry.rooms.remove(room)))?;
+        inner.prune_room(room, id);
+        Ok(left)
+    }
+
+    async fn session_rooms(&self, id: &str) -> Result<Vec<String>> {
+        self.inner.limits.check_session_id(id)?;
+        self.inner
+            .read(id, |entry| entry.rooms.iter().cloned().collect())
+            .ok_or_else(|| Error::not_found(id))
+    }
+
+    async fn room_members(&self, room: &str) -> Result<Vec<Member>> {
+        let inner = &*self.inner;
+        inner.limits.check_room(room)?;
+        let mut members = Vec::new();
+        let emptied = match inner.rooms.get_mut(room) {
+            Some(mut ids) => {
+                // Rooms before sessions: the lock order.
+                ids.retain(|id| {
+                    let user = inner
+                        .read(id, |entry| {
+                            entry.rooms.contains(room).then(|| entry.user_id.clone())
+                        })
+                        .flatten();
+                    let live = user.is_some();
+                    members.extend(user.map(|user_id| Member {
+                        session_id: id.clone(),
+                        user_id,
+                    }));
+                    live
+                });
+                ids.is_empty()
+            }
+            None => false,
+        };
+        if emptied {
+            inner.rooms.remove_if(room, |_, ids| ids.is_empty());
+        }
+        Ok(members)
+    }
+
+    async fn remove_user_sessions(&self, user_id: &str) -> Result<Vec<String>> {
+        let inner = &*self.inner;
+        inner.limits.check_user_id(user_id)?;
+        let ids: Vec<String> = match inner.users.get(user_id) {
+            Some(ids) => ids.iter().cloned().collect(),
+            None => return Ok(Vec::new()),
+        };
+        let mut removed = Vec::with_capacity(ids.len());
+        for id in ids {
+            let owned = inner
+                .sessions
+                .remove_if(&id, |_, entry| entry.user_id == user_id);
+            if let Some((id, entry)) = owned {
+                inner.forget(&id, &entry);
+                if entry.is_live(Instant::now()) {
+                    removed.push(id);
+                }
+            } else {
+                inner.prune(user_id, &id);
+            }
+        }
+        Ok(removed)
     }
 }

@@ -59,7 +59,9 @@
 
 mod command;
 mod conn;
+pub(crate) mod keys;
 mod reply;
+mod rooms;
 mod scripts;
 
 use std::fmt;
@@ -72,11 +74,13 @@ use bb8_redis::RedisConnectionManager;
 use serde_json::Value as Json;
 
 use crate::error::{Error, Result};
+use crate::hub::{Broker, Member};
 use crate::limits::Limits;
 use crate::session::{Session, SessionData, now_ms};
 use crate::store::SessionStore;
 use command::Command;
 use conn::{DEFAULT_TIMEOUT, pool_builder, redis_error};
+use keys::Keys;
 use reply::{bytes, decode_json, decode_session, hash_fields, missing_field, string, unexpected};
 use scripts::{Scripts, StoreScript};
 
@@ -111,11 +115,10 @@ pub struct RedisStore {
 #[derive(Clone)]
 struct Inner {
     pool: RedisPool,
-    prefix: String,
-    /// `{prefix}:session:`
-    session_prefix: String,
-    /// `{prefix}:user_sessions:`
-    user_prefix: String,
+    /// The names of the store's keys and of its hub's channels.
+    keys: Arc<Keys>,
+    /// Opens the hub's pub/sub connections, which a pool cannot give.
+    client: Option<::redis::Client>,
     ttl: Duration,
     limits: Limits,
     /// The store's scripts, which carry its prefixes, TTL and key limit.
@@ -129,7 +132,7 @@ impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &*self.inner;
         f.debug_struct("RedisStore")
-            .field("prefix", &inner.prefix)
+            .field("prefix", &inner.keys.prefix)
             .field("ttl", &inner.ttl)
             .field("timeout", &inner.timeout)
             .field("limits", &inner.limits)
@@ -146,18 +149,21 @@ impl RedisStore {
     /// bb8's default `test_on_check_out(true)` also pays a `PING` per operation, which
     /// [`connect`](Self::connect)'s pool does not. Limits are [`Limits::default`] and the operation timeout
     /// is 2 seconds until changed with [`limits`](Self::limits) and [`timeout`](Self::timeout).
+    ///
+    /// The hub needs a pub/sub connection of its own, which a pool cannot give: give the store
+    /// a client for it with [`pubsub_client`](Self::pubsub_client) (a store made by
+    /// [`connect`](Self::connect) has one). Without it, upgrades behind a
+    /// [`SessionLayer`](crate::SessionLayer) on this store fail with `503` and an error in the
+    /// log.
     pub fn new(pool: RedisPool, prefix: impl Into<String>, ttl: Duration) -> Self {
-        let prefix = prefix.into();
-        let session_prefix = format!("{prefix}:session:");
-        let user_prefix = format!("{prefix}:user_sessions:");
+        let keys = Arc::new(Keys::new(prefix.into()));
         let limits = Limits::default();
-        let scripts = scripts_for(&session_prefix, &user_prefix, ttl, &limits);
+        let scripts = scripts_for(&keys, ttl, &limits);
         RedisStore {
             inner: Arc::new(Inner {
                 pool,
-                session_prefix,
-                user_prefix,
-                prefix,
+                keys,
+                client: None,
                 ttl,
                 limits,
                 scripts,
@@ -180,7 +186,9 @@ impl RedisStore {
     /// answer within the default timeout of 2 seconds.
     pub async fn connect(url: &str, prefix: impl Into<String>, ttl: Duration) -> Result<Self> {
         let manager = RedisConnectionManager::new(url).map_err(redis_error)?;
-        let store = RedisStore::new(pool_builder().build_unchecked(manager), prefix, ttl);
+        let client = ::redis::Client::open(url).map_err(redis_error)?;
+        let store = RedisStore::new(pool_builder().build_unchecked(manager), prefix, ttl)
+            .pubsub_client(client);
         store.run(&Command::new("PING")).await?;
         Ok(store)
     }
@@ -189,13 +197,17 @@ impl RedisStore {
     #[must_use]
     pub fn limits(mut self, limits: Limits) -> Self {
         let inner = Arc::make_mut(&mut self.inner);
-        inner.scripts = scripts_for(
-            &inner.session_prefix,
-            &inner.user_prefix,
-            inner.ttl,
-            &limits,
-        );
+        inner.scripts = scripts_for(&inner.keys, inner.ttl, &limits);
         inner.limits = limits;
+        self
+    }
+
+    /// Sets the client that opens the hub's pub/sub connection (one per
+    /// [`SessionLayer`](crate::SessionLayer) on this store), for a store made with
+    /// [`new`](Self::new). Use the same server as the pool.
+    #[must_use]
+    pub fn pubsub_client(mut self, client: ::redis::Client) -> Self {
+        Arc::make_mut(&mut self.inner).client = Some(client);
         self
     }
 
@@ -213,7 +225,29 @@ impl RedisStore {
 
     /// The prefix of every key the store writes.
     pub fn prefix(&self) -> &str {
-        &self.inner.prefix
+        &self.inner.keys.prefix
+    }
+
+    /// The names of the store's keys and channels.
+    pub(crate) fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
+
+    /// The client for pub/sub connections, if the store has one.
+    pub(crate) fn client(&self) -> Option<&::redis::Client> {
+        self.inner.client.as_ref()
+    }
+
+    /// The time one operation may take.
+    pub(crate) fn operation_timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// Publishes `payload` on `channel`, within the store's timeout.
+    pub(crate) async fn publish(&self, channel: &[u8], payload: &[u8]) -> Result<()> {
+        let mut command = Command::new("PUBLISH");
+        command.arg(channel).arg(payload);
+        self.run(&command).await.map(drop)
     }
 
     /// The connection pool.
@@ -223,8 +257,15 @@ impl RedisStore {
 
     /// Runs a script that answers with a status code, and maps the code to a result.
     async fn run_status(&self, id: &str, command: &Command<'_>) -> Result<()> {
+        self.run_changed(id, command).await.map(drop)
+    }
+
+    /// Runs a script that answers with a status code: `true` for `OK`, `false` for
+    /// `UNCHANGED`, and the error each other code stands for.
+    async fn run_changed(&self, id: &str, command: &Command<'_>) -> Result<bool> {
         match self.run(command).await? {
-            Value::Int(scripts::OK) => Ok(()),
+            Value::Int(scripts::OK) => Ok(true),
+            Value::Int(scripts::UNCHANGED) => Ok(false),
             Value::Int(scripts::NOT_FOUND) => Err(Error::not_found(id)),
             Value::Int(scripts::NO_OWNER) => Err(missing_field(id, META_USER_ID)),
             Value::Int(scripts::TOO_MANY_KEYS) => {
@@ -234,6 +275,12 @@ impl RedisStore {
                 }))
             }
             Value::Int(scripts::TAKEN) => Err(Error::already_exists(id)),
+            Value::Int(scripts::TOO_MANY_ROOMS) => {
+                Err(Error::InvalidInput(crate::InvalidInput::TooManyRooms {
+                    id: id.to_owned(),
+                    max: self.inner.limits.max_rooms,
+                }))
+            }
             other => Err(unexpected("a status code", &other)),
         }
     }
@@ -241,14 +288,14 @@ impl RedisStore {
     /// A command that names the session hash of `id` as its first argument.
     fn on_session(&self, name: &'static str, id: &str) -> Command<'_> {
         let mut command = Command::new(name);
-        command.joined(&self.inner.session_prefix, id);
+        command.joined(&self.inner.keys.session, id);
         command
     }
 
     /// A call of `script`, whose only key is the session hash of `id`.
     fn script_on_session<'s>(&self, script: &'s StoreScript, id: &str) -> Command<'s> {
         let mut command = Command::script(script, 1);
-        command.joined(&self.inner.session_prefix, id);
+        command.joined(&self.inner.keys.session, id);
         command
     }
 
@@ -271,17 +318,12 @@ impl RedisStore {
 }
 
 /// The scripts of a store with these prefixes, TTL and limits.
-fn scripts_for(
-    session_prefix: &str,
-    user_prefix: &str,
-    ttl: Duration,
-    limits: &Limits,
-) -> Arc<Scripts> {
+fn scripts_for(keys: &Keys, ttl: Duration, limits: &Limits) -> Arc<Scripts> {
     Arc::new(Scripts::new(&scripts::Config {
-        session_prefix,
-        user_prefix,
+        keys,
         ttl,
         max_keys: limits.max_keys,
+        max_rooms: limits.max_rooms,
     }))
 }
 
@@ -290,20 +332,49 @@ impl SessionStore for RedisStore {
         self.inner.ttl
     }
 
+    fn enforced_limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    fn broker(&self) -> Broker {
+        Broker::redis(self.clone())
+    }
+
     async fn create_session(&self, id: &str, user_id: &str) -> Result<Session> {
-        let limits = &self.inner.limits;
-        limits.check_session_id(id)?;
-        limits.check_user_id(user_id)?;
-        let now = now_ms();
-        let mut command = Command::script(&self.inner.scripts.create, 2);
-        command
-            .joined(&self.inner.session_prefix, id)
-            .joined(&self.inner.user_prefix, user_id)
-            .arg(id)
-            .arg(user_id)
-            .arg(now);
-        self.run_status(id, &command).await?;
-        Ok(Session::new(id, user_id, now))
+        self.create(id, user_id, None).await
+    }
+
+    async fn create_attached_session(
+        &self,
+        id: &str,
+        user_id: &str,
+        node_id: &str,
+    ) -> Result<Session> {
+        self.create(id, user_id, Some(node_id)).await
+    }
+
+    async fn session_node(&self, id: &str) -> Result<Option<String>> {
+        self.node_of(id).await
+    }
+
+    async fn join_room(&self, id: &str, room: &str) -> Result<bool> {
+        self.change_room(&self.inner.scripts.join, id, room).await
+    }
+
+    async fn leave_room(&self, id: &str, room: &str) -> Result<bool> {
+        self.change_room(&self.inner.scripts.leave, id, room).await
+    }
+
+    async fn session_rooms(&self, id: &str) -> Result<Vec<String>> {
+        self.rooms_of(id).await
+    }
+
+    async fn room_members(&self, room: &str) -> Result<Vec<Member>> {
+        self.members_of(room).await
+    }
+
+    async fn remove_user_sessions(&self, user_id: &str) -> Result<Vec<String>> {
+        self.remove_user(user_id).await
     }
 
     async fn get_session(&self, id: &str) -> Result<Option<Session>> {
@@ -380,7 +451,7 @@ impl SessionStore for RedisStore {
         self.inner.limits.check_user_id(user_id)?;
         let mut command = Command::script(&self.inner.scripts.list, 1);
         command
-            .joined(&self.inner.user_prefix, user_id)
+            .joined(&self.inner.keys.user_sessions, user_id)
             .arg(user_id);
         let items = match self.run(&command).await? {
             Value::Array(items) if items.len() % 2 == 0 => items,
@@ -404,7 +475,7 @@ impl SessionStore for RedisStore {
         }
         let mut command = Command::script(&self.inner.scripts.touch, ids.len());
         for id in ids {
-            command.joined(&self.inner.session_prefix, id);
+            command.joined(&self.inner.keys.session, id);
         }
         command.arg(now_ms());
         match self.run(&command).await? {
@@ -415,6 +486,7 @@ impl SessionStore for RedisStore {
 }
 
 const META_USER_ID: &str = "meta:user_id";
+const META_NODE: &str = "meta:node";
 const META_CREATED_AT: &str = "meta:created_at";
 const META_LAST_ACTIVE: &str = "meta:last_active";
 const DATA: &str = "data:";

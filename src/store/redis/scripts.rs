@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use ::redis::{Cmd, Script};
 
+use super::keys::Keys;
+
 /// The script finished and wrote what it was asked to.
 pub(super) const OK: i64 = 1;
 /// The session does not exist; nothing was written.
@@ -24,18 +26,20 @@ pub(super) const NO_OWNER: i64 = -2;
 pub(super) const TOO_MANY_KEYS: i64 = -3;
 /// `create_session` found the id taken; nothing was written.
 pub(super) const TAKEN: i64 = -4;
+/// Joining would put the session in too many rooms; nothing was written.
+pub(super) const TOO_MANY_ROOMS: i64 = -5;
+/// The session was in the room already (join), or was not in it (leave).
+pub(super) const UNCHANGED: i64 = 0;
 
 /// A user set is kept alive at least this much longer than any of its members.
 const SET_MARGIN_MS: u64 = 1000;
 
 /// What the scripts of one store take as constants.
 pub(super) struct Config<'a> {
-    /// `{prefix}:session:`
-    pub(super) session_prefix: &'a str,
-    /// `{prefix}:user_sessions:`
-    pub(super) user_prefix: &'a str,
+    pub(super) keys: &'a Keys,
     pub(super) ttl: Duration,
     pub(super) max_keys: usize,
+    pub(super) max_rooms: usize,
 }
 
 /// The scripts of one store.
@@ -47,12 +51,19 @@ pub(super) struct Scripts {
     pub(super) remove: StoreScript,
     pub(super) list: StoreScript,
     pub(super) touch: StoreScript,
+    pub(super) join: StoreScript,
+    pub(super) leave: StoreScript,
+    pub(super) rooms: StoreScript,
+    pub(super) members: StoreScript,
+    pub(super) remove_user: StoreScript,
 }
 
 /// The helpers of `lua/lib/`, each included only by the scripts that call it.
 const OWNER_OF: &str = include_str!("lua/lib/owner_of.lua");
 const OUTLIVE: &str = include_str!("lua/lib/outlive.lua");
 const DATA_FIELDS: &str = include_str!("lua/lib/data_fields.lua");
+const KEEP_ROOMS: &str = include_str!("lua/lib/keep_rooms.lua");
+const FORGET: &str = include_str!("lua/lib/forget.lua");
 
 impl Scripts {
     pub(super) fn new(config: &Config<'_>) -> Self {
@@ -68,12 +79,32 @@ impl Scripts {
         };
         Scripts {
             create: script(&[OUTLIVE], include_str!("lua/create.lua")),
-            set: script(&[OUTLIVE, DATA_FIELDS], include_str!("lua/set.lua")),
-            delete: script(&[OWNER_OF, OUTLIVE], include_str!("lua/delete.lua")),
-            clear: script(&[OWNER_OF, OUTLIVE], include_str!("lua/clear.lua")),
-            remove: script(&[], include_str!("lua/remove.lua")),
+            set: script(
+                &[OUTLIVE, KEEP_ROOMS, DATA_FIELDS],
+                include_str!("lua/set.lua"),
+            ),
+            delete: script(
+                &[OWNER_OF, OUTLIVE, KEEP_ROOMS],
+                include_str!("lua/delete.lua"),
+            ),
+            clear: script(
+                &[OWNER_OF, OUTLIVE, KEEP_ROOMS],
+                include_str!("lua/clear.lua"),
+            ),
+            remove: script(&[FORGET], include_str!("lua/remove.lua")),
             list: script(&[], include_str!("lua/list.lua")),
-            touch: script(&[OUTLIVE], include_str!("lua/touch.lua")),
+            touch: script(&[OUTLIVE, KEEP_ROOMS], include_str!("lua/touch.lua")),
+            join: script(
+                &[OWNER_OF, OUTLIVE, KEEP_ROOMS],
+                include_str!("lua/join.lua"),
+            ),
+            leave: script(
+                &[OWNER_OF, OUTLIVE, KEEP_ROOMS],
+                include_str!("lua/leave.lua"),
+            ),
+            rooms: script(&[], include_str!("lua/rooms.lua")),
+            members: script(&[], include_str!("lua/members.lua")),
+            remove_user: script(&[FORGET], include_str!("lua/remove_user.lua")),
         }
     }
 }
@@ -89,8 +120,16 @@ fn header(config: &Config<'_>) -> String {
     let mut constant = |name: &str, value: &str| {
         writeln!(head, "local {name} = {value}").expect("writing to a String cannot fail");
     };
-    constant("SESSION_PREFIX", &lua_string(config.session_prefix));
-    constant("USER_SET_PREFIX", &lua_string(config.user_prefix));
+    constant("SESSION_PREFIX", &lua_string(&config.keys.session));
+    constant("USER_SET_PREFIX", &lua_string(&config.keys.user_sessions));
+    constant(
+        "SESSION_ROOMS_PREFIX",
+        &lua_string(&config.keys.session_rooms),
+    );
+    constant(
+        "ROOM_MEMBERS_PREFIX",
+        &lua_string(&config.keys.room_members),
+    );
     constant("TTL_MS", &format!("'{ttl_ms}'"));
     constant(
         "SET_FLOOR_MS",
@@ -104,6 +143,7 @@ fn header(config: &Config<'_>) -> String {
         ),
     );
     constant("MAX_KEYS", &config.max_keys.to_string());
+    constant("MAX_ROOMS", &config.max_rooms.to_string());
     head
 }
 
@@ -154,21 +194,25 @@ mod tests {
 
     #[test]
     fn the_header_fixes_the_configuration() {
+        let keys = Keys::new("app".into());
         let head = header(&Config {
-            session_prefix: "app:session:",
-            user_prefix: "app:user_sessions:",
+            keys: &keys,
             ttl: Duration::from_secs(60),
             max_keys: 10,
+            max_rooms: 5,
         });
         assert_eq!(
             head.lines().skip(1).collect::<Vec<_>>(),
             [
                 "local SESSION_PREFIX = 'app:session:'",
                 "local USER_SET_PREFIX = 'app:user_sessions:'",
+                "local SESSION_ROOMS_PREFIX = 'app:session_rooms:'",
+                "local ROOM_MEMBERS_PREFIX = 'app:room_members:'",
                 "local TTL_MS = '60000'",
                 "local SET_FLOOR_MS = 61000",
                 "local SET_TTL_MS = '121000'",
                 "local MAX_KEYS = 10",
+                "local MAX_ROOMS = 5",
             ]
         );
     }
@@ -182,11 +226,12 @@ mod tests {
 
     #[test]
     fn stores_configured_differently_have_different_scripts() {
+        let keys = Keys::new("app".into());
         let config = |ttl, max_keys| Config {
-            session_prefix: "app:session:",
-            user_prefix: "app:user_sessions:",
+            keys: &keys,
             ttl: Duration::from_secs(ttl),
             max_keys,
+            max_rooms: 64,
         };
         let a = Scripts::new(&config(60, 10));
         assert_eq!(a.set.hash(), Scripts::new(&config(60, 10)).set.hash());

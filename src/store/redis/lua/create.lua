@@ -1,5 +1,5 @@
 -- KEYS[1] session hash, KEYS[2] user set
--- ARGV[1] session id, ARGV[2] user id, ARGV[3] now ms
+-- ARGV[1] session id, ARGV[2] user id, ARGV[3] now ms, ARGV[4] (optional) hub node
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return TAKEN
 end
@@ -9,6 +9,15 @@ redis.call('HSET', KEYS[1],
   'meta:user_id', ARGV[2],
   'meta:created_at', ARGV[3],
   'meta:last_active', ARGV[3])
+if ARGV[4] then
+  redis.call('HSET', KEYS[1], 'meta:node', ARGV[4])
+end
 redis.call('PEXPIRE', KEYS[1], TTL_MS)
 outlive(KEYS[2], SET_FLOOR_MS, SET_TTL_MS)
+-- An expired session of the same id may have left its rooms behind.
+local rooms = SESSION_ROOMS_PREFIX .. ARGV[1]
+for _, room in ipairs(redis.call('SMEMBERS', rooms)) do
+  redis.call('SREM', ROOM_MEMBERS_PREFIX .. room, ARGV[1])
+end
+redis.call('DEL', rooms)
 return OK

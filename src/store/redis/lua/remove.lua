@@ -1,8 +1,4 @@
 -- KEYS[1] session hash
 -- ARGV[1] session id
-local user = redis.call('HGET', KEYS[1], 'meta:user_id')
-redis.call('DEL', KEYS[1])
-if user then
-  redis.call('SREM', USER_SET_PREFIX .. user, ARGV[1])
-end
+forget(KEYS[1], ARGV[1], SESSION_ROOMS_PREFIX, ROOM_MEMBERS_PREFIX, USER_SET_PREFIX)
 return OK

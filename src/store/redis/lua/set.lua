@@ -1,7 +1,7 @@
 -- KEYS[1] session hash
 -- ARGV[1] now ms, ARGV[2..] pairs of `data:{key}` field and JSON text
 local key = KEYS[1]
-local meta = redis.call('HMGET', key, 'meta:user_id', 'meta:last_active')
+local meta = redis.call('HMGET', key, 'meta:user_id', 'meta:last_active', 'meta:rooms')
 local user = meta[1]
 if not user then
   if redis.call('EXISTS', key) == 1 then
@@ -47,4 +47,8 @@ else
 end
 redis.call('PEXPIRE', key, TTL_MS)
 outlive(USER_SET_PREFIX .. user, SET_FLOOR_MS, SET_TTL_MS)
+if meta[3] then
+  keep_rooms(key, #SESSION_PREFIX, SESSION_ROOMS_PREFIX, ROOM_MEMBERS_PREFIX,
+    TTL_MS, SET_FLOOR_MS, SET_TTL_MS)
+end
 return OK

@@ -5,8 +5,11 @@
 -- Every session is read before any is written, so a key of the wrong type fails the script
 -- before it has refreshed anything.
 local owners = {}
+local in_rooms = {}
 for i, key in ipairs(KEYS) do
-  owners[i] = redis.call('HGET', key, 'meta:user_id')
+  local meta = redis.call('HMGET', key, 'meta:user_id', 'meta:rooms')
+  owners[i] = meta[1]
+  in_rooms[i] = meta[2]
 end
 local missing = {}
 local extended = {}
@@ -19,6 +22,10 @@ for i, key in ipairs(KEYS) do
     if user and not extended[user] then
       extended[user] = true
       outlive(USER_SET_PREFIX .. user, SET_FLOOR_MS, SET_TTL_MS)
+    end
+    if in_rooms[i] then
+      keep_rooms(key, #SESSION_PREFIX, SESSION_ROOMS_PREFIX, ROOM_MEMBERS_PREFIX,
+        TTL_MS, SET_FLOOR_MS, SET_TTL_MS)
     end
   else
     missing[#missing + 1] = string.sub(key, #SESSION_PREFIX + 1)

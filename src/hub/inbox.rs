@@ -1,0 +1,269 @@
+//! A connection's inbox: the bounded queue between the hub and the handler's socket loop.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+
+use super::message::{CloseReason, Delivery, HubEvent, Offset, Payload};
+
+/// How much one connection's inbox may hold before the connection counts as too slow.
+///
+/// Whichever bound a message would break first, the inbox drops what it holds and closes the
+/// connection with [`CloseReason::TOO_SLOW`] (4001). So a client that stops reading costs the
+/// server at most these bounds, and never slows delivery to anyone else.
+///
+/// ```
+/// use ws_session::hub::InboxLimits;
+///
+/// let limits = InboxLimits::default();
+/// assert_eq!(limits.messages, 1024);
+/// assert_eq!(limits.bytes, 4 * 1024 * 1024);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InboxLimits {
+    /// Most messages waiting at once (default 1,024).
+    pub messages: usize,
+    /// Most payload bytes waiting at once (default 4 MiB).
+    pub bytes: usize,
+}
+
+impl Default for InboxLimits {
+    fn default() -> Self {
+        InboxLimits {
+            messages: 1024,
+            bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl InboxLimits {
+    /// Limits of `messages` messages and `bytes` bytes (each at least 1).
+    pub fn new(messages: usize, bytes: usize) -> Self {
+        InboxLimits {
+            messages: messages.max(1),
+            bytes: bytes.max(1),
+        }
+    }
+}
+
+/// What became of a message pushed into an inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// It waits for the handler.
+    Queued,
+    /// It would have broken a bound: the inbox dropped everything and now closes with 4001.
+    Overflowed,
+    /// The inbox is closing or closed; the message was dropped.
+    Dropped,
+}
+
+/// The queue of one connection. The hub pushes, the handler's socket loop receives.
+pub(crate) struct Inbox {
+    state: Mutex<State>,
+    ready: Notify,
+    limits: InboxLimits,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Delivery>,
+    bytes: usize,
+    /// The offset of the last message queued.
+    last: u64,
+    /// A close waiting to be received.
+    close: Option<CloseReason>,
+    /// The close was received: nothing more comes.
+    ended: bool,
+}
+
+impl Inbox {
+    pub(crate) fn new(limits: InboxLimits) -> Self {
+        Inbox {
+            state: Mutex::new(State::default()),
+            ready: Notify::new(),
+            limits,
+        }
+    }
+
+    /// Queues a message, or closes the inbox with 4001 when the message would break a bound.
+    pub(crate) fn push(&self, payload: Payload) -> Pushed {
+        let dropped;
+        {
+            let mut state = self.lock();
+            if state.close.is_some() || state.ended {
+                return Pushed::Dropped;
+            }
+            let len = payload.len();
+            let fits = state.queue.len() < self.limits.messages
+                && state.bytes.saturating_add(len) <= self.limits.bytes;
+            if fits {
+                state.last += 1;
+                let offset = Offset(state.last);
+                state.queue.push_back(Delivery { offset, payload });
+                state.bytes += len;
+                drop(state);
+                self.ready.notify_one();
+                return Pushed::Queued;
+            }
+            dropped = std::mem::take(&mut state.queue);
+            state.bytes = 0;
+            state.close = Some(CloseReason::TOO_SLOW);
+        }
+        // The dropped messages are freed without holding the lock.
+        drop(dropped);
+        self.ready.notify_one();
+        Pushed::Overflowed
+    }
+
+    /// Asks the handler to close the connection, dropping the messages still waiting.
+    /// Returns `false` when the inbox was closing already (the first reason wins).
+    pub(crate) fn close(&self, reason: CloseReason) -> bool {
+        let dropped = {
+            let mut state = self.lock();
+            if state.close.is_some() || state.ended {
+                return false;
+            }
+            state.close = Some(reason);
+            state.bytes = 0;
+            std::mem::take(&mut state.queue)
+        };
+        drop(dropped);
+        self.ready.notify_one();
+        true
+    }
+
+    /// The next event: a close first, if one is waiting, then messages in order. `None` once
+    /// the close has been received. Cancel-safe: an event is taken only when it is returned.
+    pub(crate) async fn recv(&self) -> Option<HubEvent> {
+        loop {
+            if let Some(event) = self.try_recv() {
+                return event;
+            }
+            // `notify_one` stores a permit when nobody waits, so a push between the check
+            // above and this wait is not missed.
+            self.ready.notified().await;
+        }
+    }
+
+    /// The next event if there is one now: `Some(None)` when the inbox has ended.
+    pub(crate) fn try_recv(&self) -> Option<Option<HubEvent>> {
+        let mut state = self.lock();
+        if let Some(reason) = state.close.take() {
+            state.ended = true;
+            return Some(Some(HubEvent::Close(reason)));
+        }
+        if let Some(delivery) = state.queue.pop_front() {
+            state.bytes -= delivery.payload.len();
+            return Some(Some(HubEvent::Message(delivery)));
+        }
+        if state.ended {
+            return Some(None);
+        }
+        None
+    }
+
+    /// How many messages and payload bytes wait now.
+    pub(crate) fn queued(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.queue.len(), state.bytes)
+    }
+
+    /// Whether a close is waiting or was received.
+    #[cfg(test)]
+    pub(crate) fn is_closing(&self) -> bool {
+        let state = self.lock();
+        state.close.is_some() || state.ended
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while the lock is held leaves the queue consistent: every change is one step.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(event: Option<Option<HubEvent>>) -> (u64, String) {
+        match event {
+            Some(Some(HubEvent::Message(delivery))) => (
+                delivery.offset.0,
+                delivery.text().expect("a text message").to_owned(),
+            ),
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn messages_come_out_in_order_with_increasing_offsets() {
+        let inbox = Inbox::new(InboxLimits::default());
+        assert_eq!(inbox.push("a".into()), Pushed::Queued);
+        assert_eq!(inbox.push("b".into()), Pushed::Queued);
+        assert_eq!(inbox.queued(), (2, 2));
+        assert_eq!(message(inbox.try_recv()), (1, "a".into()));
+        assert_eq!(message(inbox.try_recv()), (2, "b".into()));
+        assert_eq!(inbox.queued(), (0, 0));
+        assert!(inbox.try_recv().is_none());
+    }
+
+    #[test]
+    fn too_many_messages_close_with_4001_and_free_the_queue() {
+        let inbox = Inbox::new(InboxLimits::new(3, 1 << 20));
+        for _ in 0..3 {
+            assert_eq!(inbox.push("x".into()), Pushed::Queued);
+        }
+        assert_eq!(inbox.push("x".into()), Pushed::Overflowed);
+        assert_eq!(inbox.queued(), (0, 0));
+        assert_eq!(inbox.push("x".into()), Pushed::Dropped);
+        assert_eq!(
+            inbox.try_recv(),
+            Some(Some(HubEvent::Close(CloseReason::TOO_SLOW)))
+        );
+        assert_eq!(inbox.try_recv(), Some(None));
+    }
+
+    #[test]
+    fn too_many_bytes_close_with_4001() {
+        let inbox = Inbox::new(InboxLimits::new(100, 10));
+        assert_eq!(inbox.push("12345".into()), Pushed::Queued);
+        assert_eq!(inbox.push("12345".into()), Pushed::Queued);
+        assert_eq!(inbox.push("1".into()), Pushed::Overflowed);
+        assert!(inbox.is_closing());
+        assert_eq!(inbox.queued(), (0, 0));
+    }
+
+    #[test]
+    fn a_close_jumps_the_queue_and_the_first_reason_wins() {
+        let inbox = Inbox::new(InboxLimits::default());
+        inbox.push("a".into());
+        assert!(inbox.close(CloseReason::KICKED));
+        assert!(!inbox.close(CloseReason::TOO_SLOW));
+        assert_eq!(
+            inbox.try_recv(),
+            Some(Some(HubEvent::Close(CloseReason::KICKED)))
+        );
+        assert_eq!(inbox.try_recv(), Some(None));
+        assert!(!inbox.close(CloseReason::KICKED));
+    }
+
+    #[tokio::test]
+    async fn recv_waits_for_a_push() {
+        let inbox = std::sync::Arc::new(Inbox::new(InboxLimits::default()));
+        let waiting = tokio::spawn({
+            let inbox = inbox.clone();
+            async move { inbox.recv().await }
+        });
+        tokio::task::yield_now().await;
+        inbox.push(vec![1u8, 2].into());
+        let event = waiting.await.unwrap();
+        let Some(HubEvent::Message(delivery)) = event else {
+            panic!("{event:?}");
+        };
+        assert_eq!(delivery.payload().as_bytes(), &[1, 2]);
+    }
+}

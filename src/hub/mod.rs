@@ -1,0 +1,333 @@
+//! The hub: every open connection of every server instance, reachable from any code.
+//!
+//! [`SessionLayer`](crate::SessionLayer) registers each connection it opens with the hub of its
+//! instance (a *node*), for as long as the connection's [`WsSession`](crate::WsSession) lives.
+//! Through the handle a connection joins and leaves rooms and receives what the hub sends it
+//! ([`WsSession::recv`](crate::WsSession::recv)). Through a [`Hub`] — from
+//! [`SessionLayer::hub`](crate::SessionLayer::hub), or as an axum extractor — any code sends to
+//! one session, to every connection of a user, to every member of a room or to everyone,
+//! disconnects a session or a user, and lists a room's members. Every call works the same from
+//! any instance sharing the store.
+//!
+//! # Guarantees
+//!
+//! - **At most once.** A message reaches each connection it targets at most once. A connection
+//!   that is not open (or not yet in the room) when the message arrives at its node misses it.
+//! - **In order per sender.** The messages one instance sends reach each connection in the
+//!   order they were sent, whatever their targets.
+//! - **Slow clients are closed, not waited for.** Each connection's inbox is bounded by
+//!   messages and bytes ([`InboxLimits`]). A message that would overflow it drops what it holds
+//!   and closes the connection with 4001 ([`CloseReason::TOO_SLOW`]); delivery to everyone else
+//!   goes on untouched.
+//! - **A node receives only what concerns it.** With Redis, a node subscribes to a user's or a
+//!   room's channel while it holds a connection of that user or a member of that room, and to
+//!   its own channel and the channel for everyone while it holds any connection. After losing
+//!   its pub/sub connection, it reconnects and subscribes again by itself.
+//!
+//! Room membership lives in the store (with the same TTL rules as the user index), so
+//! [`Hub::members`] answers from the store's state in one round trip, for every instance.
+
+mod broker;
+pub(crate) mod envelope;
+mod inbox;
+mod local;
+mod message;
+pub(crate) mod node;
+#[cfg(feature = "redis")]
+mod redis;
+
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::Arc;
+
+use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum_core::response::{IntoResponse, Response};
+use http::StatusCode;
+use http::request::Parts;
+
+pub use self::broker::Broker;
+use self::envelope::{Envelope, Topic};
+pub use self::inbox::InboxLimits;
+pub(crate) use self::local::LocalBus;
+pub use self::message::{CloseReason, Delivery, HubEvent, Member, Offset, Payload};
+pub use self::node::HubStats;
+use crate::error::{Error, Result};
+use crate::registry::Registry;
+
+/// A handle on the hub, to reach connections on every instance sharing the store.
+///
+/// Cheap to clone. Get one from [`SessionLayer::hub`](crate::SessionLayer::hub), from
+/// [`WsSession::hub`](crate::WsSession::hub), or as an axum extractor: in a WebSocket handler
+/// behind the layer it is there already; for other routes, add the hub as a layer
+/// (`.layer(session_layer.hub())`), as with axum's `Extension`.
+///
+/// ```no_run
+/// use axum::{Router, routing::post};
+/// use ws_session::{MemoryStore, SessionLayer, hub::Hub};
+///
+/// async fn announce(hub: Hub, body: String) -> &'static str {
+///     match hub.send_to_room("lobby", body).await {
+///         Ok(()) => "sent",
+///         Err(_) => "not sent",
+///     }
+/// }
+///
+/// let layer = SessionLayer::new(MemoryStore::new());
+/// let app: Router = Router::new()
+///     .route("/announce", post(announce))
+///     .layer(layer.hub())
+///     .layer(layer);
+/// ```
+#[derive(Clone)]
+pub struct Hub {
+    registry: Arc<Registry>,
+}
+
+impl Hub {
+    pub(crate) fn new(registry: Arc<Registry>) -> Self {
+        Hub { registry }
+    }
+
+    /// The id of this instance's node: random, new each time a layer is made.
+    pub fn node_id(&self) -> &str {
+        self.registry.node.id()
+    }
+
+    /// Sends `payload` to the connection of session `id`, wherever it is open.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when no such session is open on any instance;
+    /// [`Error::InvalidInput`] for a payload over
+    /// [`Limits::max_message_len`](crate::Limits::max_message_len); `Unavailable` when the store
+    /// or the broker cannot be reached.
+    pub async fn send_to_session(&self, id: &str, payload: impl Into<Payload>) -> Result<()> {
+        let payload = self.checked(payload.into())?;
+        let node = self.node_of(id).await?;
+        let envelope = Envelope::message(Some(id.to_owned()), payload);
+        self.publish(&Topic::Node(node.into()), &envelope).await
+    }
+
+    /// Sends `payload` to every connection of `user_id`, on every instance.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for an oversized payload or user id; `Unavailable` when the broker cannot
+    /// be reached.
+    pub async fn send_to_user(&self, user_id: &str, payload: impl Into<Payload>) -> Result<()> {
+        self.registry.store.limits().check_user_id(user_id)?;
+        let payload = self.checked(payload.into())?;
+        self.publish(
+            &Topic::User(user_id.to_owned()),
+            &Envelope::message(None, payload),
+        )
+        .await
+    }
+
+    /// Sends `payload` to every member of `room`, on every instance.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for an oversized payload or a bad room name; `Unavailable` when the
+    /// broker cannot be reached.
+    pub async fn send_to_room(&self, room: &str, payload: impl Into<Payload>) -> Result<()> {
+        self.registry.store.limits().check_room(room)?;
+        let payload = self.checked(payload.into())?;
+        self.publish(
+            &Topic::Room(room.to_owned()),
+            &Envelope::message(None, payload),
+        )
+        .await
+    }
+
+    /// Sends `payload` to every connection on every instance.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for an oversized payload; `Unavailable` when the broker cannot be
+    /// reached.
+    pub async fn broadcast(&self, payload: impl Into<Payload>) -> Result<()> {
+        let payload = self.checked(payload.into())?;
+        self.publish(&Topic::All, &Envelope::message(None, payload))
+            .await
+    }
+
+    /// Disconnects session `id`: its connection, wherever it is, is closed with 4000
+    /// ([`CloseReason::KICKED`]), and the session is removed from the store.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when no such session is open; `Unavailable` when the store or the
+    /// broker cannot be reached.
+    pub async fn disconnect(&self, id: &str) -> Result<()> {
+        let node = self.node_of(id).await?;
+        let envelope = Envelope::close(Some(id.to_owned()), CloseReason::KICKED);
+        self.publish(&Topic::Node(node.into()), &envelope).await?;
+        self.registry.store.remove_session(id).await
+    }
+
+    /// Kicks `user_id`: every connection of the user, on every instance, is closed with 4000
+    /// ([`CloseReason::KICKED`]), and every session of the user is removed from the store,
+    /// with its rooms and its entry in the user index. Returns the ids of the removed sessions.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a bad user id; `Unavailable` when the store or the broker cannot be
+    /// reached.
+    pub async fn kick(&self, user_id: &str) -> Result<Vec<String>> {
+        self.registry.store.limits().check_user_id(user_id)?;
+        let envelope = Envelope::close(None, CloseReason::KICKED);
+        self.publish(&Topic::User(user_id.to_owned()), &envelope)
+            .await?;
+        let removed = self.registry.store.remove_user_sessions(user_id).await?;
+        tracing::info!(user = %user_id, sessions = removed.len(), "user kicked");
+        Ok(removed)
+    }
+
+    /// The members of `room` on every instance (session id and user id), from the store's
+    /// state, in one round trip. Sessions that are gone are never listed.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a bad room name; any store error.
+    pub async fn members(&self, room: &str) -> Result<Vec<Member>> {
+        self.registry.store.room_members(room).await
+    }
+
+    /// Counters of this instance's node.
+    pub fn stats(&self) -> HubStats {
+        self.registry.node.stats()
+    }
+
+    fn checked(&self, payload: Payload) -> Result<Payload> {
+        self.registry.store.limits().check_message(payload.len())?;
+        Ok(payload)
+    }
+
+    async fn node_of(&self, id: &str) -> Result<String> {
+        self.registry
+            .store
+            .session_node(id)
+            .await?
+            .ok_or_else(|| Error::not_found(id))
+    }
+
+    async fn publish(&self, topic: &Topic, envelope: &Envelope) -> Result<()> {
+        self.registry
+            .node
+            .transport()
+            .publish(topic, envelope)
+            .await
+    }
+}
+
+impl fmt::Debug for Hub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hub")
+            .field("node", &self.node_id())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// A [`Hub`] is a layer too: it makes itself available to the extractor of every request of
+/// the routes it wraps.
+impl<S> tower_layer::Layer<S> for Hub {
+    type Service = HubService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HubService {
+            inner,
+            hub: self.clone(),
+        }
+    }
+}
+
+/// The service of [`Hub`] as a layer: puts the hub into each request's extensions.
+#[derive(Clone, Debug)]
+pub struct HubService<S> {
+    inner: S,
+    hub: Hub,
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for HubService<S>
+where
+    S: tower_service::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        request.extensions_mut().insert(self.hub.clone());
+        self.inner.call(request)
+    }
+}
+
+fn hub_in(parts: &Parts) -> Option<Hub> {
+    parts.extensions.get::<Hub>().cloned().or_else(|| {
+        parts
+            .extensions
+            .get::<crate::WsSession>()
+            .map(crate::WsSession::hub)
+    })
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Hub {
+    type Rejection = MissingHub;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        hub_in(parts).ok_or(MissingHub)
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Hub {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(hub_in(parts))
+    }
+}
+
+/// The rejection of the [`Hub`] extractor when the request carries no hub: a
+/// `500 Internal Server Error`, since it is a mistake in the server's setup.
+///
+/// ```
+/// use axum::response::IntoResponse;
+/// use ws_session::hub::MissingHub;
+///
+/// assert_eq!(MissingHub.into_response().status(), 500);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MissingHub;
+
+impl MissingHub {
+    const MESSAGE: &'static str = "Missing hub: the request has no `Hub`. Add \
+        `.layer(session_layer.hub())` to the routes that extract it (WebSocket routes behind \
+        the `SessionLayer` have it already).";
+}
+
+impl fmt::Display for MissingHub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(Self::MESSAGE)
+    }
+}
+
+impl std::error::Error for MissingHub {}
+
+impl IntoResponse for MissingHub {
+    fn into_response(self) -> Response {
+        tracing::error!("{}", Self::MESSAGE);
+        (StatusCode::INTERNAL_SERVER_ERROR, Self::MESSAGE).into_response()
+    }
+}

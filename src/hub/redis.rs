@@ -1,0 +1,346 @@
+//! The Redis broker: one dedicated pub/sub connection per node, subscriptions made on demand,
+//! and a reconnect that subscribes again to everything the node needs.
+//!
+//! The node says what it needs ([`subscribe`](RedisTransport::subscribe) and
+//! [`unsubscribe`](RedisTransport::unsubscribe) change a wanted set and return at once); one
+//! task per node owns the pub/sub connection and brings the connection's subscriptions in line
+//! with the wanted set, in batches, whenever it changes or the connection is new. Publishing
+//! goes through the store's ordinary pool, bounded by the store's timeout.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::{Notify, oneshot};
+
+use super::envelope::{Envelope, Topic};
+use super::node::Node;
+use crate::RedisStore;
+use crate::error::{Error, Result};
+
+/// Most channels in one `SUBSCRIBE` or `UNSUBSCRIBE`.
+const BATCH: usize = 500;
+/// The first wait before reconnecting, doubled after each failure up to `MAX_BACKOFF`.
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+pub(crate) struct RedisTransport {
+    store: RedisStore,
+    shared: Arc<Shared>,
+    node: Weak<Node>,
+    started: OnceLock<()>,
+}
+
+/// What the node and the connection task share.
+#[derive(Default)]
+struct Shared {
+    wanted: Mutex<Wanted>,
+    /// Wakes the task when `wanted` changes or the transport is dropped.
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct Wanted {
+    /// Channel -> whether the current connection is subscribed to it.
+    channels: HashMap<Vec<u8>, bool>,
+    /// Waiters for channels not yet subscribed.
+    waiters: Vec<(Vec<Vec<u8>>, oneshot::Sender<()>)>,
+    /// The transport is gone: the task ends.
+    closed: bool,
+}
+
+impl Wanted {
+    /// Marks `channels` subscribed (those still wanted) and wakes the waiters now satisfied.
+    fn confirm(&mut self, channels: &[Vec<u8>]) {
+        for channel in channels {
+            if let Some(active) = self.channels.get_mut(channel) {
+                *active = true;
+            }
+        }
+        let waiters = std::mem::take(&mut self.waiters);
+        for (needed, waiter) in waiters {
+            if needed
+                .iter()
+                .all(|channel| self.channels.get(channel) == Some(&true))
+            {
+                let _ = waiter.send(());
+            } else if !waiter.is_closed() {
+                self.waiters.push((needed, waiter));
+            }
+        }
+    }
+}
+
+impl RedisTransport {
+    pub(crate) fn new(store: RedisStore, node: Weak<Node>) -> Self {
+        RedisTransport {
+            store,
+            shared: Arc::default(),
+            node,
+            started: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn subscribe(&self, topic: &Topic) {
+        let channel = self.store.keys().channel(topic);
+        lock(&self.shared.wanted).channels.insert(channel, false);
+        self.start();
+        self.shared.changed.notify_one();
+    }
+
+    pub(crate) fn unsubscribe(&self, topic: &Topic) {
+        let channel = self.store.keys().channel(topic);
+        lock(&self.shared.wanted).channels.remove(&channel);
+        self.shared.changed.notify_one();
+    }
+
+    pub(crate) async fn ready(&self, topics: &[Topic]) -> Result<()> {
+        let needed: Vec<Vec<u8>> = topics
+            .iter()
+            .map(|topic| self.store.keys().channel(topic))
+            .collect();
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut wanted = lock(&self.shared.wanted);
+            if needed
+                .iter()
+                .all(|channel| wanted.channels.get(channel) == Some(&true))
+            {
+                return Ok(());
+            }
+            wanted.waiters.push((needed, tx));
+        }
+        let timeout = self.store.operation_timeout();
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Error::Unavailable {
+                reason: format!("Redis pub/sub subscription not confirmed within {timeout:?}"),
+                source: None,
+            }),
+        }
+    }
+
+    pub(crate) async fn publish(&self, topic: &Topic, envelope: &Envelope) -> Result<()> {
+        let channel = self.store.keys().channel(topic);
+        self.store.publish(&channel, &envelope.encode()).await
+    }
+
+    pub(crate) fn subscriptions(&self) -> usize {
+        lock(&self.shared.wanted)
+            .channels
+            .values()
+            .filter(|active| **active)
+            .count()
+    }
+
+    /// Starts the connection task, once, from the first subscription (which runs in a Tokio
+    /// runtime).
+    fn start(&self) {
+        self.started.get_or_init(|| {
+            let task = Task {
+                store: self.store.clone(),
+                shared: Arc::clone(&self.shared),
+                node: self.node.clone(),
+            };
+            tokio::spawn(task.run());
+        });
+    }
+}
+
+impl Drop for RedisTransport {
+    fn drop(&mut self) {
+        lock(&self.shared.wanted).closed = true;
+        self.shared.changed.notify_one();
+    }
+}
+
+/// The task that owns a node's pub/sub connection.
+struct Task {
+    store: RedisStore,
+    shared: Arc<Shared>,
+    node: Weak<Node>,
+}
+
+/// Why a connection stopped serving.
+enum Ended {
+    /// The node is gone: stop for good.
+    Closed,
+    /// The connection broke: connect again.
+    Lost,
+}
+
+impl Task {
+    async fn run(self) {
+        let mut backoff = MIN_BACKOFF;
+        let mut connected_before = false;
+        loop {
+            match self.connect().await {
+                Ok(pubsub) => {
+                    if connected_before {
+                        tracing::info!(
+                            prefix = self.store.prefix(),
+                            "Redis pub/sub connection recovered; subscribing again"
+                        );
+                    }
+                    connected_before = true;
+                    backoff = MIN_BACKOFF;
+                    match self.serve(pubsub).await {
+                        Ended::Closed => return,
+                        Ended::Lost => {
+                            tracing::warn!(
+                                prefix = self.store.prefix(),
+                                "Redis pub/sub connection lost; reconnecting"
+                            );
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        %error,
+                        retry_in = ?backoff,
+                        "cannot open the Redis pub/sub connection"
+                    );
+                    tokio::time::sleep(jitter(backoff)).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+            if self.is_closed() {
+                return;
+            }
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        lock(&self.shared.wanted).closed || self.node.strong_count() == 0
+    }
+
+    async fn connect(&self) -> Result<::redis::aio::PubSub> {
+        let Some(client) = self.store.client() else {
+            return Err(Error::Backend(
+                "this RedisStore has no pub/sub client: build it with RedisStore::connect, or \
+                 give RedisStore::new's store one with .pubsub_client(client)"
+                    .into(),
+            ));
+        };
+        let timeout = self.store.operation_timeout();
+        match tokio::time::timeout(timeout, client.get_async_pubsub()).await {
+            Ok(Ok(pubsub)) => Ok(pubsub),
+            Ok(Err(error)) => Err(Error::Unavailable {
+                reason: "cannot connect for pub/sub".to_owned(),
+                source: Some(Box::new(error)),
+            }),
+            Err(_) => Err(Error::timed_out(timeout)),
+        }
+    }
+
+    /// Serves one connection: keeps its subscriptions in line with the wanted set, and hands
+    /// every message to the node, until the connection breaks or the node is gone.
+    async fn serve(&self, pubsub: ::redis::aio::PubSub) -> Ended {
+        let (mut sink, mut stream) = pubsub.split();
+        // A new connection is subscribed to nothing.
+        {
+            let mut wanted = lock(&self.shared.wanted);
+            for active in wanted.channels.values_mut() {
+                *active = false;
+            }
+        }
+        let mut current: HashSet<Vec<u8>> = HashSet::new();
+        loop {
+            if self.is_closed() {
+                return Ended::Closed;
+            }
+            // Bring the connection in line with what is wanted now.
+            let (add, drop_): (Vec<Vec<u8>>, Vec<Vec<u8>>) = {
+                let mut wanted = lock(&self.shared.wanted);
+                // Wanted again before it was ever dropped: still subscribed.
+                let kept: Vec<Vec<u8>> = wanted
+                    .channels
+                    .iter()
+                    .filter(|(channel, active)| !**active && current.contains(*channel))
+                    .map(|(channel, _)| channel.clone())
+                    .collect();
+                if !kept.is_empty() {
+                    wanted.confirm(&kept);
+                }
+                let add = wanted
+                    .channels
+                    .keys()
+                    .filter(|channel| !current.contains(*channel))
+                    .cloned()
+                    .collect();
+                let drop_ = current
+                    .iter()
+                    .filter(|channel| !wanted.channels.contains_key(*channel))
+                    .cloned()
+                    .collect();
+                (add, drop_)
+            };
+            for batch in add.chunks(BATCH) {
+                if let Err(error) = sink.subscribe(batch).await {
+                    tracing::debug!(%error, "SUBSCRIBE failed");
+                    return Ended::Lost;
+                }
+                current.extend(batch.iter().cloned());
+                lock(&self.shared.wanted).confirm(batch);
+                tracing::debug!(channels = batch.len(), "subscribed");
+            }
+            for batch in drop_.chunks(BATCH) {
+                if let Err(error) = sink.unsubscribe(batch).await {
+                    tracing::debug!(%error, "UNSUBSCRIBE failed");
+                    return Ended::Lost;
+                }
+                for channel in batch {
+                    current.remove(channel);
+                }
+                tracing::debug!(channels = batch.len(), "unsubscribed");
+            }
+            // A change made while the batches were out has stored a wake-up: it is served on
+            // the next turn.
+            tokio::select! {
+                () = self.shared.changed.notified() => {}
+                message = stream.next() => {
+                    let Some(message) = message else {
+                        return Ended::Lost;
+                    };
+                    let Some(node) = self.node.upgrade() else {
+                        return Ended::Closed;
+                    };
+                    self.hand_over(&node, &message);
+                    // Take whatever else has arrived before looking at the wanted set again.
+                    while let Some(Some(message)) = futures_util::FutureExt::now_or_never(stream.next()) {
+                        self.hand_over(&node, &message);
+                    }
+                }
+            }
+        }
+    }
+
+    fn hand_over(&self, node: &Node, message: &::redis::Msg) {
+        let channel = message.get_channel_name().as_bytes();
+        let Some(topic) = self.store.keys().topic(channel) else {
+            return;
+        };
+        match Envelope::decode(Bytes::copy_from_slice(message.get_payload_bytes())) {
+            Some(envelope) => node.dispatch(&topic, &envelope),
+            None => tracing::warn!(
+                channel = %String::from_utf8_lossy(channel),
+                "dropped a hub message that is not an envelope"
+            ),
+        }
+    }
+}
+
+/// `wait`, give or take a quarter, so that nodes that lost Redis together do not all come back
+/// at the same instant.
+fn jitter(wait: Duration) -> Duration {
+    let quarter = wait / 4;
+    wait - quarter + quarter.mul_f64(2.0 * rand::random::<f64>())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,118 @@
+//! The operations of the Redis store that the hub builds on: sessions attached to a node, and
+//! rooms.
+
+use ::redis::Value;
+
+use super::RedisStore;
+use super::command::Command;
+use super::reply::{string, unexpected};
+use super::scripts::StoreScript;
+use super::{META_NODE, META_USER_ID};
+use crate::error::{Error, Result};
+use crate::hub::Member;
+use crate::session::{Session, now_ms};
+
+impl RedisStore {
+    /// Creates session `id` of `user_id`, attached to hub node `node` if there is one.
+    pub(super) async fn create(
+        &self,
+        id: &str,
+        user_id: &str,
+        node: Option<&str>,
+    ) -> Result<Session> {
+        let limits = &self.inner.limits;
+        limits.check_session_id(id)?;
+        limits.check_user_id(user_id)?;
+        let now = now_ms();
+        let keys = &self.inner.keys;
+        let mut command = Command::script(&self.inner.scripts.create, 2);
+        command
+            .joined(&keys.session, id)
+            .joined(&keys.user_sessions, user_id)
+            .arg(id)
+            .arg(user_id)
+            .arg(now);
+        if let Some(node) = node {
+            command.arg(node);
+        }
+        self.run_status(id, &command).await?;
+        Ok(Session::new(id, user_id, now))
+    }
+
+    /// The node of session `id`: one `HMGET` of its owner and its node.
+    pub(super) async fn node_of(&self, id: &str) -> Result<Option<String>> {
+        self.inner.limits.check_session_id(id)?;
+        let mut command = self.on_session("HMGET", id);
+        command.arg(META_USER_ID).arg(META_NODE);
+        let mut items = match self.run(&command).await? {
+            Value::Array(items) if items.len() == 2 => items.into_iter(),
+            other => return Err(unexpected("two HMGET values", &other)),
+        };
+        match (items.next(), items.next()) {
+            (Some(Value::Nil), _) => Err(Error::not_found(id)),
+            (_, Some(Value::Nil) | None) => Ok(None),
+            (_, Some(node)) => string(node).map(Some),
+        }
+    }
+
+    /// Runs the join or leave script for session `id` and `room`.
+    pub(super) async fn change_room(
+        &self,
+        script: &StoreScript,
+        id: &str,
+        room: &str,
+    ) -> Result<bool> {
+        let limits = &self.inner.limits;
+        limits.check_session_id(id)?;
+        limits.check_room(room)?;
+        let mut command = self.script_on_session(script, id);
+        command.arg(now_ms()).arg(id).arg(room);
+        self.run_changed(id, &command).await
+    }
+
+    pub(super) async fn rooms_of(&self, id: &str) -> Result<Vec<String>> {
+        self.inner.limits.check_session_id(id)?;
+        let mut command = self.script_on_session(&self.inner.scripts.rooms, id);
+        command.arg(id);
+        match self.run(&command).await? {
+            Value::Int(super::scripts::NOT_FOUND) => Err(Error::not_found(id)),
+            Value::Array(rooms) | Value::Set(rooms) => {
+                let mut rooms = rooms.into_iter().map(string).collect::<Result<Vec<_>>>()?;
+                rooms.sort_unstable();
+                Ok(rooms)
+            }
+            other => Err(unexpected("a list of rooms", &other)),
+        }
+    }
+
+    pub(super) async fn members_of(&self, room: &str) -> Result<Vec<Member>> {
+        self.inner.limits.check_room(room)?;
+        let mut command = Command::script(&self.inner.scripts.members, 1);
+        command.joined(&self.inner.keys.room_members, room);
+        let items = match self.run(&command).await? {
+            Value::Array(items) if items.len() % 2 == 0 => items,
+            other => return Err(unexpected("pairs of session id and user id", &other)),
+        };
+        let mut members = Vec::with_capacity(items.len() / 2);
+        let mut items = items.into_iter();
+        while let (Some(id), Some(user)) = (items.next(), items.next()) {
+            members.push(Member {
+                session_id: string(id)?,
+                user_id: string(user)?,
+            });
+        }
+        Ok(members)
+    }
+
+    pub(super) async fn remove_user(&self, user_id: &str) -> Result<Vec<String>> {
+        self.inner.limits.check_user_id(user_id)?;
+        let mut command = Command::script(&self.inner.scripts.remove_user, 1);
+        command
+            .joined(&self.inner.keys.user_sessions, user_id)
+            .arg(user_id);
+        match self.run(&command).await? {
+            Value::Array(ids) => ids.into_iter().map(string).collect(),
+            other => Err(unexpected("a list of session ids", &other)),
+        }
+    }
+}
