@@ -62,14 +62,16 @@ pub fn serve(kind: &str) {
     runtime.block_on(async move {
         let router = match kind {
             Kind::Bare => bare::router(),
-            Kind::Memory => app::router(app::session_layer(MemoryStore::with_ttl(SESSION_TTL))),
+            Kind::Memory => app::router(app::session_layer(
+                MemoryStore::with_ttl(SESSION_TTL).limits(app::limits()),
+            )),
             Kind::Redis => {
                 let url = std::env::var(REDIS_URL_ENV)
                     .unwrap_or_else(|_| panic!("{REDIS_URL_ENV} is not set"));
                 let store = RedisStore::connect(&url, "wsload", SESSION_TTL)
                     .await
                     .unwrap_or_else(|err| panic!("cannot connect to Redis at {url}: {err}"));
-                app::router(app::session_layer(store))
+                app::router(app::session_layer(store.limits(app::limits())))
             }
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -2,23 +2,29 @@
 //!
 //! Kept apart from `main.rs` so that tests and the load harness run the very same router.
 
+use std::time::Duration;
+
 use axum::{
     Router,
-    extract::{
-        State,
-        ws::{Message, WebSocket, WebSocketUpgrade},
-    },
+    extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
     response::IntoResponse,
     routing::get,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
+use ws_session::hub::{CloseReason, Delivery, HubEvent, Payload};
 use ws_session::{SessionData, SessionLayer, SessionStore, WsSession};
+
+/// The longest text a client may send in one message.
+pub const MAX_TEXT: usize = 64 * 1024;
+
+/// How long one frame may take to reach a client before the connection is dropped: a client
+/// that stops reading blocks the socket, not the hub (its inbox overflows and closes it).
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a client may ask, one JSON text frame each.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase")]
+#[serde(tag = "op", rename_all = "snake_case")]
 enum Command {
     Set { key: String, value: Value },
     Get { key: String },
@@ -28,12 +34,14 @@ enum Command {
     Session,
     Sessions,
     Say { text: String },
-}
-
-/// Messages said on this server instance, fanned out to every socket.
-#[derive(Clone)]
-struct Chat {
-    said: broadcast::Sender<String>,
+    Join { room: String },
+    Leave { room: String },
+    Rooms,
+    Members { room: String },
+    ToRoom { room: String, text: String },
+    ToUser { user: String, text: String },
+    ToSession { session: String, text: String },
+    Kick { user: String },
 }
 
 /// The session layer of the demo. Its identification step reads `?user=NAME`: **a demo only**;
@@ -45,13 +53,15 @@ pub fn session_layer(store: impl SessionStore) -> SessionLayer {
     })
 }
 
+/// The store limits of the demo: hub messages carry a text of up to [`MAX_TEXT`] bytes, as JSON
+/// (escaping may make it up to six times longer) with its sender and target.
+pub fn limits() -> ws_session::Limits {
+    ws_session::Limits::default().max_message_len(6 * MAX_TEXT + 4096)
+}
+
 /// The chat router: `GET /ws?user=NAME`, with `layer` attached.
 pub fn router(layer: SessionLayer) -> Router {
-    let (said, _) = broadcast::channel(1024);
-    Router::new()
-        .route("/ws", get(upgrade))
-        .with_state(Chat { said })
-        .layer(layer)
+    Router::new().route("/ws", get(upgrade)).layer(layer)
 }
 
 fn user_from_query(query: Option<&str>) -> Option<String> {
@@ -63,20 +73,15 @@ fn user_from_query(query: Option<&str>) -> Option<String> {
         .filter(|value| !value.is_empty())
 }
 
-async fn upgrade(
-    ws: WebSocketUpgrade,
-    session: WsSession,
-    State(chat): State<Chat>,
-) -> impl IntoResponse {
-    ws.on_upgrade(move |socket| serve_socket(socket, session, chat))
+async fn upgrade(ws: WebSocketUpgrade, session: WsSession) -> impl IntoResponse {
+    ws.on_upgrade(move |socket| serve_socket(socket, session))
 }
 
-async fn serve_socket(mut socket: WebSocket, session: WsSession, chat: Chat) {
+async fn serve_socket(mut socket: WebSocket, session: WsSession) {
     let welcome = json!({"type": "welcome", "session": session.id(), "user": session.user_id()});
     if send(&mut socket, &welcome).await.is_err() {
         return;
     }
-    let mut heard = chat.said.subscribe();
     loop {
         tokio::select! {
             incoming = socket.recv() => {
@@ -85,32 +90,43 @@ async fn serve_socket(mut socket: WebSocket, session: WsSession, chat: Chat) {
                     Some(Ok(Message::Close(_)) | Err(_)) | None => break,
                     Some(Ok(_)) => continue,
                 };
-                if let Some(reply) = answer(&text, &session, &chat).await
+                if let Some(reply) = answer(&text, &session).await
                     && send(&mut socket, &reply).await.is_err()
                 {
                     break;
                 }
             }
-            said = heard.recv() => match said {
-                Ok(message) => {
-                    if socket.send(Message::Text(message.into())).await.is_err() {
+            event = session.recv() => match event {
+                Some(HubEvent::Message(delivery)) => {
+                    let frame = match delivery.payload() {
+                        Payload::Text(_) => Message::Text(with_offset(&delivery).into()),
+                        // Sent by other code through the hub: passed on as it is.
+                        Payload::Binary(bytes) => Message::Binary(bytes.clone()),
+                    };
+                    if send_frame(&mut socket, frame).await.is_err() {
                         break;
                     }
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => break,
+                Some(HubEvent::Close(reason)) => {
+                    close(&mut socket, &reason).await;
+                    break;
+                }
+                None => break,
             },
         }
     }
     // `session` is dropped when this task ends: the session is removed from the store.
 }
 
-/// The reply to one client frame; `None` for `say`, whose echo arrives through the broadcast.
-async fn answer(text: &str, session: &WsSession, chat: &Chat) -> Option<Value> {
+/// The reply to one client frame; `None` for a `say` that went out, whose echo arrives through
+/// the hub.
+async fn answer(text: &str, session: &WsSession) -> Option<Value> {
     let command = match serde_json::from_str::<Command>(text) {
         Ok(command) => command,
         Err(error) => return Some(error_reply(format!("bad request: {error}"))),
     };
+    let hub = session.hub();
+    let from = session.user_id();
     let result = match command {
         Command::Set { key, value } => session.set_value(&key, value).await.map(|()| ok()),
         Command::Get { key } => session
@@ -128,14 +144,81 @@ async fn answer(text: &str, session: &WsSession, chat: &Chat) -> Option<Value> {
             .user_sessions()
             .await
             .map(|records| json!({"type": "sessions", "sessions": records})),
-        Command::Say { text } => {
-            let message = json!({"type": "message", "from": session.user_id(), "text": text});
-            // Nobody listening is not an error: the sender hears its own message.
-            let _ = chat.said.send(message.to_string());
-            return None;
-        }
+        Command::Say { text } => match checked(&text) {
+            Err(reply) => Ok(reply),
+            Ok(()) => {
+                let message = json!({"type": "message", "from": from, "text": text});
+                match hub.broadcast(message.to_string()).await {
+                    Ok(()) => return None,
+                    Err(error) => Err(error),
+                }
+            }
+        },
+        Command::Join { room } => session.join(&room).await.map(|_| ok()),
+        Command::Leave { room } => session.leave(&room).await.map(|_| ok()),
+        Command::Rooms => Ok(json!({"type": "rooms", "rooms": session.rooms()})),
+        Command::Members { room } => hub.members(&room).await.map(|members| {
+            let members: Vec<Value> = members
+                .into_iter()
+                .map(|member| json!({"session": member.session_id, "user": member.user_id}))
+                .collect();
+            json!({"type": "members", "room": room, "members": members})
+        }),
+        Command::ToRoom { room, text } => match checked(&text) {
+            Err(reply) => Ok(reply),
+            Ok(()) => {
+                let message = json!({"type": "message", "from": from, "room": room, "text": text});
+                hub.send_to_room(&room, message.to_string())
+                    .await
+                    .map(|()| ok())
+            }
+        },
+        Command::ToUser { user, text } => match checked(&text) {
+            Err(reply) => Ok(reply),
+            Ok(()) => {
+                let message = json!({"type": "message", "from": from, "to": user, "text": text});
+                hub.send_to_user(&user, message.to_string())
+                    .await
+                    .map(|()| ok())
+            }
+        },
+        Command::ToSession { session: id, text } => match checked(&text) {
+            Err(reply) => Ok(reply),
+            Ok(()) => {
+                let message = json!({"type": "message", "from": from, "session": id, "text": text});
+                hub.send_to_session(&id, message.to_string())
+                    .await
+                    .map(|()| ok())
+            }
+        },
+        // A demo: any client may kick anyone. A real application checks rights here.
+        Command::Kick { user } => hub.kick(&user).await.map(|_| ok()),
     };
     Some(result.unwrap_or_else(|error| error_reply(error.to_string())))
+}
+
+/// An error reply for a text over [`MAX_TEXT`].
+fn checked(text: &str) -> Result<(), Value> {
+    if text.len() > MAX_TEXT {
+        return Err(error_reply(format!(
+            "text is {} bytes, over the limit of {MAX_TEXT}",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The hub message as the client sees it: the JSON object that was sent, with the delivery's
+/// `offset` added as its last field.
+fn with_offset(delivery: &Delivery) -> String {
+    let text = delivery.text().unwrap_or("{}");
+    let body = text.strip_suffix('}').unwrap_or(text);
+    let separator = if body.trim_end().ends_with('{') {
+        ""
+    } else {
+        ","
+    };
+    format!("{body}{separator}\"offset\":\"{}\"}}", delivery.offset())
 }
 
 fn ok() -> Value {
@@ -147,5 +230,22 @@ fn error_reply(message: String) -> Value {
 }
 
 async fn send(socket: &mut WebSocket, value: &Value) -> Result<(), axum::Error> {
-    socket.send(Message::Text(value.to_string().into())).await
+    send_frame(socket, Message::Text(value.to_string().into())).await
+}
+
+/// Sends one frame, giving up (as if the socket had failed) after [`SEND_TIMEOUT`].
+async fn send_frame(socket: &mut WebSocket, frame: Message) -> Result<(), axum::Error> {
+    match tokio::time::timeout(SEND_TIMEOUT, socket.send(frame)).await {
+        Ok(result) => result,
+        Err(elapsed) => Err(axum::Error::new(elapsed)),
+    }
+}
+
+/// Sends the close frame the hub asked for.
+async fn close(socket: &mut WebSocket, reason: &CloseReason) {
+    let frame = CloseFrame {
+        code: reason.code,
+        reason: reason.reason.as_ref().into(),
+    };
+    let _ = send_frame(socket, Message::Close(Some(frame))).await;
 }

@@ -33,11 +33,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let layer: SessionLayer = match std::env::var("REDIS_URL") {
         Ok(url) => {
             tracing::info!(%url, "sessions in Redis, prefix \"chat\"");
-            app::session_layer(RedisStore::connect(&url, "chat", ttl).await?)
+            app::session_layer(
+                RedisStore::connect(&url, "chat", ttl)
+                    .await?
+                    .limits(app::limits()),
+            )
         }
         Err(_) => {
             tracing::info!("sessions in memory (set REDIS_URL to share them through Redis)");
-            app::session_layer(MemoryStore::with_ttl(ttl))
+            app::session_layer(MemoryStore::with_ttl(ttl).limits(app::limits()))
         }
     };
     let sessions = layer.live_sessions();

@@ -1,6 +1,7 @@
 //! What the integration tests share: a Redis server to talk to, and stores on it.
 #![allow(dead_code)]
 
+pub mod chat;
 pub mod redis_server;
 
 /// Unwraps an `Option` from [`redis_server`], or prints the skip message and returns from the

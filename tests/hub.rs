@@ -1,0 +1,512 @@
+//! The hub over real sockets: several chat instances on one store (one `MemoryStore` shared by
+//! the layers of this process, or separate `RedisStore`s and pools on one Redis), real
+//! `tokio-tungstenite` clients, every kind of send, kicks, slow clients and lost pub/sub
+//! connections.
+
+mod support;
+
+#[path = "../examples/chat/app.rs"]
+#[allow(dead_code)]
+mod app;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use serde_json::json;
+use support::chat::{Client, Instance, serve, texts};
+use support::redis_server::{shared_url, unique_prefix};
+use ws_session::hub::{InboxLimits, Payload};
+use ws_session::{Error, InvalidInput, MemoryStore, RedisStore, SessionStore};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Where the instances of a test keep their sessions.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Memory,
+    Redis,
+}
+
+/// The instances of one test, and a store to look behind their back.
+struct Cluster {
+    instances: Vec<Instance>,
+    redis: Option<RedisStore>,
+}
+
+impl Cluster {
+    fn addr(&self, i: usize) -> std::net::SocketAddr {
+        self.instances[i].addr
+    }
+}
+
+/// `n` chat instances sharing one store of `kind`; `None` when Redis is wanted and missing.
+async fn cluster(kind: Kind, n: usize) -> Option<Cluster> {
+    match kind {
+        Kind::Memory => {
+            let store = MemoryStore::with_ttl(HOUR).limits(app::limits());
+            let mut instances = Vec::new();
+            for _ in 0..n {
+                let layer = app::session_layer(store.clone());
+                instances.push(serve(layer.clone(), app::router(layer)).await);
+            }
+            Some(Cluster {
+                instances,
+                redis: None,
+            })
+        }
+        Kind::Redis => {
+            let Some(url) = shared_url() else {
+                eprintln!("{}", support::redis_server::SKIPPED);
+                return None;
+            };
+            Some(redis_cluster(&url, &unique_prefix(), n, InboxLimits::default()).await)
+        }
+    }
+}
+
+/// `n` instances with stores and pools of their own on the Redis at `url`, sharing `prefix`.
+async fn redis_cluster(url: &str, prefix: &str, n: usize, inbox: InboxLimits) -> Cluster {
+    let mut instances = Vec::new();
+    let mut first = None;
+    for _ in 0..n {
+        let store = RedisStore::connect(url, prefix, HOUR)
+            .await
+            .unwrap()
+            .limits(app::limits())
+            .timeout(Duration::from_millis(500));
+        first.get_or_insert_with(|| store.clone());
+        let layer = app::session_layer(store).inbox_limits(inbox);
+        instances.push(serve(layer.clone(), app::router(layer)).await);
+    }
+    Cluster {
+        instances,
+        redis: first,
+    }
+}
+
+/// One test per kind of store: `$name::memory` and `$name::redis`.
+macro_rules! hub_test {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                super::$name(super::Kind::Memory).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::$name(super::Kind::Redis).await;
+            }
+        }
+    };
+}
+
+hub_test!(every_kind_of_send_reaches_exactly_its_targets);
+hub_test!(members_are_listed_across_instances);
+hub_test!(kick_closes_every_connection_of_the_user_everywhere);
+hub_test!(disconnect_closes_one_session);
+hub_test!(leaving_and_closing_leave_nothing_behind);
+hub_test!(broken_limits_are_errors_and_send_nothing);
+
+/// Every client reads until `marker`, said by `by`, and must have seen exactly `expected`
+/// (texts, in order) before it.
+async fn assert_received(clients: &mut [&mut Client], expected: &[&[&str]], marker: &str) {
+    for (client, expected) in clients.iter_mut().zip(expected) {
+        let before = client.messages_until(marker).await;
+        assert_eq!(
+            texts(&before),
+            *expected,
+            "{} ({}) got {before:?}",
+            client.user,
+            client.id
+        );
+    }
+}
+
+async fn every_kind_of_send_reaches_exactly_its_targets(kind: Kind) {
+    let Some(cluster) = cluster(kind, 3).await else {
+        return;
+    };
+    let mut a0 = Client::connect(cluster.addr(0), "alice").await;
+    let mut a1 = Client::connect(cluster.addr(1), "alice").await;
+    let mut b1 = Client::connect(cluster.addr(1), "bob").await;
+    let mut c2 = Client::connect(cluster.addr(2), "carol").await;
+    let mut d2 = Client::connect(cluster.addr(2), "dave").await;
+    let mut e0 = Client::connect(cluster.addr(0), "erin").await;
+    for client in [&mut a0, &mut b1, &mut c2] {
+        client.ok(json!({"op": "join", "room": "r"})).await;
+    }
+    e0.ok(json!({"op": "join", "room": "q"})).await;
+
+    d2.ok(json!({"op": "to_room", "room": "r", "text": "m1"}))
+        .await;
+    d2.ok(json!({"op": "to_user", "user": "alice", "text": "m2"}))
+        .await;
+    let b1_id = b1.id.clone();
+    d2.ok(json!({"op": "to_session", "session": b1_id, "text": "m3"}))
+        .await;
+    d2.send(json!({"op": "say", "text": "m4"})).await;
+    // `say` has no reply: its sender hearing it shows it went out before what follows.
+    assert_eq!(d2.message().await["text"], "m4");
+    // The sender is a target too: it hears its own message.
+    e0.ok(json!({"op": "to_room", "room": "q", "text": "m5"}))
+        .await;
+    a1.ok(json!({"op": "to_user", "user": "alice", "text": "m6"}))
+        .await;
+    a0.send(json!({"op": "say", "text": "end"})).await;
+
+    assert_received(
+        &mut [&mut a0, &mut a1, &mut b1, &mut c2, &mut d2, &mut e0],
+        &[
+            &["m1", "m2", "m4", "m6"],
+            &["m2", "m4", "m6"],
+            &["m1", "m3", "m4"],
+            &["m1", "m4"],
+            &[],
+            &["m4", "m5"],
+        ],
+        "end",
+    )
+    .await;
+
+    // What the messages say about themselves.
+    d2.ok(json!({"op": "to_room", "room": "r", "text": "fields"}))
+        .await;
+    let to_room = c2.message().await;
+    assert_eq!(to_room["from"], "dave");
+    assert_eq!(to_room["room"], "r");
+    let offset: u64 = to_room["offset"].as_str().unwrap().parse().unwrap();
+    // m1, m4, end, then this one.
+    assert_eq!(offset, 4, "c2's fourth message: {to_room}");
+    let c2_id = c2.id.clone();
+    b1.ok(json!({"op": "to_session", "session": c2_id, "text": "direct"}))
+        .await;
+    let direct = c2.message().await;
+    assert_eq!(
+        (
+            direct["from"].clone(),
+            direct["session"].clone(),
+            direct["offset"].clone()
+        ),
+        (json!("bob"), json!(c2.id), json!("5"))
+    );
+    c2.ok(json!({"op": "to_user", "user": "erin", "text": "to erin"}))
+        .await;
+    let to_user = e0.message().await;
+    assert_eq!(
+        (to_user["from"].clone(), to_user["to"].clone()),
+        (json!("carol"), json!("erin"))
+    );
+}
+
+async fn members_are_listed_across_instances(kind: Kind) {
+    let Some(cluster) = cluster(kind, 3).await else {
+        return;
+    };
+    let mut clients = Vec::new();
+    for (i, user) in ["ann", "ben", "cid", "ann"].iter().enumerate() {
+        let mut client = Client::connect(cluster.addr(i % 3), user).await;
+        client.ok(json!({"op": "join", "room": "lobby"})).await;
+        clients.push(client);
+    }
+    let expected: BTreeSet<(String, String)> = clients
+        .iter()
+        .map(|client| (client.id.clone(), client.user.clone()))
+        .collect();
+    let mut outsider = Client::connect(cluster.addr(2), "dee").await;
+    let listed = outsider
+        .ask(json!({"op": "members", "room": "lobby"}))
+        .await;
+    assert_eq!(listed["type"], "members");
+    assert_eq!(listed["room"], "lobby");
+    let listed: BTreeSet<(String, String)> = listed["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["session"].as_str().unwrap().to_owned(),
+                m["user"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, expected);
+
+    // A closed connection is no member any more, on any instance.
+    let gone = clients.pop().unwrap();
+    let gone_id = gone.id.clone();
+    drop(gone);
+    let mut members = BTreeSet::new();
+    for _ in 0..200 {
+        members = cluster.instances[1]
+            .hub
+            .members("lobby")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.session_id)
+            .collect();
+        if !members.contains(&gone_id) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!members.contains(&gone_id), "{gone_id} is still listed");
+    assert_eq!(members.len(), 3);
+
+    // This connection's rooms.
+    let mut first = clients.remove(0);
+    first.ok(json!({"op": "join", "room": "b-room"})).await;
+    assert_eq!(
+        first.ask(json!({"op": "rooms"})).await,
+        json!({"type": "rooms", "rooms": ["b-room", "lobby"]})
+    );
+    first.ok(json!({"op": "leave", "room": "lobby"})).await;
+    assert_eq!(
+        first.ask(json!({"op": "rooms"})).await,
+        json!({"type": "rooms", "rooms": ["b-room"]})
+    );
+}
+
+/// Waits until `done` holds, for at most five seconds.
+async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut done: impl FnMut() -> F,
+) {
+    for _ in 0..500 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+async fn kick_closes_every_connection_of_the_user_everywhere(kind: Kind) {
+    let Some(cluster) = cluster(kind, 3).await else {
+        return;
+    };
+    let mut alices = Vec::new();
+    for i in 0..3 {
+        let mut alice = Client::connect(cluster.addr(i), "alice").await;
+        alice.ok(json!({"op": "join", "room": "r"})).await;
+        alice.ok(json!({"op": "set", "key": "k", "value": i})).await;
+        alices.push(alice);
+    }
+    let alice_ids: Vec<String> = alices.iter().map(|a| a.id.clone()).collect();
+    let mut bob = Client::connect(cluster.addr(1), "bob").await;
+    bob.ok(json!({"op": "join", "room": "r"})).await;
+
+    bob.ok(json!({"op": "kick", "user": "alice"})).await;
+    for alice in &mut alices {
+        assert_eq!(alice.close_code().await, Some(4000), "{}", alice.id);
+    }
+    // The sessions, their rooms and their index entries are gone.
+    let hub = &cluster.instances[0].hub;
+    let members: Vec<String> = hub
+        .members("r")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.session_id)
+        .collect();
+    assert_eq!(members, [bob.id.clone()]);
+    let reply = bob.ask(json!({"op": "session"})).await;
+    assert_eq!(reply["type"], "session");
+    if let Some(store) = &cluster.redis {
+        assert!(store.get_user_sessions("alice").await.unwrap().is_empty());
+        let keys = keys_under(store).await;
+        for id in &alice_ids {
+            assert!(
+                !keys.iter().any(|key| key.contains(id.as_str())),
+                "a key names kicked session {id}: {keys:?}"
+            );
+            let mut conn = raw(store).await;
+            let in_room: bool = conn
+                .sismember(format!("{}:room_members:r", store.prefix()), id)
+                .await
+                .unwrap();
+            assert!(!in_room);
+        }
+        assert!(
+            !keys.iter().any(|key| key.ends_with(":user_sessions:alice")),
+            "{keys:?}"
+        );
+    }
+    // Every instance's node forgets them.
+    eventually("every node has only bob", || async {
+        cluster
+            .instances
+            .iter()
+            .map(|i| i.sessions.len())
+            .sum::<usize>()
+            == 1
+    })
+    .await;
+}
+
+async fn disconnect_closes_one_session(kind: Kind) {
+    let Some(cluster) = cluster(kind, 2).await else {
+        return;
+    };
+    let mut one = Client::connect(cluster.addr(0), "alice").await;
+    let mut two = Client::connect(cluster.addr(1), "alice").await;
+    cluster.instances[1].hub.disconnect(&one.id).await.unwrap();
+    assert_eq!(one.close_code().await, Some(4000));
+    assert!(matches!(
+        cluster.instances[0].hub.disconnect(&one.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        cluster.instances[0]
+            .hub
+            .send_to_session("no-such-session", "x")
+            .await,
+        Err(Error::NotFound { .. })
+    ));
+    // The other connection of the user is untouched.
+    let sessions = two.ask(json!({"op": "sessions"})).await;
+    assert_eq!(
+        sessions["sessions"].as_array().unwrap().len(),
+        1,
+        "{sessions}"
+    );
+    let reply = two
+        .ask(json!({"op": "to_session", "session": one.id, "text": "x"}))
+        .await;
+    assert_eq!(reply["type"], "error", "{reply}");
+}
+
+async fn leaving_and_closing_leave_nothing_behind(kind: Kind) {
+    let Some(cluster) = cluster(kind, 2).await else {
+        return;
+    };
+    let mut a = Client::connect(cluster.addr(0), "alice").await;
+    let mut b = Client::connect(cluster.addr(1), "bob").await;
+    for room in ["x", "y"] {
+        a.ok(json!({"op": "join", "room": room})).await;
+        b.ok(json!({"op": "join", "room": room})).await;
+    }
+    let before = cluster.instances[0].hub.stats();
+    assert_eq!(before.connections, 1);
+    a.ok(json!({"op": "leave", "room": "x"})).await;
+    a.ok(json!({"op": "leave", "room": "y"})).await;
+    // One room fewer on a's node: only its node, everyone and alice's channels are left.
+    let after = cluster.instances[0].hub.stats();
+    assert_eq!(
+        before.subscriptions - after.subscriptions,
+        2,
+        "{before:?} -> {after:?}"
+    );
+    assert_eq!(after.subscriptions, 3);
+    drop(b);
+    eventually("b's node has no connection", || async {
+        cluster.instances[1].hub.stats().connections == 0
+    })
+    .await;
+    eventually("b's node has no subscription", || async {
+        cluster.instances[1].hub.stats().subscriptions == 0
+    })
+    .await;
+    if let Some(store) = &cluster.redis {
+        eventually("no room key is left", || async {
+            let keys = keys_under(store).await;
+            !keys
+                .iter()
+                .any(|key| key.contains(":room_members:") || key.contains(":session_rooms:"))
+        })
+        .await;
+    }
+    drop(a);
+    eventually("no connection is left", || async {
+        cluster
+            .instances
+            .iter()
+            .all(|i| i.hub.stats().subscriptions == 0)
+    })
+    .await;
+    if let Some(store) = &cluster.redis {
+        eventually("no key is left", || async {
+            keys_under(store).await.is_empty()
+        })
+        .await;
+    }
+}
+
+async fn broken_limits_are_errors_and_send_nothing(kind: Kind) {
+    let Some(cluster) = cluster(kind, 1).await else {
+        return;
+    };
+    let mut a = Client::connect(cluster.addr(0), "alice").await;
+    a.ok(json!({"op": "join", "room": "r"})).await;
+    let long_room = "r".repeat(257);
+    let big_text = "x".repeat(app::MAX_TEXT + 1);
+    for bad in [
+        json!({"op": "join", "room": ""}),
+        json!({"op": "join", "room": long_room}),
+        json!({"op": "to_room", "room": "", "text": "x"}),
+        json!({"op": "to_room", "room": long_room, "text": "x"}),
+        json!({"op": "to_room", "room": "r", "text": big_text}),
+        json!({"op": "to_user", "user": "alice", "text": big_text}),
+        json!({"op": "say", "text": big_text}),
+        json!({"op": "members", "room": ""}),
+    ] {
+        let reply = a.ask(bad.clone()).await;
+        assert_eq!(reply["type"], "error", "{reply}");
+    }
+    // The largest text passes.
+    let largest = "y".repeat(app::MAX_TEXT);
+    a.ok(json!({"op": "to_room", "room": "r", "text": largest}))
+        .await;
+    a.send(json!({"op": "say", "text": "end"})).await;
+    let got = a.messages_until("end").await;
+    assert_eq!(got.len(), 1, "only the largest text arrives");
+    assert_eq!(got[0]["text"].as_str().unwrap().len(), app::MAX_TEXT);
+    assert_eq!(
+        a.ask(json!({"op": "rooms"})).await,
+        json!({"type": "rooms", "rooms": ["r"]})
+    );
+
+    // The hub itself checks what it sends.
+    let hub = &cluster.instances[0].hub;
+    let limit = app::limits().max_message_len;
+    assert!(matches!(
+        hub.broadcast(Payload::from(vec![0u8; limit + 1])).await,
+        Err(Error::InvalidInput(InvalidInput::MessageTooLarge { .. }))
+    ));
+    assert!(matches!(
+        hub.send_to_room(&"r".repeat(257), "x").await,
+        Err(Error::InvalidInput(InvalidInput::RoomTooLong { .. }))
+    ));
+    assert!(matches!(
+        hub.send_to_user("", "x").await,
+        Err(Error::InvalidInput(InvalidInput::EmptyId { .. }))
+    ));
+    // Binary messages travel too; the chat example passes them on as binary frames.
+    hub.send_to_user("alice", Payload::from(vec![0u8, 1, 2, 255]))
+        .await
+        .unwrap();
+    assert_eq!(a.binary().await, [0, 1, 2, 255]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis only
+
+/// A raw connection to the store's server.
+async fn raw(store: &RedisStore) -> redis::aio::MultiplexedConnection {
+    store.pool().dedicated_connection().await.unwrap()
+}
+
+/// Every key under the store's prefix.
+async fn keys_under(store: &RedisStore) -> Vec<String> {
+    let mut conn = raw(store).await;
+    let mut iter: redis::AsyncIter<String> = conn
+        .scan_match(format!("{}:*", store.prefix()))
+        .await
+        .unwrap();
+    let mut keys = Vec::new();
+    while let Some(key) = iter.next_item().await {
+        keys.push(key.unwrap());
+    }
+    keys
+}
