@@ -15,7 +15,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use serde_json::json;
 use support::chat::{Client, Instance, serve, texts};
-use support::redis_server::{shared_url, unique_prefix};
+use support::redis_server::{RedisServer, shared_url, unique_prefix};
 use ws_session::hub::{InboxLimits, Payload};
 use ws_session::{Error, InvalidInput, MemoryStore, RedisStore, SessionStore};
 
@@ -509,4 +509,325 @@ async fn keys_under(store: &RedisStore) -> Vec<String> {
         keys.push(key.unwrap());
     }
     keys
+}
+
+hub_test!(a_slow_client_is_closed_with_4001_and_others_keep_receiving);
+hub_test!(a_node_without_members_of_a_room_receives_nothing_for_it);
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A message of `len` bytes that the chat client reads as a message with text `text`.
+fn message_of(text: &str, len: usize) -> String {
+    let padding = "p".repeat(len.saturating_sub(text.len() + 40));
+    json!({"type": "message", "text": text, "pad": padding}).to_string()
+}
+
+async fn a_slow_client_is_closed_with_4001_and_others_keep_receiving(kind: Kind) {
+    let inbox = InboxLimits::new(64, 256 * 1024);
+    let cluster = match kind {
+        Kind::Memory => {
+            let store = MemoryStore::with_ttl(HOUR).limits(app::limits());
+            let layer = app::session_layer(store).inbox_limits(inbox);
+            Cluster {
+                instances: vec![serve(layer.clone(), app::router(layer)).await],
+                redis: None,
+            }
+        }
+        Kind::Redis => {
+            let Some(url) = shared_url() else {
+                return;
+            };
+            redis_cluster(&url, &unique_prefix(), 1, inbox).await
+        }
+    };
+    let instance = &cluster.instances[0];
+    let mut slow = Client::connect(instance.addr, "slow").await;
+    let mut quick = Client::connect(instance.addr, "quick").await;
+    slow.ok(json!({"op": "join", "room": "r"})).await;
+    quick.ok(json!({"op": "join", "room": "r"})).await;
+
+    // `slow` reads nothing from here on. 2,000 messages of 16 KiB (32 MiB) are far more than
+    // the socket buffers of both ends hold, so its inbox fills and overflows. They come from a
+    // client of their own, at the pace its requests are answered.
+    let count = 2000;
+    let text = "t".repeat(16 * 1024);
+    let mut publisher = Client::connect(instance.addr, "publisher").await;
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let hub = instance.hub.clone();
+        let sampling = Arc::clone(&sampling);
+        tokio::spawn(async move {
+            let mut peak = 0;
+            while sampling.load(Ordering::Relaxed) {
+                peak = peak.max(hub.stats().queued_bytes);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            peak
+        })
+    };
+    // The publisher never gets more than a few messages ahead of what `quick` has read, so
+    // `quick` keeps up by construction, however slow this machine; `slow` does not read at all.
+    let (read_tx, mut read_rx) = tokio::sync::watch::channel(0usize);
+    let sender = tokio::spawn(async move {
+        for i in 0..count {
+            while i > *read_rx.borrow_and_update() + 4 {
+                read_rx.changed().await.unwrap();
+            }
+            let text = format!("{i}:{text}");
+            publisher
+                .ok(json!({"op": "to_room", "room": "r", "text": text}))
+                .await;
+        }
+        publisher
+            .ok(json!({"op": "to_room", "room": "r", "text": "end"}))
+            .await;
+    });
+    let mut got = Vec::new();
+    loop {
+        let message = quick.message().await;
+        if message["text"] == "end" {
+            break;
+        }
+        got.push(message);
+        read_tx.send_replace(got.len());
+    }
+    assert_eq!(got.len(), count, "the quick client missed messages");
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, m)| m["text"].as_str().unwrap().starts_with(&format!("{i}:"))),
+        "out of order"
+    );
+    sender.await.unwrap();
+    sampling.store(false, Ordering::Relaxed);
+    let peak = sampler.await.unwrap();
+    // Two inboxes at most, each within its bound (one message over it is refused, not held).
+    assert!(
+        peak <= 2 * inbox.bytes,
+        "the inboxes held {peak} bytes, over twice the bound of {}",
+        inbox.bytes
+    );
+    let stats = instance.hub.stats();
+    assert_eq!(stats.slow_closed, 1, "{stats:?}");
+    // Once `slow` reads again, it finds what the sockets held, then the close.
+    assert_eq!(slow.close_code().await, Some(4001));
+    // The quick client is still served.
+    quick
+        .ok(json!({"op": "to_user", "user": "quick", "text": "still here"}))
+        .await;
+    assert_eq!(quick.message().await["text"], "still here");
+}
+
+async fn a_node_without_members_of_a_room_receives_nothing_for_it(kind: Kind) {
+    let Some(cluster) = cluster(kind, 3).await else {
+        return;
+    };
+    let mut a = Client::connect(cluster.addr(0), "a").await;
+    let mut b = Client::connect(cluster.addr(1), "b").await;
+    // A connection on the third node, in no room.
+    let mut idle = Client::connect(cluster.addr(2), "idle").await;
+    a.ok(json!({"op": "join", "room": "busy"})).await;
+    b.ok(json!({"op": "join", "room": "busy"})).await;
+    let before = cluster.instances[2].hub.stats();
+    for i in 0..100 {
+        a.ok(json!({"op": "to_room", "room": "busy", "text": i.to_string()}))
+            .await;
+    }
+    a.ok(json!({"op": "to_user", "user": "b", "text": "end"}))
+        .await;
+    assert_eq!(b.messages_until("end").await.len(), 100);
+    let after = cluster.instances[2].hub.stats();
+    assert_eq!(
+        after.received, before.received,
+        "the idle node received envelopes for a room it has no member of"
+    );
+    // It still receives what concerns it.
+    a.ok(json!({"op": "to_user", "user": "idle", "text": "hi"}))
+        .await;
+    assert_eq!(idle.message().await["text"], "hi");
+    assert_eq!(
+        cluster.instances[2].hub.stats().received,
+        before.received + 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_is_an_extractor_for_ordinary_routes() {
+    use axum::routing::post;
+    let store = MemoryStore::with_ttl(HOUR).limits(app::limits());
+    let layer = app::session_layer(store);
+    async fn notify(hub: ws_session::hub::Hub, body: String) -> &'static str {
+        match hub.send_to_user("alice", body).await {
+            Ok(()) => "sent",
+            Err(_) => "failed",
+        }
+    }
+    async fn no_hub(hub: Option<ws_session::hub::Hub>) -> &'static str {
+        if hub.is_some() { "hub" } else { "none" }
+    }
+    let router = app::router(layer.clone())
+        .route("/notify", post(notify).layer(layer.hub()))
+        .route("/plain", post(no_hub))
+        .route("/missing", post(notify));
+    let instance = serve(layer, router).await;
+    let mut alice = Client::connect(instance.addr, "alice").await;
+    let http = |path: &str, body: &str| {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let addr = instance.addr;
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await.unwrap();
+            response
+        }
+    };
+    let sent = http("/notify", r#"{"type":"message","text":"from http"}"#).await;
+    assert!(
+        sent.starts_with("HTTP/1.1 200") && sent.ends_with("sent"),
+        "{sent}"
+    );
+    assert_eq!(alice.message().await["text"], "from http");
+    assert!(http("/plain", "").await.ends_with("none"));
+    let missing = http("/missing", "").await;
+    assert!(missing.starts_with("HTTP/1.1 500"), "{missing}");
+    assert!(missing.contains("layer(session_layer.hub())"), "{missing}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_store_without_a_pubsub_client_refuses_upgrades_loudly() {
+    let Some(url) = shared_url() else {
+        return;
+    };
+    let manager = bb8_redis::RedisConnectionManager::new(url.as_str()).unwrap();
+    let pool = bb8::Pool::builder().build(manager).await.unwrap();
+    let store =
+        RedisStore::new(pool.clone(), unique_prefix(), HOUR).timeout(Duration::from_millis(300));
+    let layer = app::session_layer(store.clone());
+    let instance = serve(layer.clone(), app::router(layer)).await;
+    let url_ws = format!("ws://{}/ws?user=alice", instance.addr);
+    match tokio_tungstenite::connect_async(url_ws).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+        }
+        other => panic!("upgrade not refused: {:?}", other.map(|_| ())),
+    }
+    // Nothing is left of the refused session.
+    assert!(keys_under(&store).await.is_empty());
+    // With a client, the same kind of store serves.
+    let store = RedisStore::new(pool, unique_prefix(), HOUR)
+        .pubsub_client(redis::Client::open(url.as_str()).unwrap());
+    let layer = app::session_layer(store);
+    let instance = serve(layer.clone(), app::router(layer)).await;
+    let mut alice = Client::connect(instance.addr, "alice").await;
+    alice
+        .ok(json!({"op": "to_user", "user": "alice", "text": "ok"}))
+        .await;
+    assert_eq!(alice.message().await["text"], "ok");
+}
+
+/// Sends probes from `from` to `room` until `to` receives one; returns how many it took.
+async fn until_delivered(from: &mut Client, to: &mut Client, room: &str) -> usize {
+    for attempt in 0..100 {
+        let text = format!("probe-{attempt}");
+        let reply = from
+            .ask(json!({"op": "to_room", "room": room, "text": text}))
+            .await;
+        if reply["type"] == "ok" {
+            let probe = async {
+                loop {
+                    let message = to.message().await;
+                    if message["text"].as_str().unwrap().starts_with("probe-") {
+                        return;
+                    }
+                }
+            };
+            if tokio::time::timeout(Duration::from_millis(200), probe)
+                .await
+                .is_ok()
+            {
+                return attempt + 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no probe reached {} within 100 attempts", to.user);
+}
+
+async fn kill_pubsub_clients(url: &str) -> i64 {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_resubscribe_by_themselves_after_losing_pubsub() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let cluster = redis_cluster(&server.url(), "lost", 2, InboxLimits::default()).await;
+    let mut a = Client::connect(cluster.addr(0), "alice").await;
+    let mut b = Client::connect(cluster.addr(1), "bob").await;
+    // One room each, so that a probe reaches only the other one.
+    a.ok(json!({"op": "join", "room": "ra"})).await;
+    b.ok(json!({"op": "join", "room": "rb"})).await;
+    assert_eq!(until_delivered(&mut a, &mut b, "rb").await, 1);
+
+    // The server drops every pub/sub connection.
+    let killed = kill_pubsub_clients(&server.url()).await;
+    assert_eq!(killed, 2, "one pub/sub connection per node");
+    until_delivered(&mut a, &mut b, "rb").await;
+    until_delivered(&mut b, &mut a, "ra").await;
+    // Every kind of target works again, exactly once (late probes aside).
+    b.ok(json!({"op": "to_user", "user": "alice", "text": "u"}))
+        .await;
+    b.send(json!({"op": "say", "text": "s"})).await;
+    b.ok(json!({"op": "to_room", "room": "ra", "text": "end"}))
+        .await;
+    let got: Vec<String> = texts(&a.messages_until("end").await)
+        .into_iter()
+        .filter(|text| !text.starts_with("probe-"))
+        .collect();
+    assert_eq!(got, ["u", "s"]);
+
+    // Publishing while Redis is down fails fast, and nothing panics.
+    server.stop();
+    let started = std::time::Instant::now();
+    let error = cluster.instances[0].hub.broadcast("x").await.unwrap_err();
+    assert!(error.is_unavailable(), "{error:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A restarted server (with no data) gets the nodes' subscriptions back.
+    server.restart();
+    let hub = &cluster.instances[1].hub;
+    for _ in 0..100 {
+        if hub.broadcast(message_of("after", 10)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    until_delivered(&mut b, &mut a, "ra").await;
+    until_delivered(&mut a, &mut b, "rb").await;
+    let subscriptions: Vec<usize> = cluster
+        .instances
+        .iter()
+        .map(|i| i.hub.stats().subscriptions)
+        .collect();
+    // Each node: its own channel, everyone's, its user's and the room's.
+    assert_eq!(subscriptions, [4, 4]);
 }

@@ -52,6 +52,10 @@ pub struct HubStats {
     pub received: u64,
     /// Connections closed with 4001 because their inbox overflowed.
     pub slow_closed: u64,
+    /// Messages waiting in the inboxes of this instance's connections, now.
+    pub queued_messages: usize,
+    /// Payload bytes waiting in the inboxes of this instance's connections, now.
+    pub queued_bytes: usize,
 }
 
 impl Node {
@@ -184,7 +188,14 @@ impl Node {
     }
 
     pub(crate) fn stats(&self) -> HubStats {
+        let (queued_messages, queued_bytes) = self
+            .connections
+            .iter()
+            .map(|entry| entry.inbox.queued())
+            .fold((0, 0), |(m, b), (dm, db)| (m + dm, b + db));
         HubStats {
+            queued_messages,
+            queued_bytes,
             connections: self.connections.len(),
             subscriptions: self.transport.subscriptions(),
             received: self.received.load(Ordering::Relaxed),
