@@ -265,6 +265,16 @@ impl WsSession {
         self.inner.connection.recv().await
     }
 
+    /// Waits for at least one event of this connection's inbox, then moves up to `limit` of
+    /// the events waiting into `events`, in order. Returns how many it moved; `0` means the
+    /// inbox has ended (after its close was received). Cancel-safe.
+    ///
+    /// A socket loop that writes every event it took with `feed` and then flushes once sends a
+    /// burst of messages in one write instead of one write each.
+    pub async fn recv_many(&self, events: &mut Vec<HubEvent>, limit: usize) -> usize {
+        self.inner.connection.inbox.recv_many(events, limit).await
+    }
+
     /// The hub, to send to other sessions, users, rooms or everyone.
     pub fn hub(&self) -> Hub {
         Hub::new(Arc::clone(&self.inner.registry))

@@ -2,7 +2,11 @@
 //!
 //! Kept apart from `main.rs` so that tests and the load harness run the very same router.
 
+use std::fmt::Write as _;
+use std::ops::ControlFlow;
 use std::time::Duration;
+
+use futures_util::SinkExt;
 
 use axum::{
     Router,
@@ -77,11 +81,15 @@ async fn upgrade(ws: WebSocketUpgrade, session: WsSession) -> impl IntoResponse 
     ws.on_upgrade(move |socket| serve_socket(socket, session))
 }
 
+/// Most hub events written to the socket before one flush.
+const BATCH: usize = 64;
+
 async fn serve_socket(mut socket: WebSocket, session: WsSession) {
     let welcome = json!({"type": "welcome", "session": session.id(), "user": session.user_id()});
     if send(&mut socket, &welcome).await.is_err() {
         return;
     }
+    let mut events = Vec::with_capacity(BATCH);
     loop {
         tokio::select! {
             incoming = socket.recv() => {
@@ -96,26 +104,45 @@ async fn serve_socket(mut socket: WebSocket, session: WsSession) {
                     break;
                 }
             }
-            event = session.recv() => match event {
-                Some(HubEvent::Message(delivery)) => {
-                    let frame = match delivery.payload() {
-                        Payload::Text(_) => Message::Text(with_offset(&delivery).into()),
-                        // Sent by other code through the hub: passed on as it is.
-                        Payload::Binary(bytes) => Message::Binary(bytes.clone()),
-                    };
-                    if send_frame(&mut socket, frame).await.is_err() {
-                        break;
-                    }
-                }
-                Some(HubEvent::Close(reason)) => {
-                    close(&mut socket, &reason).await;
+            // What the hub sent: every message waiting goes out in one write.
+            taken = session.recv_many(&mut events, BATCH) => {
+                if taken == 0 || forward(&mut socket, &mut events).await.is_break() {
                     break;
                 }
-                None => break,
-            },
+            }
         }
     }
     // `session` is dropped when this task ends: the session is removed from the store.
+}
+
+/// Writes `events` to the socket and flushes once; `Break` when the socket is done (it failed,
+/// or the hub closed it).
+async fn forward(socket: &mut WebSocket, events: &mut Vec<HubEvent>) -> ControlFlow<()> {
+    let written = async {
+        for event in events.drain(..) {
+            let frame = match event {
+                HubEvent::Message(delivery) => match delivery.payload() {
+                    Payload::Text(_) => Message::Text(with_offset(&delivery).into()),
+                    // Sent by other code through the hub: passed on as it is.
+                    Payload::Binary(bytes) => Message::Binary(bytes.clone()),
+                },
+                HubEvent::Close(reason) => {
+                    socket.flush().await?;
+                    close(socket, &reason).await;
+                    return Ok(ControlFlow::Break(()));
+                }
+            };
+            socket.feed(frame).await?;
+        }
+        socket.flush().await?;
+        Ok::<_, axum::Error>(ControlFlow::Continue(()))
+    };
+    let flow = match tokio::time::timeout(SEND_TIMEOUT, written).await {
+        Ok(Ok(flow)) => flow,
+        Ok(Err(_)) | Err(_) => ControlFlow::Break(()),
+    };
+    events.clear();
+    flow
 }
 
 /// The reply to one client frame; `None` for a `say` that went out, whose echo arrives through
@@ -213,12 +240,14 @@ fn checked(text: &str) -> Result<(), Value> {
 fn with_offset(delivery: &Delivery) -> String {
     let text = delivery.text().unwrap_or("{}");
     let body = text.strip_suffix('}').unwrap_or(text);
-    let separator = if body.trim_end().ends_with('{') {
-        ""
-    } else {
-        ","
-    };
-    format!("{body}{separator}\"offset\":\"{}\"}}", delivery.offset())
+    let mut frame = String::with_capacity(body.len() + 32);
+    frame.push_str(body);
+    if !body.trim_end().ends_with('{') {
+        frame.push(',');
+    }
+    // Writing to a String cannot fail.
+    let _ = write!(frame, "\"offset\":\"{}\"}}", delivery.offset());
+    frame
 }
 
 fn ok() -> Value {

@@ -147,6 +147,40 @@ impl Inbox {
         }
     }
 
+    /// Waits for at least one event, then moves up to `limit` of them (a close first, if one is
+    /// waiting, and nothing after it) into `events`. Returns how many it moved: 0 only once the
+    /// inbox has ended (or for a `limit` of 0). Cancel-safe, as [`recv`](Self::recv) is.
+    pub(crate) async fn recv_many(&self, events: &mut Vec<HubEvent>, limit: usize) -> usize {
+        if limit == 0 {
+            return 0;
+        }
+        loop {
+            let moved = self.take(events, limit);
+            if moved > 0 || self.lock().ended {
+                return moved;
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    /// Moves up to `limit` events that are there now into `events`.
+    fn take(&self, events: &mut Vec<HubEvent>, limit: usize) -> usize {
+        let mut state = self.lock();
+        if let Some(reason) = state.close.take() {
+            state.ended = true;
+            events.push(HubEvent::Close(reason));
+            return 1;
+        }
+        let count = limit.min(state.queue.len());
+        let mut bytes = 0;
+        events.extend(state.queue.drain(..count).map(|delivery| {
+            bytes += delivery.payload.len();
+            HubEvent::Message(delivery)
+        }));
+        state.bytes -= bytes;
+        count
+    }
+
     /// The next event if there is one now: `Some(None)` when the inbox has ended.
     pub(crate) fn try_recv(&self) -> Option<Option<HubEvent>> {
         let mut state = self.lock();
@@ -249,6 +283,32 @@ mod tests {
         );
         assert_eq!(inbox.try_recv(), Some(None));
         assert!(!inbox.close(CloseReason::KICKED));
+    }
+
+    #[tokio::test]
+    async fn recv_many_takes_what_is_there_up_to_the_limit() {
+        let inbox = Inbox::new(InboxLimits::default());
+        for text in ["a", "b", "c"] {
+            inbox.push(text.into());
+        }
+        let mut events = Vec::new();
+        assert_eq!(inbox.recv_many(&mut events, 2).await, 2);
+        assert_eq!(inbox.queued(), (1, 1));
+        assert_eq!(inbox.recv_many(&mut events, 10).await, 1);
+        let offsets: Vec<u64> = events
+            .iter()
+            .map(|event| match event {
+                HubEvent::Message(delivery) => delivery.offset.0,
+                HubEvent::Close(_) => panic!("{event:?}"),
+            })
+            .collect();
+        assert_eq!(offsets, [1, 2, 3]);
+        inbox.push("d".into());
+        inbox.close(CloseReason::KICKED);
+        events.clear();
+        assert_eq!(inbox.recv_many(&mut events, 10).await, 1);
+        assert_eq!(events, [HubEvent::Close(CloseReason::KICKED)]);
+        assert_eq!(inbox.recv_many(&mut events, 10).await, 0);
     }
 
     #[tokio::test]
