@@ -30,7 +30,7 @@ mod redis_server;
 
 use std::time::Duration;
 
-use contenders::{Contender, Setup};
+use contenders::{Contender, From, Setup};
 
 /// The text each message carries (the chat example wraps it in its JSON).
 const TEXT_LEN: usize = 100;
@@ -70,63 +70,39 @@ fn main() {
         "fanout: {} members over two instances, {} messages of {TEXT_LEN} bytes of text, {} rounds",
         params.members, params.messages, params.rounds
     );
-    let mut results: Vec<(Contender, Vec<f64>)> =
-        Contender::ALL.iter().map(|c| (*c, Vec::new())).collect();
+    let only = std::env::var("WS_FANOUT_ONLY").ok();
     let mut idle_received = Vec::new();
-    for round in 0..params.rounds {
-        for k in 0..Contender::ALL.len() {
-            let index = (round + k) % Contender::ALL.len();
-            let contender = Contender::ALL[index];
-            if std::env::var("WS_FANOUT_ONLY").is_ok_and(|only| only != contender.name()) {
-                continue;
+    for from in From::ALL {
+        println!();
+        println!("publisher: {}", describe(from));
+        let mut results: Vec<(Contender, Vec<f64>)> =
+            Contender::ALL.iter().map(|c| (*c, Vec::new())).collect();
+        for round in 0..params.rounds {
+            for k in 0..Contender::ALL.len() {
+                let index = (round + k) % Contender::ALL.len();
+                let contender = Contender::ALL[index];
+                if only.as_deref().is_some_and(|only| only != contender.name()) {
+                    continue;
+                }
+                let outcome = in_child(contender, from, &params, &redis.url());
+                println!(
+                    "round {round} {:<12} {:>10.0} msg/s ({:?} for {} deliveries, {} lost)",
+                    contender.name(),
+                    outcome.per_second(),
+                    outcome.elapsed,
+                    outcome.delivered,
+                    outcome.lost
+                );
+                if let Some(received) = outcome.idle_node_received {
+                    idle_received.push(received);
+                }
+                results[index].1.push(outcome.per_second());
+                std::thread::sleep(Duration::from_millis(200));
             }
-            let outcome = in_child(contender, &params, &redis.url());
-            println!(
-                "round {round} {:<12} {:>10.0} msg/s ({:?} for {} deliveries, {} lost)",
-                contender.name(),
-                outcome.per_second(),
-                outcome.elapsed,
-                outcome.delivered,
-                outcome.lost
-            );
-            if let Some(received) = outcome.idle_node_received {
-                idle_received.push(received);
-            }
-            results[index].1.push(outcome.per_second());
-            std::thread::sleep(Duration::from_millis(200));
         }
+        report(&results);
     }
-    let median = |values: &[f64]| {
-        if values.is_empty() {
-            return f64::NAN;
-        }
-        let mut sorted = values.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        sorted[sorted.len() / 2]
-    };
     println!();
-    println!("| contender | delivered msg/s (median) | range |");
-    println!("|---|---|---|");
-    for (contender, values) in &results {
-        let low = values.iter().copied().fold(f64::INFINITY, f64::min);
-        let high = values.iter().copied().fold(0.0, f64::max);
-        println!(
-            "| {} | {:.0} | {low:.0}–{high:.0} |",
-            contender.name(),
-            median(values)
-        );
-    }
-    let of = |c: Contender| median(&results.iter().find(|(x, _)| *x == c).unwrap().1);
-    let ours = of(Contender::WsSession);
-    println!();
-    println!(
-        "ws-session / socketioxide: {:.2}x (target >= 1.0x)",
-        ours / of(Contender::Socketioxide)
-    );
-    println!(
-        "ws-session / bare broadcast: {:.2}x (target >= 0.5x)",
-        ours / of(Contender::Bare)
-    );
     println!(
         "envelopes received by the idle node for the room, per round: {idle_received:?} (must be 0)"
     );
@@ -135,12 +111,18 @@ fn main() {
 
 /// Runs one round of `contender` in a fresh child process, so that no round inherits the
 /// sockets, tasks or memory of another.
-fn in_child(contender: Contender, params: &Params, redis_url: &str) -> contenders::Outcome {
+fn in_child(
+    contender: Contender,
+    from: From,
+    params: &Params,
+    redis_url: &str,
+) -> contenders::Outcome {
     let output = std::process::Command::new(std::env::current_exe().unwrap())
         .env(RUN_ENV, contender.name())
         .env("WS_FANOUT_MEMBERS", params.members.to_string())
         .env("WS_FANOUT_MESSAGES", params.messages.to_string())
         .env("WS_FANOUT_REDIS", redis_url)
+        .env("WS_FANOUT_FROM", from.name())
         .stderr(std::process::Stdio::inherit())
         .output()
         .expect("run a round in a child process");
@@ -186,9 +168,62 @@ fn run_one(name: &str) {
         text: "x".repeat(TEXT_LEN),
         members,
         messages: env_or("WS_FANOUT_MESSAGES", 5),
+        from: match std::env::var("WS_FANOUT_FROM").as_deref() {
+            Ok("server") => From::Server,
+            _ => From::Client,
+        },
     };
     let outcome = clients.block_on(contender.run(&setup));
     println!("{}", outcome.line());
     // Tasks still running in either runtime are dropped with the process.
     std::process::exit(0);
+}
+
+fn describe(from: From) -> &'static str {
+    match from {
+        From::Client => {
+            "a client connection sends every message as a frame (`to_room` for ws-session, a \
+             `to_room` event for socketioxide), without waiting for replies"
+        }
+        From::Server => {
+            "code on the first instance calls the server's API for every message \
+             (`Hub::send_to_room`, `io.within(room).emit`, `Sender::send`), all at once"
+        }
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+/// The medians of one kind of publisher, and the ratios the targets are about.
+fn report(results: &[(Contender, Vec<f64>)]) {
+    println!();
+    println!("| contender | delivered msg/s (median) | range |");
+    println!("|---|---|---|");
+    for (contender, values) in results {
+        let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let high = values.iter().copied().fold(0.0, f64::max);
+        println!(
+            "| {} | {:.0} | {low:.0}–{high:.0} |",
+            contender.name(),
+            median(values)
+        );
+    }
+    let of = |c: Contender| median(&results.iter().find(|(x, _)| *x == c).unwrap().1);
+    let ours = of(Contender::WsSession);
+    println!();
+    println!(
+        "ws-session / socketioxide: {:.2}x (target >= 1.0x)",
+        ours / of(Contender::Socketioxide)
+    );
+    println!(
+        "ws-session / bare broadcast: {:.2}x (target >= 0.5x)",
+        ours / of(Contender::Bare)
+    );
 }

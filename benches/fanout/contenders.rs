@@ -1,6 +1,11 @@
 //! The three fan-out contenders: their servers, their clients, and one measured round each.
+// Member setups hand back the handle of the task that goes on reading for them.
+#![allow(clippy::async_yields_async)]
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -33,6 +38,28 @@ pub struct Setup {
     pub text: String,
     pub members: usize,
     pub messages: usize,
+    /// Where the messages come from: a client sending frames, or code on the server.
+    pub from: From,
+}
+
+/// Who publishes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum From {
+    /// A client connection sends the messages as frames, without waiting for replies.
+    Client,
+    /// Code on the first instance calls the server's own API, without waiting between calls.
+    Server,
+}
+
+impl From {
+    pub const ALL: [From; 2] = [From::Client, From::Server];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            From::Client => "client",
+            From::Server => "server",
+        }
+    }
 }
 
 /// One measured round.
@@ -258,7 +285,7 @@ async fn bare(setup: &Setup) -> Outcome {
     let router = Router::new()
         .route("/ws", get(bare_member))
         .route("/pub", get(bare_publisher))
-        .with_state(said);
+        .with_state(said.clone());
     let (addr, stop) = serve(setup, router).await;
     let messages = setup.messages;
     let counters = in_parallel(setup.members, |_| async move {
@@ -268,9 +295,24 @@ async fn bare(setup: &Setup) -> Outcome {
     .await;
     // The members are subscribed once their upgrade has run: give the last ones a moment.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let publisher = connect(&format!("ws://{addr}/pub")).await;
-    let frames = vec![setup.text.clone(); setup.messages];
-    let (started, drain) = publish(publisher, frames).await;
+    let (started, drain) = match setup.from {
+        From::Client => {
+            let publisher = connect(&format!("ws://{addr}/pub")).await;
+            publish(publisher, vec![setup.text.clone(); setup.messages]).await
+        }
+        From::Server => {
+            let text = Utf8Bytes::from(setup.text.clone());
+            let messages = setup.messages;
+            let sender = said.clone();
+            let started = Instant::now();
+            let task = setup.servers.spawn(async move {
+                for _ in 0..messages {
+                    let _ = sender.send(text.clone());
+                }
+            });
+            (started, task)
+        }
+    };
     let (outcome, sockets) = finish(counters, started, setup).await;
     drop(sockets);
     drain.abort();
@@ -283,37 +325,41 @@ async fn bare_member(
     State(said): State<broadcast::Sender<Utf8Bytes>>,
 ) -> impl IntoResponse {
     let mut heard = said.subscribe();
-    ws.on_upgrade(move |mut socket: WebSocket| async move {
-        loop {
-            tokio::select! {
-                message = heard.recv() => match message {
-                    Ok(text) => {
-                        if socket.send(Message::Text(text)).await.is_err() {
+    // The same socket configuration as the chat example's.
+    ws.read_buffer_size(app::READ_BUFFER)
+        .on_upgrade(move |mut socket: WebSocket| async move {
+            loop {
+                tokio::select! {
+                    message = heard.recv() => match message {
+                        Ok(text) => {
+                            if socket.send(Message::Text(text)).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
+                    frame = socket.recv() => {
+                        if !matches!(frame, Some(Ok(_))) {
                             break;
                         }
                     }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => break,
-                },
-                frame = socket.recv() => {
-                    if !matches!(frame, Some(Ok(_))) {
-                        break;
-                    }
                 }
             }
-        }
-    })
+        })
 }
 
 async fn bare_publisher(
     ws: WebSocketUpgrade,
     State(said): State<broadcast::Sender<Utf8Bytes>>,
 ) -> impl IntoResponse {
-    ws.on_upgrade(move |mut socket: WebSocket| async move {
-        while let Some(Ok(Message::Text(text))) = socket.recv().await {
-            let _ = said.send(text);
-        }
-    })
+    // The same socket configuration as the chat example's.
+    ws.read_buffer_size(app::READ_BUFFER)
+        .on_upgrade(move |mut socket: WebSocket| async move {
+            while let Some(Ok(Message::Text(text))) = socket.recv().await {
+                let _ = said.send(text);
+            }
+        })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -335,7 +381,10 @@ async fn on_connect<A: Adapter>(socket: SocketRef<A>) {
     );
 }
 
-async fn socketioxide_instance(setup: &Setup) -> (SocketAddr, oneshot::Sender<()>) {
+/// Emits one `message` event with this data to the room, from the server.
+type Emit = Arc<dyn Fn(Value) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+async fn socketioxide_instance(setup: &Setup) -> (SocketAddr, oneshot::Sender<()>, Emit) {
     let url = format!("{}?protocol=resp3", setup.redis_url);
     let (layer, io) = setup
         .servers
@@ -354,13 +403,14 @@ async fn socketioxide_instance(setup: &Setup) -> (SocketAddr, oneshot::Sender<()
         .await
         .unwrap();
     let router = Router::new().layer(layer);
-    let served = serve(setup, router).await;
-    // The instance lives as long as its server.
-    setup.servers.spawn(async move {
-        let _io = io;
-        std::future::pending::<()>().await;
+    let (addr, stop) = serve(setup, router).await;
+    let emit: Emit = Arc::new(move |data| {
+        let io = io.clone();
+        Box::pin(async move {
+            let _ = io.within("room").emit("message", &data).await;
+        })
     });
-    served
+    (addr, stop, emit)
 }
 
 /// Opens a Socket.IO connection to the default namespace over a raw WebSocket.
@@ -385,8 +435,8 @@ async fn sio_connect(addr: SocketAddr) -> Ws {
 }
 
 async fn socketioxide(setup: &Setup) -> Outcome {
-    let (a, stop_a) = socketioxide_instance(setup).await;
-    let (b, stop_b) = socketioxide_instance(setup).await;
+    let (a, stop_a, emit) = socketioxide_instance(setup).await;
+    let (b, stop_b, _) = socketioxide_instance(setup).await;
     let messages = setup.messages;
     let counters = in_parallel(setup.members, |i| async move {
         let addr = if i % 2 == 0 { a } else { b };
@@ -426,10 +476,22 @@ async fn socketioxide(setup: &Setup) -> Outcome {
     })
     .await;
     eprintln!("socketioxide: {} members joined", counters.len());
-    let publisher = sio_connect(a).await;
-    let event = json!(["to_room", {"room": "room", "text": setup.text}]);
-    let frames = vec![format!("42{event}"); setup.messages];
-    let (started, drain) = publish(publisher, frames).await;
+    let (started, drain) = match setup.from {
+        From::Client => {
+            let publisher = sio_connect(a).await;
+            let event = json!(["to_room", {"room": "room", "text": setup.text}]);
+            publish(publisher, vec![format!("42{event}"); setup.messages]).await
+        }
+        From::Server => {
+            let data = json!({"room": "room", "text": setup.text});
+            let messages = setup.messages;
+            let started = Instant::now();
+            let task = setup.servers.spawn(async move {
+                futures_util::future::join_all((0..messages).map(|_| emit(data.clone()))).await;
+            });
+            (started, task)
+        }
+    };
     let (outcome, sockets) = finish(counters, started, setup).await;
     drop(sockets);
     drain.abort();
@@ -443,7 +505,12 @@ async fn socketioxide(setup: &Setup) -> Outcome {
 static ROUND: AtomicU64 = AtomicU64::new(0);
 
 async fn ws_session(setup: &Setup) -> Outcome {
-    let prefix = format!("fanout{}", ROUND.fetch_add(1, Ordering::Relaxed));
+    // Each round is a process of its own: its keys must not meet those of an earlier one.
+    let prefix = format!(
+        "fanout{}-{}",
+        std::process::id(),
+        ROUND.fetch_add(1, Ordering::Relaxed)
+    );
     let mut addrs = Vec::new();
     let mut hubs = Vec::new();
     let mut stops = Vec::new();
@@ -487,10 +554,31 @@ async fn ws_session(setup: &Setup) -> Outcome {
     assert!(next_text(&mut idle).await.contains("welcome"));
     let idle_before = hubs[2].stats().received;
 
-    let mut publisher = connect(&format!("ws://{}/ws?user=publisher", addrs[0])).await;
-    assert!(next_text(&mut publisher).await.contains("welcome"));
-    let frame = json!({"op": "to_room", "room": "room", "text": setup.text}).to_string();
-    let (started, drain) = publish(publisher, vec![frame; setup.messages]).await;
+    let (started, drain) = match setup.from {
+        From::Client => {
+            let mut publisher = connect(&format!("ws://{}/ws?user=publisher", addrs[0])).await;
+            assert!(next_text(&mut publisher).await.contains("welcome"));
+            let frame = json!({"op": "to_room", "room": "room", "text": setup.text}).to_string();
+            publish(publisher, vec![frame; setup.messages]).await
+        }
+        From::Server => {
+            // What the chat example's `to_room` sends.
+            let message =
+                json!({"type": "message", "from": "publisher", "room": "room", "text": setup.text})
+                    .to_string();
+            let payload = ws_session::hub::Payload::from(message);
+            let hub = hubs[0].clone();
+            let messages = setup.messages;
+            let started = Instant::now();
+            let task = setup.servers.spawn(async move {
+                let sends = (0..messages).map(|_| hub.send_to_room("room", payload.clone()));
+                for result in futures_util::future::join_all(sends).await {
+                    result.unwrap();
+                }
+            });
+            (started, task)
+        }
+    };
     let (mut outcome, sockets) = finish(counters, started, setup).await;
     outcome.idle_node_received = Some(hubs[2].stats().received - idle_before);
     drop(sockets);

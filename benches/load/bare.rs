@@ -75,7 +75,9 @@ async fn upgrade(
         created_at: now,
         last_active: now,
     };
-    ws.on_upgrade(move |socket| serve_socket(socket, record, chat))
+    // The same socket configuration as the chat example's.
+    ws.read_buffer_size(crate::app::READ_BUFFER)
+        .on_upgrade(move |socket| serve_socket(socket, record, chat))
 }
 
 fn user_from_query(query: Option<&str>) -> Option<String> {
