@@ -831,3 +831,54 @@ async fn nodes_resubscribe_by_themselves_after_losing_pubsub() {
     // Each node: its own channel, everyone's, its user's and the room's.
     assert_eq!(subscriptions, [4, 4]);
 }
+
+hub_test!(sends_keep_their_call_order_even_awaited_together);
+
+async fn sends_keep_their_call_order_even_awaited_together(kind: Kind) {
+    let Some(cluster) = cluster(kind, 2).await else {
+        return;
+    };
+    let mut member = Client::connect(cluster.addr(1), "member").await;
+    member.ok(json!({"op": "join", "room": "r"})).await;
+    // Server code: every send is queued when it is called, and awaited all at once.
+    let hub = &cluster.instances[0].hub;
+    let sends: Vec<_> = (0..100)
+        .map(|i| {
+            let message = json!({"type": "message", "text": i.to_string()}).to_string();
+            if i % 2 == 0 {
+                futures_util::future::Either::Left(hub.send_to_room("r", message))
+            } else {
+                futures_util::future::Either::Right(hub.send_to_user("member", message))
+            }
+        })
+        .collect();
+    for result in futures_util::future::join_all(sends).await {
+        result.unwrap();
+    }
+    let expected: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        got.push(member.message().await["text"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(got, expected);
+
+    // A client that sends frames without waiting for replies: one reply each, in order, and
+    // the messages in order.
+    let mut sender = Client::connect(cluster.addr(0), "sender").await;
+    for i in 0..50 {
+        sender
+            .send(json!({"op": "to_room", "room": "r", "text": format!("p{i}")}))
+            .await;
+    }
+    sender.send(json!({"op": "get", "key": "k"})).await;
+    for _ in 0..50 {
+        assert_eq!(sender.ask_nothing().await, json!({"type": "ok"}));
+    }
+    assert_eq!(sender.ask_nothing().await["type"], "value");
+    let mut texts_got = Vec::new();
+    for _ in 0..50 {
+        texts_got.push(member.message().await["text"].as_str().unwrap().to_owned());
+    }
+    let expected: Vec<String> = (0..50).map(|i| format!("p{i}")).collect();
+    assert_eq!(texts_got, expected);
+}

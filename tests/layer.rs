@@ -291,7 +291,8 @@ async fn chat_protocol(store: impl SessionStore) {
     one.send(tungstenite::Message::text(said.to_string()))
         .await
         .unwrap();
-    let heard = json!({"type": "message", "from": "frank", "text": "hello"});
+    // Each connection's first hub message: offset 1.
+    let heard = json!({"type": "message", "from": "frank", "text": "hello", "offset": "1"});
     assert_eq!(recv(&mut one).await, heard);
     assert_eq!(recv(&mut two).await, heard);
 

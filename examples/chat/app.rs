@@ -3,10 +3,13 @@
 //! Kept apart from `main.rs` so that tests and the load harness run the very same router.
 
 use std::fmt::Write as _;
+use std::future::Future;
 use std::ops::ControlFlow;
+use std::pin::Pin;
 use std::time::Duration;
 
-use futures_util::SinkExt;
+use futures_util::stream::FuturesOrdered;
+use futures_util::{SinkExt, StreamExt};
 
 use axum::{
     Router,
@@ -95,7 +98,10 @@ async fn serve_socket(mut socket: WebSocket, session: WsSession) {
     if send(&mut socket, &welcome).await.is_err() {
         return;
     }
-    let mut events = Vec::with_capacity(BATCH);
+    // Grows with the largest batch taken: an idle connection holds none.
+    let mut events = Vec::new();
+    // Replies that wait for a publish, in the order of the frames that asked for them.
+    let mut pending: FuturesOrdered<Later> = FuturesOrdered::new();
     loop {
         tokio::select! {
             incoming = socket.recv() => {
@@ -104,7 +110,26 @@ async fn serve_socket(mut socket: WebSocket, session: WsSession) {
                     Some(Ok(Message::Close(_)) | Err(_)) | None => break,
                     Some(Ok(_)) => continue,
                 };
-                if let Some(reply) = answer(&text, &session).await
+                let reply = match answer(&text, &session).await {
+                    // A send goes on in the background: the next frame is read meanwhile.
+                    Answer::Later(reply) => {
+                        pending.push_back(reply);
+                        continue;
+                    }
+                    Answer::Now(reply) => reply,
+                };
+                // Replies go out in the order of the frames: the earlier ones first.
+                let mut replies: Vec<Value> = Vec::new();
+                while let Some(earlier) = pending.next().await {
+                    replies.extend(earlier);
+                }
+                replies.extend(reply);
+                if send_all(&mut socket, &replies).await.is_err() {
+                    break;
+                }
+            }
+            Some(reply) = pending.next(), if !pending.is_empty() => {
+                if let Some(reply) = reply
                     && send(&mut socket, &reply).await.is_err()
                 {
                     break;
@@ -119,6 +144,31 @@ async fn serve_socket(mut socket: WebSocket, session: WsSession) {
         }
     }
     // `session` is dropped when this task ends: the session is removed from the store.
+}
+
+/// A reply that comes once a publish is taken (`None`: no reply, for a `say` that went out).
+type Later = Pin<Box<dyn Future<Output = Option<Value>> + Send>>;
+
+/// What a frame gets.
+enum Answer {
+    /// This reply (or none).
+    Now(Option<Value>),
+    /// A reply once the message it sent is taken by the hub; the message is queued already.
+    Later(Later),
+}
+
+/// The reply to a send, once the hub has taken it: `ok` (`silent`: nothing), or the error.
+fn reply_to_send(
+    sent: impl Future<Output = ws_session::Result<()>> + Send + 'static,
+    silent: bool,
+) -> Answer {
+    Answer::Later(Box::pin(async move {
+        match sent.await {
+            Ok(()) if silent => None,
+            Ok(()) => Some(ok()),
+            Err(error) => Some(error_reply(error.to_string())),
+        }
+    }))
 }
 
 /// Writes `events` to the socket and flushes once; `Break` when the socket is done (it failed,
@@ -151,12 +201,13 @@ async fn forward(socket: &mut WebSocket, events: &mut Vec<HubEvent>) -> ControlF
     flow
 }
 
-/// The reply to one client frame; `None` for a `say` that went out, whose echo arrives through
-/// the hub.
-async fn answer(text: &str, session: &WsSession) -> Option<Value> {
+/// What one client frame gets. Sends to a room, a user or everyone are queued at once, in
+/// the order of the frames, and answered when the hub has taken them; everything else is
+/// answered here.
+async fn answer(text: &str, session: &WsSession) -> Answer {
     let command = match serde_json::from_str::<Command>(text) {
         Ok(command) => command,
-        Err(error) => return Some(error_reply(format!("bad request: {error}"))),
+        Err(error) => return Answer::Now(Some(error_reply(format!("bad request: {error}")))),
     };
     let hub = session.hub();
     let from = session.user_id();
@@ -181,10 +232,7 @@ async fn answer(text: &str, session: &WsSession) -> Option<Value> {
             Err(reply) => Ok(reply),
             Ok(()) => {
                 let message = json!({"type": "message", "from": from, "text": text});
-                match hub.broadcast(message.to_string()).await {
-                    Ok(()) => return None,
-                    Err(error) => Err(error),
-                }
+                return reply_to_send(hub.broadcast(message.to_string()), true);
             }
         },
         Command::Join { room } => session.join(&room).await.map(|_| ok()),
@@ -201,18 +249,14 @@ async fn answer(text: &str, session: &WsSession) -> Option<Value> {
             Err(reply) => Ok(reply),
             Ok(()) => {
                 let message = json!({"type": "message", "from": from, "room": room, "text": text});
-                hub.send_to_room(&room, message.to_string())
-                    .await
-                    .map(|()| ok())
+                return reply_to_send(hub.send_to_room(&room, message.to_string()), false);
             }
         },
         Command::ToUser { user, text } => match checked(&text) {
             Err(reply) => Ok(reply),
             Ok(()) => {
                 let message = json!({"type": "message", "from": from, "to": user, "text": text});
-                hub.send_to_user(&user, message.to_string())
-                    .await
-                    .map(|()| ok())
+                return reply_to_send(hub.send_to_user(&user, message.to_string()), false);
             }
         },
         Command::ToSession { session: id, text } => match checked(&text) {
@@ -227,7 +271,9 @@ async fn answer(text: &str, session: &WsSession) -> Option<Value> {
         // A demo: any client may kick anyone. A real application checks rights here.
         Command::Kick { user } => hub.kick(&user).await.map(|_| ok()),
     };
-    Some(result.unwrap_or_else(|error| error_reply(error.to_string())))
+    Answer::Now(Some(
+        result.unwrap_or_else(|error| error_reply(error.to_string())),
+    ))
 }
 
 /// An error reply for a text over [`MAX_TEXT`].
@@ -266,6 +312,20 @@ fn error_reply(message: String) -> Value {
 
 async fn send(socket: &mut WebSocket, value: &Value) -> Result<(), axum::Error> {
     send_frame(socket, Message::Text(value.to_string().into())).await
+}
+
+/// Sends `replies` in order, with one flush.
+async fn send_all(socket: &mut WebSocket, replies: &[Value]) -> Result<(), axum::Error> {
+    let written = async {
+        for reply in replies {
+            socket.feed(Message::Text(reply.to_string().into())).await?;
+        }
+        socket.flush().await
+    };
+    match tokio::time::timeout(SEND_TIMEOUT, written).await {
+        Ok(result) => result,
+        Err(elapsed) => Err(axum::Error::new(elapsed)),
+    }
 }
 
 /// Sends one frame, giving up (as if the socket had failed) after [`SEND_TIMEOUT`].

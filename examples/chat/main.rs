@@ -6,13 +6,15 @@
 //! ```
 //!
 //! Environment: `ADDR` (default `127.0.0.1:3000`), `REDIS_URL` (use Redis when set),
-//! `SESSION_TTL_SECS` (default 60). Connect with `GET /ws?user=NAME`; the protocol is in
-//! README.md.
+//! `SESSION_TTL_SECS` (default 60). Connect with `GET /ws?user=NAME`; the protocol (sessions,
+//! rooms, messages to a room, a user, a session or everyone, kicks) is in README.md. Start it
+//! twice on one `REDIS_URL` with two `ADDR`s and the clients of both reach each other.
 
 mod app;
 
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tracing_subscriber::EnvFilter;
 use ws_session::{MemoryStore, RedisStore, SessionLayer};
 
@@ -51,6 +53,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "chat listening on ws://{}/ws?user=NAME",
         listener.local_addr()?
     );
+    // Small frames (replies, chat messages) go out at once rather than waiting on Nagle.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app::router(layer))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

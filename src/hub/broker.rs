@@ -80,6 +80,9 @@ impl fmt::Debug for Broker {
     }
 }
 
+/// The answer to a publish: whether the broker took the envelope.
+pub(crate) type Published = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>;
+
 /// One node's end of the broker.
 ///
 /// `subscribe` and `unsubscribe` record what the node needs, in the order it says so, and
@@ -122,14 +125,17 @@ impl Transport {
     }
 
     /// Publishes `envelope` to every node subscribed to `topic`, this one included.
-    pub(crate) async fn publish(&self, topic: &Topic, envelope: &Envelope) -> Result<()> {
+    ///
+    /// The envelope takes its place in this node's order now, when this is called; the future
+    /// says whether the broker took it.
+    pub(crate) fn publish(&self, topic: &Topic, envelope: &Envelope) -> Published {
         match self {
             Transport::Local(local) => {
                 local.publish(topic, envelope);
-                Ok(())
+                Box::pin(std::future::ready(Ok(())))
             }
             #[cfg(feature = "redis")]
-            Transport::Redis(redis) => redis.publish(topic, envelope).await,
+            Transport::Redis(redis) => Box::pin(redis.publish(topic, envelope)),
         }
     }
 

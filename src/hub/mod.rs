@@ -38,6 +38,7 @@ mod redis;
 
 use std::convert::Infallible;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
@@ -110,46 +111,79 @@ impl Hub {
 
     /// Sends `payload` to every connection of `user_id`, on every instance.
     ///
+    /// The message takes its place in this instance's order when this is called, before the
+    /// returned future is awaited: sends made one after the other reach each connection in
+    /// that order even when their futures are awaited later, or together. The future resolves
+    /// once the broker has taken the message.
+    ///
     /// # Errors
     ///
-    /// `InvalidInput` for an oversized payload or user id; `Unavailable` when the broker cannot
-    /// be reached.
-    pub async fn send_to_user(&self, user_id: &str, payload: impl Into<Payload>) -> Result<()> {
-        self.registry.store.limits().check_user_id(user_id)?;
-        let payload = self.checked(payload.into())?;
-        self.publish(
-            &Topic::User(user_id.to_owned()),
-            &Envelope::message(None, payload),
-        )
-        .await
+    /// `InvalidInput` for an oversized payload or user id (nothing is sent); `Unavailable`
+    /// when the broker cannot be reached.
+    pub fn send_to_user(
+        &self,
+        user_id: &str,
+        payload: impl Into<Payload>,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        let published = self
+            .registry
+            .store
+            .limits()
+            .check_user_id(user_id)
+            .map_err(Error::from)
+            .and_then(|()| self.checked(payload.into()))
+            .map(|payload| {
+                self.publish(
+                    &Topic::User(user_id.to_owned()),
+                    &Envelope::message(None, payload),
+                )
+            });
+        async move { published?.await }
     }
 
-    /// Sends `payload` to every member of `room`, on every instance.
+    /// Sends `payload` to every member of `room`, on every instance. Ordered as
+    /// [`send_to_user`](Self::send_to_user) is.
     ///
     /// # Errors
     ///
-    /// `InvalidInput` for an oversized payload or a bad room name; `Unavailable` when the
-    /// broker cannot be reached.
-    pub async fn send_to_room(&self, room: &str, payload: impl Into<Payload>) -> Result<()> {
-        self.registry.store.limits().check_room(room)?;
-        let payload = self.checked(payload.into())?;
-        self.publish(
-            &Topic::Room(room.to_owned()),
-            &Envelope::message(None, payload),
-        )
-        .await
+    /// `InvalidInput` for an oversized payload or a bad room name (nothing is sent);
+    /// `Unavailable` when the broker cannot be reached.
+    pub fn send_to_room(
+        &self,
+        room: &str,
+        payload: impl Into<Payload>,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        let published = self
+            .registry
+            .store
+            .limits()
+            .check_room(room)
+            .map_err(Error::from)
+            .and_then(|()| self.checked(payload.into()))
+            .map(|payload| {
+                self.publish(
+                    &Topic::Room(room.to_owned()),
+                    &Envelope::message(None, payload),
+                )
+            });
+        async move { published?.await }
     }
 
-    /// Sends `payload` to every connection on every instance.
+    /// Sends `payload` to every connection on every instance. Ordered as
+    /// [`send_to_user`](Self::send_to_user) is.
     ///
     /// # Errors
     ///
-    /// `InvalidInput` for an oversized payload; `Unavailable` when the broker cannot be
-    /// reached.
-    pub async fn broadcast(&self, payload: impl Into<Payload>) -> Result<()> {
-        let payload = self.checked(payload.into())?;
-        self.publish(&Topic::All, &Envelope::message(None, payload))
-            .await
+    /// `InvalidInput` for an oversized payload (nothing is sent); `Unavailable` when the broker
+    /// cannot be reached.
+    pub fn broadcast(
+        &self,
+        payload: impl Into<Payload>,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        let published = self
+            .checked(payload.into())
+            .map(|payload| self.publish(&Topic::All, &Envelope::message(None, payload)));
+        async move { published?.await }
     }
 
     /// Disconnects session `id`: its connection, wherever it is, is closed with 4000
@@ -212,12 +246,9 @@ impl Hub {
             .ok_or_else(|| Error::not_found(id))
     }
 
-    async fn publish(&self, topic: &Topic, envelope: &Envelope) -> Result<()> {
-        self.registry
-            .node
-            .transport()
-            .publish(topic, envelope)
-            .await
+    /// Publishes now, in this node's order; the future says whether the broker took it.
+    fn publish(&self, topic: &Topic, envelope: &Envelope) -> broker::Published {
+        self.registry.node.transport().publish(topic, envelope)
     }
 }
 

@@ -270,7 +270,9 @@ impl Node {
     ) {
         let mut members = map.entry(name.to_owned()).or_default();
         if members.is_empty() {
-            self.transport.subscribe(&topic(name.to_owned()));
+            let topic = topic(name.to_owned());
+            tracing::debug!(node = %self.id, ?topic, "first local member: subscribing");
+            self.transport.subscribe(&topic);
         }
         members.insert(id.to_owned(), Arc::clone(connection));
     }
@@ -288,7 +290,9 @@ impl Node {
             members.get_mut().remove(id);
             if members.get().is_empty() {
                 members.remove();
-                self.transport.unsubscribe(&topic(name.to_owned()));
+                let topic = topic(name.to_owned());
+                tracing::debug!(node = %self.id, ?topic, "last local member gone: unsubscribing");
+                self.transport.unsubscribe(&topic);
             }
         }
     }

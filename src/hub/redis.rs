@@ -8,12 +8,13 @@
 //! goes through the store's ordinary pool, bounded by the store's timeout.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::envelope::{Envelope, Topic};
 use super::node::Node;
@@ -31,6 +32,20 @@ pub(crate) struct RedisTransport {
     shared: Arc<Shared>,
     node: Weak<Node>,
     started: OnceLock<()>,
+    /// The queue of the node's publisher task, started with the first publish.
+    publisher: OnceLock<mpsc::Sender<Outgoing>>,
+}
+
+/// Most messages the publish queue of a node holds; a publish that finds it full fails.
+const PUBLISH_QUEUE: usize = 64 * 1024;
+/// Most messages one pipeline carries.
+const PUBLISH_BATCH: usize = 256;
+
+/// One message waiting to be published, and who waits for the answer.
+struct Outgoing {
+    channel: Vec<u8>,
+    payload: Bytes,
+    done: oneshot::Sender<Result<()>>,
 }
 
 /// What the node and the connection task share.
@@ -80,6 +95,7 @@ impl RedisTransport {
             shared: Arc::default(),
             node,
             started: OnceLock::new(),
+            publisher: OnceLock::new(),
         }
     }
 
@@ -122,9 +138,55 @@ impl RedisTransport {
         }
     }
 
-    pub(crate) async fn publish(&self, topic: &Topic, envelope: &Envelope) -> Result<()> {
-        let channel = self.store.keys().channel(topic);
-        self.store.publish(&channel, &envelope.encode()).await
+    /// Queues `envelope` for `topic` now, behind every envelope this node queued before; the
+    /// future resolves once Redis has taken it. The node's publisher task sends what is queued
+    /// in pipelines, so a burst of publishes costs one write, in order.
+    pub(crate) fn publish(
+        &self,
+        topic: &Topic,
+        envelope: &Envelope,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        let (done, answer) = oneshot::channel();
+        let outgoing = Outgoing {
+            channel: self.store.keys().channel(topic),
+            payload: envelope.encode(),
+            done,
+        };
+        let queued = self.publisher().and_then(|queue| {
+            queue.try_send(outgoing).map_err(|_| Error::Unavailable {
+                reason: "the hub's publish queue is full".to_owned(),
+                source: None,
+            })
+        });
+        // The publisher task gives up within the store's timeout; this waits a little longer.
+        let timeout = self.store.operation_timeout() + Duration::from_millis(100);
+        async move {
+            queued?;
+            match tokio::time::timeout(timeout, answer).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(Error::Unavailable {
+                    reason: "the hub's publisher stopped".to_owned(),
+                    source: None,
+                }),
+                Err(_) => Err(Error::timed_out(timeout)),
+            }
+        }
+    }
+
+    /// The queue of this node's publisher task, started on first use.
+    fn publisher(&self) -> Result<&mpsc::Sender<Outgoing>> {
+        if let Some(queue) = self.publisher.get() {
+            return Ok(queue);
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::Unavailable {
+            reason: "the hub publishes from within a Tokio runtime only".to_owned(),
+            source: None,
+        })?;
+        Ok(self.publisher.get_or_init(|| {
+            let (queue, waiting) = mpsc::channel(PUBLISH_QUEUE);
+            runtime.spawn(publish_queued(self.store.clone(), waiting));
+            queue
+        }))
     }
 
     pub(crate) fn subscriptions(&self) -> usize {
@@ -328,6 +390,42 @@ impl Task {
                 channel = %String::from_utf8_lossy(channel),
                 "dropped a hub message that is not an envelope"
             ),
+        }
+    }
+}
+
+/// The body of a node's publisher task: sends what is queued, in order, in pipelines, and
+/// answers each caller. Ends when the transport is dropped.
+async fn publish_queued(store: RedisStore, mut waiting: mpsc::Receiver<Outgoing>) {
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    let mut messages = Vec::with_capacity(PUBLISH_BATCH);
+    let mut callers = Vec::with_capacity(PUBLISH_BATCH);
+    while waiting.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        for outgoing in batch.drain(..) {
+            messages.push((outgoing.channel, outgoing.payload));
+            callers.push(outgoing.done);
+        }
+        let result = store.publish_all(&messages).await;
+        messages.clear();
+        let mut callers = callers.drain(..);
+        match result {
+            Ok(()) => callers.for_each(|caller| {
+                let _ = caller.send(Ok(()));
+            }),
+            Err(error) => {
+                // Every caller hears of the failure; the first one gets the error itself, with
+                // its source.
+                let first = callers.next();
+                for caller in callers {
+                    let _ = caller.send(Err(Error::Unavailable {
+                        reason: error.to_string(),
+                        source: None,
+                    }));
+                }
+                if let Some(first) = first {
+                    let _ = first.send(Err(error));
+                }
+            }
         }
     }
 }

@@ -77,6 +77,11 @@ impl Client {
     /// Sends `request` and returns its reply.
     pub async fn ask(&mut self, request: Value) -> Value {
         self.send(request).await;
+        self.ask_nothing().await
+    }
+
+    /// The next reply to a frame sent earlier, keeping the hub messages that come first.
+    pub async fn ask_nothing(&mut self) -> Value {
         loop {
             let frame = read_json(&mut self.socket)
                 .await

@@ -71,6 +71,26 @@ impl RedisStore {
         self.outcome(reply).await
     }
 
+    /// Sends `count` commands at once and waits for all their answers, within the store's
+    /// timeout. The answers themselves are not looked at (an error reply among them is not an
+    /// error of the call).
+    pub(super) async fn run_pipeline(
+        &self,
+        pipeline: &::redis::Pipeline,
+        count: usize,
+    ) -> Result<()> {
+        let deadline = Instant::now() + self.inner.timeout;
+        let mut conn = self.connection(deadline).await?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let reply = if left.is_zero() {
+            Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into())
+        } else {
+            conn.set_response_timeout(left);
+            conn.send_packed_commands(pipeline, 0, count).await
+        };
+        self.outcome(reply).await.map(drop)
+    }
+
     /// A handle on one of the pool's connections, waiting for it until `deadline` at most.
     ///
     /// A pooled connection is multiplexed: its handle is cheap to clone, and clones send their

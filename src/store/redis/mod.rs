@@ -243,11 +243,14 @@ impl RedisStore {
         self.inner.timeout
     }
 
-    /// Publishes `payload` on `channel`, within the store's timeout.
-    pub(crate) async fn publish(&self, channel: &[u8], payload: &[u8]) -> Result<()> {
-        let mut command = Command::new("PUBLISH");
-        command.arg(channel).arg(payload);
-        self.run(&command).await.map(drop)
+    /// Publishes every payload on its channel, in order, in one pipeline, within the store's
+    /// timeout.
+    pub(crate) async fn publish_all(&self, messages: &[(Vec<u8>, bytes::Bytes)]) -> Result<()> {
+        let mut pipeline = ::redis::pipe();
+        for (channel, payload) in messages {
+            pipeline.cmd("PUBLISH").arg(channel).arg(payload.as_ref());
+        }
+        self.run_pipeline(&pipeline, messages.len()).await
     }
 
     /// The connection pool.
