@@ -192,7 +192,7 @@ pub fn header(params: &Params, fd_limit: u64, redis_url: Option<&str>) {
         params.hold_rounds
     );
     println!(
-        "servers: child processes, 127.0.0.1, TCP_NODELAY, axum's WebSocket defaults; clients: \
+        "servers: child processes, 127.0.0.1, TCP_NODELAY, a 4 KiB read buffer (as the chat example); clients: \
          tokio-tungstenite with a 4 KiB read buffer"
     );
     match redis_url {

@@ -14,7 +14,11 @@
 //! - **At most once.** A message reaches each connection it targets at most once. A connection
 //!   that is not open (or not yet in the room) when the message arrives at its node misses it.
 //! - **In order per sender.** The messages one instance sends reach each connection in the
-//!   order they were sent, whatever their targets.
+//!   order they were sent, whatever their targets. [`Hub::send_to_user`],
+//!   [`Hub::send_to_room`] and [`Hub::broadcast`] take their place in that order when they are
+//!   called, so sends whose futures are awaited later, or together, keep their call order; the
+//!   sends of [`Hub::send_to_session`] and [`Hub::disconnect`] take theirs once the session's
+//!   node is looked up. With Redis, one publisher task per instance sends them in pipelines.
 //! - **Slow clients are closed, not waited for.** Each connection's inbox is bounded by
 //!   messages and bytes ([`InboxLimits`]). A message that would overflow it drops what it holds
 //!   and closes the connection with 4001 ([`CloseReason::TOO_SLOW`]); delivery to everyone else
