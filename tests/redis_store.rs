@@ -237,17 +237,7 @@ async fn every_key_carries_a_ttl_after_a_random_workload() {
         long.create_session(&id, user).await.unwrap();
     }
 
-    let keys: Vec<String> = {
-        let mut iter: redis::AsyncIter<String> = conn
-            .scan_match(format!("{}:*", long.prefix()))
-            .await
-            .unwrap();
-        let mut keys = Vec::new();
-        while let Some(key) = iter.next_item().await {
-            keys.push(key.unwrap());
-        }
-        keys
-    };
+    let keys = support::redis_server::keys_under(&mut conn, &long).await;
     let mut sets = 0;
     let mut members = 0;
     for key in &keys {

@@ -129,20 +129,13 @@ impl Hub {
         user_id: &str,
         payload: impl Into<Payload>,
     ) -> impl Future<Output = Result<()>> + Send + 'static {
-        let published = self
+        let topic = self
             .registry
             .store
             .limits()
             .check_user_id(user_id)
-            .map_err(Error::from)
-            .and_then(|()| self.checked(payload.into()))
-            .map(|payload| {
-                self.publish(
-                    &Topic::User(user_id.to_owned()),
-                    &Envelope::message(None, payload),
-                )
-            });
-        async move { published?.await }
+            .map(|()| Topic::User(user_id.to_owned()));
+        self.send_to(topic, payload.into())
     }
 
     /// Sends `payload` to every member of `room`, on every instance. Ordered as
@@ -157,20 +150,13 @@ impl Hub {
         room: &str,
         payload: impl Into<Payload>,
     ) -> impl Future<Output = Result<()>> + Send + 'static {
-        let published = self
+        let topic = self
             .registry
             .store
             .limits()
             .check_room(room)
-            .map_err(Error::from)
-            .and_then(|()| self.checked(payload.into()))
-            .map(|payload| {
-                self.publish(
-                    &Topic::Room(room.to_owned()),
-                    &Envelope::message(None, payload),
-                )
-            });
-        async move { published?.await }
+            .map(|()| Topic::Room(room.to_owned()));
+        self.send_to(topic, payload.into())
     }
 
     /// Sends `payload` to every connection on every instance. Ordered as
@@ -184,9 +170,20 @@ impl Hub {
         &self,
         payload: impl Into<Payload>,
     ) -> impl Future<Output = Result<()>> + Send + 'static {
-        let published = self
-            .checked(payload.into())
-            .map(|payload| self.publish(&Topic::All, &Envelope::message(None, payload)));
+        self.send_to(Ok(Topic::All), payload.into())
+    }
+
+    /// Checks `payload` and publishes it to `topic` now (when the topic's name passed its
+    /// check); the future says whether the broker took it.
+    fn send_to(
+        &self,
+        topic: std::result::Result<Topic, crate::InvalidInput>,
+        payload: Payload,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        let published = topic
+            .map_err(Error::from)
+            .and_then(|topic| Ok((topic, self.checked(payload)?)))
+            .map(|(topic, payload)| self.publish(&topic, &Envelope::message(None, payload)));
         async move { published?.await }
     }
 

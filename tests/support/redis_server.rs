@@ -271,3 +271,20 @@ fn answers_ping(port: u16) -> bool {
     };
     ping().unwrap_or(false)
 }
+
+/// Every key under `store`'s prefix, read with `SCAN` on `conn`.
+pub async fn keys_under(
+    conn: &mut redis::aio::MultiplexedConnection,
+    store: &RedisStore,
+) -> Vec<String> {
+    use redis::AsyncCommands;
+    let mut iter: redis::AsyncIter<String> = conn
+        .scan_match(format!("{}:*", store.prefix()))
+        .await
+        .unwrap();
+    let mut keys = Vec::new();
+    while let Some(key) = iter.next_item().await {
+        keys.push(key.unwrap());
+    }
+    keys
+}

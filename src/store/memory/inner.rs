@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use super::entry::{Entry, EntryGuard};
-use super::{FAR_FUTURE, Inner};
+use super::{FAR_FUTURE, Index, Inner};
 use crate::error::{Error, Result};
 use crate::session::{SessionData, now_ms};
 
@@ -97,43 +97,19 @@ impl Inner {
     /// Drops `id` from the index of `user_id` unless it is a live session of that user, and
     /// drops the user's set when it is left empty.
     pub(super) fn prune(&self, user_id: &str, id: &str) {
-        let emptied = match self.users.get_mut(user_id) {
-            Some(mut ids) => {
-                // Users before sessions: the lock order.
-                let live = self
-                    .read(id, |entry| entry.user_id == user_id)
-                    .unwrap_or(false);
-                if !live {
-                    ids.remove(id);
-                }
-                ids.is_empty()
-            }
-            None => false,
-        };
-        if emptied {
-            self.users.remove_if(user_id, |_, ids| ids.is_empty());
-        }
+        prune_from(&self.users, user_id, id, |id| {
+            self.read(id, |entry| entry.user_id == user_id)
+                .unwrap_or(false)
+        });
     }
 
     /// Drops `id` from the set of `room` unless it is a live session in that room, and drops
     /// the room's set when it is left empty.
     pub(super) fn prune_room(&self, room: &str, id: &str) {
-        let emptied = match self.rooms.get_mut(room) {
-            Some(mut ids) => {
-                // Rooms before sessions: the lock order.
-                let live = self
-                    .read(id, |entry| entry.rooms.contains(room))
-                    .unwrap_or(false);
-                if !live {
-                    ids.remove(id);
-                }
-                ids.is_empty()
-            }
-            None => false,
-        };
-        if emptied {
-            self.rooms.remove_if(room, |_, ids| ids.is_empty());
-        }
+        prune_from(&self.rooms, room, id, |id| {
+            self.read(id, |entry| entry.rooms.contains(room))
+                .unwrap_or(false)
+        });
     }
 
     /// Drops the entries of a session that is gone from the user index and its rooms.
@@ -169,5 +145,22 @@ impl Inner {
         if !dead.is_empty() {
             tracing::trace!(expired = dead.len(), "expired sessions swept");
         }
+    }
+}
+
+/// Drops `id` from `index[name]` unless `keep(id)` holds, and drops the set when it is left
+/// empty. `keep` reads the session map while the set is held: the lock order.
+fn prune_from(index: &Index, name: &str, id: &str, keep: impl FnOnce(&str) -> bool) {
+    let emptied = match index.get_mut(name) {
+        Some(mut ids) => {
+            if !keep(id) {
+                ids.remove(id);
+            }
+            ids.is_empty()
+        }
+        None => false,
+    };
+    if emptied {
+        index.remove_if(name, |_, ids| ids.is_empty());
     }
 }

@@ -94,6 +94,9 @@ pub struct MemoryStore {
     inner: Arc<Inner>,
 }
 
+/// Name (a user id, a room) -> the ids of the sessions it holds.
+type Index = DashMap<String, HashSet<String, Keyed>, Keyed>;
+
 struct Inner {
     /// Session id -> session.
     sessions: DashMap<String, Entry, Keyed>,
@@ -105,11 +108,11 @@ struct Inner {
     /// live (in `create_session`) while its user's set is held; so the set of a user always
     /// holds the id of every live session of that user. It may briefly hold dead ids, which
     /// readers skip and prune.
-    users: DashMap<String, HashSet<String, Keyed>, Keyed>,
+    users: Index,
     /// Room name -> ids of the room's sessions, kept like `users` (same lock order, same
     /// rules): a room's set holds every live session that has the room, and may briefly hold
     /// dead ids, which readers skip and prune.
-    rooms: DashMap<String, HashSet<String, Keyed>, Keyed>,
+    rooms: Index,
     /// The in-process broker of the hubs on this store.
     bus: Arc<LocalBus>,
     ttl: Duration,
