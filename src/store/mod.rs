@@ -21,7 +21,7 @@ pub mod redis;
 /// A place where sessions live: [`MemoryStore`](crate::MemoryStore) in the process, or
 /// [`RedisStore`](crate::RedisStore) shared by every server instance.
 ///
-/// Every method validates its input against the store's [`Limits`](crate::Limits) first and
+/// Every method validates its input against the store's [`Limits`] first and
 /// writes nothing when a limit is broken ([`Error::InvalidInput`](crate::Error::InvalidInput)).
 /// Every mutation of a session that does not exist — never created, removed, or expired —
 /// fails with [`Error::NotFound`](crate::Error::NotFound) and writes nothing.

@@ -7,12 +7,12 @@
 //!
 //! # TTLs
 //!
-//! A session expires [`ttl`](SessionStore::ttl) after its last write
-//! ([`set_session_data`](SessionStore::set_session_data),
-//! [`update_session_data`](SessionStore::update_session_data),
-//! [`delete_session_data`](SessionStore::delete_session_data),
-//! [`clear_session_data`](SessionStore::clear_session_data)) or
-//! [`touch`](SessionStore::touch); each of these also sets its `last_active` time. Reads do not
+//! A session expires [`ttl`](crate::SessionStore::ttl) after its last write
+//! ([`set_session_data`](crate::SessionStore::set_session_data),
+//! [`update_session_data`](crate::SessionStore::update_session_data),
+//! [`delete_session_data`](crate::SessionStore::delete_session_data),
+//! [`clear_session_data`](crate::SessionStore::clear_session_data)) or
+//! [`touch`](crate::SessionStore::touch); each of these also sets its `last_active` time. Reads do not
 //! extend a session's life. An expired session is gone for every operation the moment its TTL
 //! runs out; a background thread reclaims its memory at the store's
 //! [sweep interval](MemoryStore::sweep_interval). The thread starts with the first session and
@@ -22,7 +22,7 @@
 //!
 //! Sessions sit in a sharded concurrent map, so operations on different sessions rarely wait
 //! for each other, and each operation on one session is atomic. The methods are `async` to fit
-//! [`SessionStore`], but never wait for anything but a short shard lock.
+//! [`SessionStore`](crate::SessionStore), but never wait for anything but a short shard lock.
 //!
 //! ```
 //! use serde_json::json;
