@@ -156,6 +156,15 @@ impl LiveSessions {
         self.registry.wait_for_removals().await;
     }
 
+    /// Asks every connection open on this instance to close with `reason` — for a shutdown,
+    /// [`CloseReason::GOING_AWAY`](crate::hub::CloseReason::GOING_AWAY) (1001): each handler's
+    /// [`recv`](crate::WsSession::recv) yields the close, its socket loop sends the close frame
+    /// and ends, and the session is removed when the handle drops. Returns how many were asked.
+    /// Follow it with [`wait_for_removals`](Self::wait_for_removals) once the sockets are done.
+    pub fn close_all(&self, reason: &crate::hub::CloseReason) -> usize {
+        self.registry.node.close_all(reason)
+    }
+
     /// Refreshes the TTL of every open session now, instead of waiting for the next tick.
     /// Returns how many were refreshed.
     pub async fn refresh_now(&self) -> usize {

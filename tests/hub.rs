@@ -884,3 +884,35 @@ async fn sends_keep_their_call_order_even_awaited_together(kind: Kind) {
     let expected: Vec<String> = (0..50).map(|i| format!("p{i}")).collect();
     assert_eq!(texts_got, expected);
 }
+
+hub_test!(closing_all_sockets_for_a_shutdown_sends_1001_and_removes_the_sessions);
+
+async fn closing_all_sockets_for_a_shutdown_sends_1001_and_removes_the_sessions(kind: Kind) {
+    let Some(cluster) = cluster(kind, 2).await else {
+        return;
+    };
+    let mut here = Client::connect(cluster.addr(0), "ann").await;
+    let mut there = Client::connect(cluster.addr(1), "ann").await;
+    let here_id = here.id.clone();
+    assert_eq!(
+        cluster.instances[0]
+            .sessions
+            .close_all(&ws_session::hub::CloseReason::GOING_AWAY),
+        1
+    );
+    assert_eq!(here.close_code().await, Some(1001));
+    eventually("the closed socket's session is removed", || async {
+        cluster.instances[0].sessions.is_empty()
+            && cluster.instances[1]
+                .hub
+                .send_to_session(&here_id, "x")
+                .await
+                .is_err()
+    })
+    .await;
+    // The other instance's socket is untouched.
+    there
+        .ok(json!({"op": "to_user", "user": "ann", "text": "still"}))
+        .await;
+    assert_eq!(there.message().await["text"], "still");
+}

@@ -90,6 +90,9 @@ async fn upgrade(ws: WebSocketUpgrade, session: WsSession) -> impl IntoResponse 
         .on_upgrade(move |socket| serve_socket(socket, session))
 }
 
+/// Most sends of one connection waiting for the hub at once.
+const MAX_IN_FLIGHT: usize = 64;
+
 /// Most hub events written to the socket before one flush.
 const BATCH: usize = 64;
 
@@ -114,6 +117,14 @@ async fn serve_socket(mut socket: WebSocket, session: WsSession) {
                     // A send goes on in the background: the next frame is read meanwhile.
                     Answer::Later(reply) => {
                         pending.push_back(reply);
+                        // A client that sends faster than the hub takes its messages waits
+                        // here, so what it costs stays bounded.
+                        if pending.len() >= MAX_IN_FLIGHT
+                            && let Some(Some(reply)) = pending.next().await
+                            && send(&mut socket, &reply).await.is_err()
+                        {
+                            break;
+                        }
                         continue;
                     }
                     Answer::Now(reply) => reply,

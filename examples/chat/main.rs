@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use tracing_subscriber::EnvFilter;
+use ws_session::hub::CloseReason;
 use ws_session::{MemoryStore, RedisStore, SessionLayer};
 
 #[tokio::main]
@@ -57,14 +58,42 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    let closing = sessions.clone();
     axum::serve(listener, app::router(layer))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Every open socket is closed with 1001, server going away.
+            let asked = closing.close_all(&CloseReason::GOING_AWAY);
+            tracing::info!(sockets = asked, "shutting down");
         })
         .await?;
 
+    // The socket tasks end once their close frame is out; give them a few seconds.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !sessions.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Let the sessions of closed sockets reach the store before the process exits.
     sessions.wait_for_removals().await;
     tracing::info!(open = sessions.len(), "chat stopped");
     Ok(())
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM, whichever comes first.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C still stops the server");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }

@@ -12,7 +12,7 @@ use dashmap::mapref::entry::Entry;
 use super::broker::{Broker, Transport};
 use super::envelope::{Body, Envelope, Topic};
 use super::inbox::{Inbox, InboxLimits, Pushed};
-use super::message::HubEvent;
+use super::message::{CloseReason, HubEvent};
 use crate::error::Result;
 
 /// One open connection, as the node knows it.
@@ -185,6 +185,14 @@ impl Node {
 
     pub(crate) fn len(&self) -> usize {
         self.connections.len()
+    }
+
+    /// Asks every connection open here to close with `reason`. Returns how many were asked.
+    pub(crate) fn close_all(&self, reason: &CloseReason) -> usize {
+        self.connections
+            .iter()
+            .filter(|entry| entry.inbox.close(reason.clone()))
+            .count()
     }
 
     pub(crate) fn stats(&self) -> HubStats {
