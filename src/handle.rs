@@ -262,7 +262,7 @@ impl WsSession {
     /// (4001) here instead of the messages it missed. Clones of a handle share one inbox:
     /// receive from one task.
     pub async fn recv(&self) -> Option<HubEvent> {
-        self.inner.connection.recv().await
+        self.inner.connection.inbox.recv().await
     }
 
     /// Waits for at least one event of this connection's inbox, then moves up to `limit` of

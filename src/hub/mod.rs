@@ -129,13 +129,11 @@ impl Hub {
         user_id: &str,
         payload: impl Into<Payload>,
     ) -> impl Future<Output = Result<()>> + Send + 'static {
-        let topic = self
-            .registry
-            .store
-            .limits()
-            .check_user_id(user_id)
-            .map(|()| Topic::User(user_id.to_owned()));
-        self.send_to(topic, payload.into())
+        let topic = self.limits().check_user_id(user_id);
+        self.send_to(
+            topic.map(|()| Topic::User(user_id.to_owned())),
+            payload.into(),
+        )
     }
 
     /// Sends `payload` to every member of `room`, on every instance. Ordered as
@@ -150,13 +148,8 @@ impl Hub {
         room: &str,
         payload: impl Into<Payload>,
     ) -> impl Future<Output = Result<()>> + Send + 'static {
-        let topic = self
-            .registry
-            .store
-            .limits()
-            .check_room(room)
-            .map(|()| Topic::Room(room.to_owned()));
-        self.send_to(topic, payload.into())
+        let topic = self.limits().check_room(room);
+        self.send_to(topic.map(|()| Topic::Room(room.to_owned())), payload.into())
     }
 
     /// Sends `payload` to every connection on every instance. Ordered as
@@ -210,7 +203,7 @@ impl Hub {
     /// `InvalidInput` for a bad user id; `Unavailable` when the store or the broker cannot be
     /// reached.
     pub async fn kick(&self, user_id: &str) -> Result<Vec<String>> {
-        self.registry.store.limits().check_user_id(user_id)?;
+        self.limits().check_user_id(user_id)?;
         let envelope = Envelope::close(None, CloseReason::KICKED);
         self.publish(&Topic::User(user_id.to_owned()), &envelope)
             .await?;
@@ -234,8 +227,13 @@ impl Hub {
         self.registry.node.stats()
     }
 
+    /// The limits of the store the hub's sessions live in.
+    fn limits(&self) -> crate::Limits {
+        self.registry.store.limits()
+    }
+
     fn checked(&self, payload: Payload) -> Result<Payload> {
-        self.registry.store.limits().check_message(payload.len())?;
+        self.limits().check_message(payload.len())?;
         Ok(payload)
     }
 

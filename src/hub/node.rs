@@ -12,7 +12,7 @@ use dashmap::mapref::entry::Entry;
 use super::broker::{Broker, Transport};
 use super::envelope::{Body, Envelope, Topic};
 use super::inbox::{Inbox, InboxLimits, Pushed};
-use super::message::{CloseReason, HubEvent};
+use super::message::CloseReason;
 use crate::error::Result;
 
 /// One open connection, as the node knows it.
@@ -231,18 +231,19 @@ impl Node {
                     self.deliver(id, &connection, &envelope.body);
                 }
             }
-            Topic::User(name) | Topic::Room(name) => {
-                let map = if matches!(topic, Topic::User(_)) {
-                    &self.users
-                } else {
-                    &self.rooms
-                };
-                if let Some(members) = map.get(name) {
-                    for (id, connection) in members.iter() {
-                        self.deliver(id, connection, &envelope.body);
-                    }
-                }
-            }
+            Topic::User(name) => self.deliver_to(self.users.get(name), &envelope.body),
+            Topic::Room(name) => self.deliver_to(self.rooms.get(name), &envelope.body),
+        }
+    }
+
+    /// Delivers `body` to every member of a user or room entry, if there is one.
+    fn deliver_to(
+        &self,
+        members: Option<dashmap::mapref::one::Ref<'_, String, Members>>,
+        body: &Body,
+    ) {
+        for (id, connection) in members.iter().flat_map(|members| members.iter()) {
+            self.deliver(id, connection, body);
         }
     }
 
@@ -303,13 +304,6 @@ impl Node {
                 self.transport.unsubscribe(&topic);
             }
         }
-    }
-}
-
-impl Connection {
-    /// The next event of this connection's inbox.
-    pub(crate) async fn recv(&self) -> Option<HubEvent> {
-        self.inbox.recv().await
     }
 }
 

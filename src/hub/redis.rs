@@ -384,7 +384,7 @@ impl Task {
         let Some(topic) = self.store.keys().topic(channel) else {
             return;
         };
-        match Envelope::decode(Bytes::copy_from_slice(message.get_payload_bytes())) {
+        match Envelope::decode(message.get_payload_bytes()) {
             Some(envelope) => node.dispatch(&topic, &envelope),
             None => tracing::warn!(
                 channel = %String::from_utf8_lossy(channel),
