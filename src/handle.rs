@@ -2,15 +2,15 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::hub::node::Connection;
+use crate::hub::node::{Connection, Node};
 use crate::hub::{Hub, HubEvent};
 use crate::registry::Registry;
+use crate::resume::{Recovery, ResumeToken};
 use crate::session::{Session, SessionData, from_value, to_value};
 
 /// The session of one WebSocket client, as the handler sees it.
@@ -19,8 +19,9 @@ use crate::session::{Session, SessionData, from_value, to_value};
 /// hands this handle to the handler through the request (it is an axum extractor). Clones are
 /// cheap and share one session. **The session lives as long as the handle**: when the last
 /// clone is dropped — the socket task ended, the client vanished, the upgrade failed — the
-/// session is removed from the store. While a clone is alive, the layer keeps the session
-/// from expiring.
+/// session is removed from the store, or, with a [resume window](crate::resume), detached
+/// for the window so that the client can [resume](Self::resume_token) it. While a clone is
+/// alive, the layer keeps the session from expiring.
 ///
 /// The handle is also the connection's end of the [hub](crate::hub): it joins and leaves
 /// rooms, and [`recv`](Self::recv) yields what the hub sends to this connection. Select on it
@@ -82,17 +83,22 @@ struct Handle {
     /// Serializes this connection's joins and leaves, so the store and the node see them in
     /// the same order.
     rooms: tokio::sync::Mutex<()>,
-    ended: AtomicBool,
+    /// The token the client presents to resume this session.
+    token: ResumeToken,
+    /// What a resume brought back; `None` for a new session.
+    recovery: Option<Recovery>,
 }
 
 impl WsSession {
-    /// A handle for a session that was just created in the registry's store and registered
-    /// with its node.
+    /// A handle for a session that was just created (or claimed) in the registry's store and
+    /// registered with its node.
     pub(crate) fn open(
         registry: Arc<Registry>,
         id: String,
         user_id: String,
         connection: Arc<Connection>,
+        token: ResumeToken,
+        recovery: Option<Recovery>,
     ) -> Self {
         WsSession {
             inner: Arc::new(Handle {
@@ -101,14 +107,39 @@ impl WsSession {
                 registry,
                 connection,
                 rooms: tokio::sync::Mutex::new(()),
-                ended: AtomicBool::new(false),
+                token,
+                recovery,
             }),
         }
     }
 
-    /// Removes the session now, whatever clones are still alive.
+    /// Ends the session now, for an upgrade that did not happen, whatever clones are still
+    /// alive: a new session is removed (its client never got its token); a resumed one is
+    /// detached again.
     pub(crate) fn end(&self) {
-        self.inner.end();
+        let inner = &self.inner;
+        let detach = inner.recovery.is_some();
+        inner
+            .registry
+            .release(&inner.id, &inner.connection, detach);
+    }
+
+    /// The token that resumes this session: send it to the client, which presents it when it
+    /// reconnects (by default as `?resume=TOKEN`). Each resume gives a new one; the old one no
+    /// longer works. Keep it out of logs.
+    pub fn resume_token(&self) -> &ResumeToken {
+        &self.inner.token
+    }
+
+    /// `true` when this connection resumed an earlier session: same id, data and rooms.
+    pub fn recovered(&self) -> bool {
+        self.inner.recovery.is_some()
+    }
+
+    /// For a resumed session, how many missed messages wait first in the inbox and whether
+    /// that is all the client missed; `None` for a new session.
+    pub fn recovery(&self) -> Option<Recovery> {
+        self.inner.recovery
     }
 
     /// The client id: 128 random bits, unique to this connection.
@@ -225,7 +256,7 @@ impl WsSession {
         let _serial = self.inner.rooms.lock().await;
         let joined = self.store().join_room(self.id(), room).await?;
         let node = &self.inner.registry.node;
-        if let Err(error) = node.join(self.id(), room).await {
+        if let Err(error) = node.join(self.id(), &self.inner.connection, room).await {
             // Not delivered here: not a member anywhere.
             let _ = self.store().leave_room(self.id(), room).await;
             return Err(error);
@@ -245,13 +276,16 @@ impl WsSession {
     pub async fn leave(&self, room: &str) -> Result<bool> {
         let _serial = self.inner.rooms.lock().await;
         let left = self.store().leave_room(self.id(), room).await?;
-        self.inner.registry.node.leave(self.id(), room);
+        self.inner
+            .registry
+            .node
+            .leave(self.id(), &self.inner.connection, room);
         Ok(left)
     }
 
     /// The rooms this connection is in, sorted.
     pub fn rooms(&self) -> Vec<String> {
-        self.inner.registry.node.rooms_of(self.id())
+        Node::rooms_of(&self.inner.connection)
     }
 
     /// The next thing the hub sends this connection: a message, or the order to close (then
@@ -290,17 +324,9 @@ impl WsSession {
     }
 }
 
-impl Handle {
-    fn end(&self) {
-        if !self.ended.swap(true, Ordering::AcqRel) {
-            self.registry.remove(self.id.clone());
-        }
-    }
-}
-
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.end();
+        self.registry.release(&self.id, &self.connection, true);
     }
 }
 
@@ -309,6 +335,7 @@ impl fmt::Debug for WsSession {
         f.debug_struct("WsSession")
             .field("id", &self.inner.id)
             .field("user_id", &self.inner.user_id)
-            .finish()
+            .field("recovered", &self.recovered())
+            .finish_non_exhaustive()
     }
 }

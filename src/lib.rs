@@ -11,6 +11,7 @@ mod identify;
 mod layer;
 mod limits;
 mod registry;
+pub mod resume;
 mod session;
 pub mod store;
 mod upgrade;

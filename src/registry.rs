@@ -2,14 +2,17 @@
 //! their handle goes. Which connections are open, and to whom they belong, is the hub node's
 //! state; the registry keeps them alive and tracks their removal from the store.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::task::TaskTracker;
 
-use crate::hub::node::Node;
+use crate::hub::CloseReason;
+use crate::hub::history::HistoryPolicy;
+use crate::hub::node::{Connection, Node};
+use crate::resume::{Detach, Resume};
 use crate::session::new_session_id;
 use crate::store::dyn_store::DynStore;
 
@@ -20,6 +23,8 @@ pub(crate) struct Registry {
     pub(crate) node: Arc<Node>,
     removals: TaskTracker,
     refresher_started: AtomicBool,
+    /// How a session whose connection goes is kept for a resume; `None`: it is removed.
+    detach: Mutex<Option<Detach>>,
 }
 
 impl Registry {
@@ -30,13 +35,34 @@ impl Registry {
             node,
             removals: TaskTracker::new(),
             refresher_started: AtomicBool::new(false),
+            detach: Mutex::new(None),
         }
     }
 
-    /// Closes the connection of `id` on this node and removes its session from the store in a
-    /// tracked task.
-    pub(crate) fn remove(&self, id: String) {
-        self.node.unregister(&id);
+    /// Sets the resume window: how sessions are kept when their connection goes, and what the
+    /// hub keeps of its messages for them.
+    pub(crate) fn set_resume(&self, resume: Option<Resume>) {
+        let resume = resume.filter(Resume::is_on);
+        *lock(&self.detach) = resume.as_ref().map(Resume::detach);
+        self.node
+            .set_policy(resume.as_ref().map_or(HistoryPolicy::OFF, Resume::history));
+    }
+
+    /// The detach of this registry's sessions, if they are kept for resumes.
+    pub(crate) fn detach(&self) -> Option<Detach> {
+        *lock(&self.detach)
+    }
+
+    /// The handle of session `id` lets go of `connection`: it leaves this node and, if it
+    /// still owned its session, the session is detached (when `detach` and a resume window
+    /// allow) or removed, in a tracked task. A connection that was taken over, kicked or shut
+    /// down no longer owns its session and leaves it as it is.
+    pub(crate) fn release(&self, id: &str, connection: &Arc<Connection>, detach: bool) {
+        self.node.unregister(id, connection);
+        if !connection.release() {
+            return;
+        }
+        let detach = self.detach().filter(|_| detach);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!(
                 session = %id,
@@ -45,19 +71,45 @@ impl Registry {
             return;
         };
         let store = Arc::clone(&self.store);
+        let id = id.to_owned();
+        let epoch = connection.epoch;
         self.removals.spawn_on(
-            async move {
-                match store.remove_session(&id).await {
-                    Ok(()) => tracing::debug!(session = %id, "session removed"),
-                    Err(error) => tracing::warn!(
-                        session = %id,
-                        %error,
-                        "could not remove session; it will expire by TTL"
-                    ),
-                }
-            },
+            async move { let_go(&*store, &id, epoch, detach).await },
             &runtime,
         );
+    }
+
+    /// Closes every connection here with 1001 and detaches their sessions (removes them without
+    /// a resume window), `batch` store calls at a time, then waits for every removal or detach
+    /// started before. Returns how many connections were closed.
+    pub(crate) async fn shutdown(&self, batch: usize) -> usize {
+        let detach = self.detach();
+        let mut owned = Vec::new();
+        let mut closed = 0;
+        for (id, connection) in self.node.connections() {
+            if connection.disown() {
+                owned.push((id, connection.epoch));
+            }
+            if connection.inbox.close(CloseReason::GOING_AWAY) {
+                closed += 1;
+            }
+        }
+        let store = &*self.store;
+        for chunk in owned.chunks(batch.max(1)) {
+            futures_util::future::join_all(
+                chunk
+                    .iter()
+                    .map(|(id, epoch)| let_go(store, id, *epoch, detach)),
+            )
+            .await;
+        }
+        tracing::info!(
+            sessions = owned.len(),
+            detached = detach.is_some(),
+            "shutdown: sockets closed with 1001"
+        );
+        self.wait_for_removals().await;
+        closed
     }
 
     /// How many sessions are open on this instance.
@@ -118,6 +170,52 @@ impl Registry {
         refreshed
     }
 }
+/// Detaches session `id` of attachment `epoch` when `detach` says so, else removes it, and
+/// logs what became of it.
+async fn let_go(store: &dyn DynStore, id: &str, epoch: u64, detach: Option<Detach>) {
+    let Some(detach) = detach else {
+        match store.remove_session(id).await {
+            Ok(()) => tracing::debug!(session = %id, "session removed"),
+            Err(error) => tracing::warn!(
+                session = %id,
+                %error,
+                "could not remove session; it will expire by TTL"
+            ),
+        }
+        return;
+    };
+    match store.detach_session(id, epoch, &detach).await {
+        Ok(detached) => {
+            if detached.detached {
+                tracing::debug!(session = %id, window = ?detach.window, "session detached");
+            } else {
+                tracing::debug!(session = %id, "session gone or held by a newer connection; left as it is");
+            }
+            if detached.expired > 0 {
+                tracing::debug!(count = detached.expired, "detached sessions expired");
+            }
+            if !detached.evicted.is_empty() {
+                tracing::info!(
+                    removed = ?detached.evicted,
+                    max = detach.max_per_user,
+                    "too many detached sessions for one user: the oldest removed"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(
+            session = %id,
+            %error,
+            "could not detach session; it will expire by TTL"
+        ),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A view of the sessions a [`SessionLayer`](crate::SessionLayer) has open on this server
 /// instance, for metrics and graceful shutdown.
 ///
@@ -163,6 +261,17 @@ impl LiveSessions {
     /// Follow it with [`wait_for_removals`](Self::wait_for_removals) once the sockets are done.
     pub fn close_all(&self, reason: &crate::hub::CloseReason) -> usize {
         self.registry.node.close_all(reason)
+    }
+
+    /// Shuts this instance's sessions down gracefully, in one call: every socket is asked to
+    /// close with 1001 ([`CloseReason::GOING_AWAY`](crate::hub::CloseReason::GOING_AWAY)), and
+    /// every session is detached — with a [resume window](crate::resume), so that its client
+    /// resumes it on the restarted instance or another one — or removed, without one. Returns
+    /// once the store has them all, with how many sockets were asked to close. The handlers'
+    /// socket loops then send their close frames and end; dropping their handles changes
+    /// nothing more.
+    pub async fn shutdown(&self) -> usize {
+        self.registry.shutdown(self.batch).await
     }
 
     /// Refreshes the TTL of every open session now, instead of waiting for the next tick.

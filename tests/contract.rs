@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::sleep;
 use ws_session::{Error, InvalidInput, Limits, MemoryStore, Session, SessionData, SessionStore};
+use ws_session::resume::Attach;
 
 /// A TTL no case outlives.
 const LONG: Duration = Duration::from_secs(3600);
@@ -1281,7 +1282,7 @@ async fn attached_sessions_know_their_node<B: Backend>() {
         return;
     };
     store
-        .create_attached_session("c1", "alice", "node-1")
+        .create_attached_session("c1", "alice", &Attach::node("node-1"))
         .await
         .unwrap();
     store.create_session("c2", "alice").await.unwrap();
@@ -1299,7 +1300,7 @@ async fn attached_sessions_know_their_node<B: Backend>() {
         Some("node-1")
     );
     assert!(matches!(
-        store.create_attached_session("c1", "bob", "node-2").await,
+        store.create_attached_session("c1", "bob", &Attach::node("node-2")).await,
         Err(Error::AlreadyExists { .. })
     ));
 }

@@ -288,11 +288,15 @@ async fn the_hash_holds_exactly_the_documented_fields() {
             "meta:user_id",
             "meta:created_at",
             "meta:last_active",
+            "meta:epoch",
+            "meta:since",
             "data:theme",
             "data:meta:user_id",
             "data:user_id",
         ])
     );
+    assert_eq!(hash["meta:epoch"], "1");
+    assert!(hash["meta:since"].parse::<u64>().is_ok(), "{}", hash["meta:since"]);
     assert_eq!(hash["meta:user_id"], "alice");
     assert_eq!(hash["meta:created_at"], created.created_at.to_string());
     assert!(hash["meta:last_active"].parse::<u64>().unwrap() >= created.created_at);

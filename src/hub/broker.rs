@@ -5,12 +5,15 @@
 use std::fmt;
 use std::sync::{Arc, Weak};
 
-use super::envelope::{Envelope, Topic};
+use super::envelope::{Envelope, Stream, Topic};
+use super::history::{HistoryPolicy, ReadFrom, Replayed};
 use super::local::{LocalBus, LocalTransport};
+use super::message::Payload;
 use super::node::Node;
 #[cfg(feature = "redis")]
 use super::redis::RedisTransport;
 use crate::error::Result;
+use crate::store::dyn_store::DynStore;
 
 /// How a store's hub reaches the connections held by other server instances.
 ///
@@ -124,18 +127,77 @@ impl Transport {
         }
     }
 
-    /// Publishes `envelope` to every node subscribed to `topic`, this one included.
+    /// Publishes `envelope` to every node subscribed to `topic`, this one included; a message
+    /// is kept in the topic's history first when `policy` keeps one.
     ///
     /// The envelope takes its place in this node's order now, when this is called; the future
     /// says whether the broker took it.
-    pub(crate) fn publish(&self, topic: &Topic, envelope: &Envelope) -> Published {
+    pub(crate) fn publish(
+        &self,
+        topic: &Topic,
+        envelope: &Envelope,
+        policy: HistoryPolicy,
+    ) -> Published {
         match self {
             Transport::Local(local) => {
-                local.publish(topic, envelope);
+                local.publish(topic, topic.stream().as_ref(), envelope, policy);
                 Box::pin(std::future::ready(Ok(())))
             }
             #[cfg(feature = "redis")]
-            Transport::Redis(redis) => Box::pin(redis.publish(topic, envelope)),
+            Transport::Redis(redis) => Box::pin(redis.publish(topic, envelope, policy)),
+        }
+    }
+
+    /// Sends `payload` to session `id` alone: kept in its history when `policy` keeps one (so a
+    /// detached session gets it when it resumes), and delivered to its connection if it has
+    /// one. With Redis this is one script call, in this node's order.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` when the session does not exist; `Unavailable` when the store or the broker
+    /// cannot be reached.
+    pub(crate) async fn send_to_session(
+        &self,
+        store: &dyn DynStore,
+        id: &str,
+        payload: Payload,
+        policy: HistoryPolicy,
+    ) -> Result<()> {
+        let envelope = Envelope::message(Some(id.to_owned()), payload);
+        match self {
+            Transport::Local(local) => {
+                let node = store.session_node(id).await?;
+                let stream = Stream::Session(id.to_owned());
+                match node {
+                    Some(node) => {
+                        local.publish(&Topic::Node(node.into()), Some(&stream), &envelope, policy);
+                    }
+                    None if policy.is_on() => local.keep(&stream, &envelope, policy),
+                    None => {}
+                }
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            Transport::Redis(redis) => redis.send_to_session(&envelope, policy).await,
+        }
+    }
+
+    /// What the histories `from` hold after their starting points.
+    ///
+    /// # Errors
+    ///
+    /// `Unavailable` when the store cannot be reached.
+    pub(crate) async fn replay(&self, from: &[ReadFrom], policy: HistoryPolicy) -> Result<Replayed> {
+        if !policy.is_on() || from.is_empty() {
+            return Ok(Replayed {
+                missed: Vec::new(),
+                complete: true,
+            });
+        }
+        match self {
+            Transport::Local(local) => Ok(local.replay(from, policy)),
+            #[cfg(feature = "redis")]
+            Transport::Redis(redis) => redis.replay(from, policy).await,
         }
     }
 

@@ -87,8 +87,9 @@ impl Inbox {
         }
     }
 
-    /// Queues a message, or closes the inbox with 4001 when the message would break a bound.
-    pub(crate) fn push(&self, payload: Payload) -> Pushed {
+    /// Queues a message at `offset` (the broker's; without one, one more than the last), or
+    /// closes the inbox with 4001 when the message would break a bound.
+    pub(crate) fn push(&self, payload: Payload, offset: Option<Offset>) -> Pushed {
         let dropped;
         {
             let mut state = self.lock();
@@ -99,8 +100,8 @@ impl Inbox {
             let fits = state.queue.len() < self.limits.messages
                 && state.bytes.saturating_add(len) <= self.limits.bytes;
             if fits {
-                state.last += 1;
-                let offset = Offset(state.last);
+                let offset = offset.unwrap_or(Offset(state.last + 1));
+                state.last = state.last.max(offset.0);
                 state.queue.push_back(Delivery { offset, payload });
                 state.bytes += len;
                 drop(state);
@@ -115,6 +116,43 @@ impl Inbox {
         drop(dropped);
         self.ready.notify_one();
         Pushed::Overflowed
+    }
+
+    /// Puts `missed` (messages from the history, in order) in front of what waits, for a
+    /// connection that resumed: what arrived live meanwhile and is also in `missed` is kept
+    /// once, and everything comes out in offset order. At most the inbox's message bound is
+    /// kept, the newest; returns how many of the messages now waiting were missed (the first
+    /// ones out) and whether all of `missed` fitted.
+    pub(crate) fn replay(&self, missed: Vec<Delivery>) -> (usize, bool) {
+        let mut state = self.lock();
+        if missed.is_empty() || state.close.is_some() || state.ended {
+            return (0, true);
+        }
+        let last_missed = missed.iter().map(|delivery| delivery.offset).max();
+        let mut all: Vec<Delivery> = missed;
+        all.extend(state.queue.drain(..));
+        all.sort_by_key(|delivery| delivery.offset);
+        all.dedup_by_key(|delivery| delivery.offset);
+        let mut fitted = true;
+        if all.len() > self.limits.messages {
+            all.drain(..all.len() - self.limits.messages);
+            fitted = false;
+        }
+        let mut bytes: usize = all.iter().map(|delivery| delivery.payload.len()).sum();
+        while bytes > self.limits.bytes && !all.is_empty() {
+            bytes -= all.remove(0).payload.len();
+            fitted = false;
+        }
+        let count = all
+            .iter()
+            .take_while(|delivery| Some(delivery.offset) <= last_missed)
+            .count();
+        state.last = state.last.max(all.last().map_or(0, |delivery| delivery.offset.0));
+        state.bytes = bytes;
+        state.queue = all.into();
+        drop(state);
+        self.ready.notify_one();
+        (count, fitted)
     }
 
     /// Asks the handler to close the connection, dropping the messages still waiting.
@@ -236,8 +274,8 @@ mod tests {
     #[test]
     fn messages_come_out_in_order_with_increasing_offsets() {
         let inbox = Inbox::new(InboxLimits::default());
-        assert_eq!(inbox.push("a".into()), Pushed::Queued);
-        assert_eq!(inbox.push("b".into()), Pushed::Queued);
+        assert_eq!(inbox.push("a".into(), None), Pushed::Queued);
+        assert_eq!(inbox.push("b".into(), None), Pushed::Queued);
         assert_eq!(inbox.queued(), (2, 2));
         assert_eq!(message(inbox.try_recv()), (1, "a".into()));
         assert_eq!(message(inbox.try_recv()), (2, "b".into()));
@@ -249,11 +287,11 @@ mod tests {
     fn too_many_messages_close_with_4001_and_free_the_queue() {
         let inbox = Inbox::new(InboxLimits::new(3, 1 << 20));
         for _ in 0..3 {
-            assert_eq!(inbox.push("x".into()), Pushed::Queued);
+            assert_eq!(inbox.push("x".into(), None), Pushed::Queued);
         }
-        assert_eq!(inbox.push("x".into()), Pushed::Overflowed);
+        assert_eq!(inbox.push("x".into(), None), Pushed::Overflowed);
         assert_eq!(inbox.queued(), (0, 0));
-        assert_eq!(inbox.push("x".into()), Pushed::Dropped);
+        assert_eq!(inbox.push("x".into(), None), Pushed::Dropped);
         assert_eq!(
             inbox.try_recv(),
             Some(Some(HubEvent::Close(CloseReason::TOO_SLOW)))
@@ -264,9 +302,9 @@ mod tests {
     #[test]
     fn too_many_bytes_close_with_4001() {
         let inbox = Inbox::new(InboxLimits::new(100, 10));
-        assert_eq!(inbox.push("12345".into()), Pushed::Queued);
-        assert_eq!(inbox.push("12345".into()), Pushed::Queued);
-        assert_eq!(inbox.push("1".into()), Pushed::Overflowed);
+        assert_eq!(inbox.push("12345".into(), None), Pushed::Queued);
+        assert_eq!(inbox.push("12345".into(), None), Pushed::Queued);
+        assert_eq!(inbox.push("1".into(), None), Pushed::Overflowed);
         assert!(inbox.is_closing());
         assert_eq!(inbox.queued(), (0, 0));
     }
@@ -274,7 +312,7 @@ mod tests {
     #[test]
     fn a_close_jumps_the_queue_and_the_first_reason_wins() {
         let inbox = Inbox::new(InboxLimits::default());
-        inbox.push("a".into());
+        inbox.push("a".into(), None);
         assert!(inbox.close(CloseReason::KICKED));
         assert!(!inbox.close(CloseReason::TOO_SLOW));
         assert_eq!(
@@ -289,7 +327,7 @@ mod tests {
     async fn recv_many_takes_what_is_there_up_to_the_limit() {
         let inbox = Inbox::new(InboxLimits::default());
         for text in ["a", "b", "c"] {
-            inbox.push(text.into());
+            inbox.push(text.into(), None);
         }
         let mut events = Vec::new();
         assert_eq!(inbox.recv_many(&mut events, 2).await, 2);
@@ -303,12 +341,51 @@ mod tests {
             })
             .collect();
         assert_eq!(offsets, [1, 2, 3]);
-        inbox.push("d".into());
+        inbox.push("d".into(), None);
         inbox.close(CloseReason::KICKED);
         events.clear();
         assert_eq!(inbox.recv_many(&mut events, 10).await, 1);
         assert_eq!(events, [HubEvent::Close(CloseReason::KICKED)]);
         assert_eq!(inbox.recv_many(&mut events, 10).await, 0);
+    }
+
+    #[test]
+    fn a_replay_comes_first_in_offset_order_and_once() {
+        let inbox = Inbox::new(InboxLimits::default());
+        // Live messages that arrived while the history was read: 12 is also in the history.
+        inbox.push("12".into(), Some(Offset(12)));
+        inbox.push("20".into(), Some(Offset(20)));
+        let missed = [10, 11, 12]
+            .map(|n| Delivery {
+                offset: Offset(n),
+                payload: n.to_string().into(),
+            })
+            .to_vec();
+        assert_eq!(inbox.replay(missed), (3, true));
+        let order: Vec<u64> = std::iter::from_fn(|| inbox.try_recv().flatten())
+            .map(|event| match event {
+                HubEvent::Message(delivery) => delivery.offset.0,
+                HubEvent::Close(_) => panic!("{event:?}"),
+            })
+            .collect();
+        assert_eq!(order, [10, 11, 12, 20]);
+        assert_eq!(inbox.queued(), (0, 0));
+    }
+
+    #[test]
+    fn a_replay_longer_than_the_bound_keeps_the_newest() {
+        let inbox = Inbox::new(InboxLimits::new(2, 1 << 20));
+        let missed = (1..=5)
+            .map(|n| Delivery {
+                offset: Offset(n),
+                payload: "x".into(),
+            })
+            .collect();
+        assert_eq!(inbox.replay(missed), (2, false));
+        let Some(Some(HubEvent::Message(first))) = inbox.try_recv() else {
+            panic!("a message");
+        };
+        assert_eq!(first.offset, Offset(4));
     }
 
     #[tokio::test]
@@ -319,7 +396,7 @@ mod tests {
             async move { inbox.recv().await }
         });
         tokio::task::yield_now().await;
-        inbox.push(vec![1u8, 2].into());
+        inbox.push(vec![1u8, 2].into(), None);
         let event = waiting.await.unwrap();
         let Some(HubEvent::Message(delivery)) = event else {
             panic!("{event:?}");

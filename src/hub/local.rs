@@ -10,13 +10,15 @@ use std::sync::{Arc, Weak};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
-use super::envelope::{Envelope, Topic};
+use super::envelope::{Body, Envelope, Stream, Topic};
+use super::history::{HistoryPolicy, LocalHistory, ReadFrom, Replayed};
 use super::node::Node;
 
-/// Topic -> the nodes subscribed to it, by node id.
+/// Topic -> the nodes subscribed to it, by node id; and the history of what was sent.
 #[derive(Default)]
 pub(crate) struct LocalBus {
     topics: DashMap<Topic, HashMap<Arc<str>, Weak<Node>>>,
+    pub(crate) history: LocalHistory,
 }
 
 pub(crate) struct LocalTransport {
@@ -57,7 +59,39 @@ impl LocalTransport {
         }
     }
 
-    pub(crate) fn publish(&self, topic: &Topic, envelope: &Envelope) {
+    /// Delivers `envelope` to the nodes subscribed to `topic`; a message is first kept in the
+    /// history of `stream` (the topic's own, or the session's for a node topic) when the policy
+    /// keeps one, and delivered with its offset.
+    pub(crate) fn publish(
+        &self,
+        topic: &Topic,
+        stream: Option<&Stream>,
+        envelope: &Envelope,
+        policy: HistoryPolicy,
+    ) {
+        match (&envelope.body, stream) {
+            (Body::Message(payload), Some(stream)) if policy.is_on() => {
+                self.bus.history.record(stream, payload, policy, |offset| {
+                    let envelope = Envelope {
+                        offset: Some(offset),
+                        ..envelope.clone()
+                    };
+                    self.deliver(topic, &envelope);
+                });
+            }
+            _ => self.deliver(topic, envelope),
+        }
+    }
+
+    /// Keeps a message in the history of `stream` without delivering it (to a detached
+    /// session).
+    pub(crate) fn keep(&self, stream: &Stream, envelope: &Envelope, policy: HistoryPolicy) {
+        if let Body::Message(payload) = &envelope.body {
+            self.bus.history.record(stream, payload, policy, |_| ());
+        }
+    }
+
+    fn deliver(&self, topic: &Topic, envelope: &Envelope) {
         // The nodes are collected first, so that no guard on the bus is held while they
         // deliver (a delivery may make a node unsubscribe).
         let nodes: Vec<Arc<Node>> = match self.bus.topics.get(topic) {
@@ -67,6 +101,10 @@ impl LocalTransport {
         for node in nodes {
             node.dispatch(topic, envelope);
         }
+    }
+
+    pub(crate) fn replay(&self, from: &[ReadFrom], policy: HistoryPolicy) -> Replayed {
+        self.bus.history.read(from, policy)
     }
 
     pub(crate) fn subscriptions(&self) -> usize {

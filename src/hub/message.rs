@@ -88,17 +88,72 @@ impl From<Bytes> for Payload {
     }
 }
 
-/// The position of a message in the stream of one connection: the first message delivered to
-/// a connection has offset 1, and each next one is one higher.
+/// The position of a message in what a connection receives: each message delivered to a
+/// connection has a higher offset than the one before.
 ///
-/// Treat it as opaque text (its [`Display`](fmt::Display) form): it is what a client shows
-/// back to say which messages it has seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// With a [resume window](crate::Resume), an offset is the message's place in the order of
+/// every message the hub sent through the store (time-based, so it keeps increasing across
+/// restarts of the application and of Redis); a client shows back the last one it saw when it
+/// resumes, and gets what came after. Without one, it counts the connection's messages from 1.
+///
+/// Treat it as opaque text (its [`Display`](fmt::Display) form, a decimal number).
+///
+/// ```
+/// use ws_session::hub::Offset;
+///
+/// let offset: Offset = "1234".parse().unwrap();
+/// assert_eq!(offset.to_string(), "1234");
+/// assert!("12a".parse::<Offset>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Offset(pub(crate) u64);
+
+/// Milliseconds from the Unix epoch to 2026-01-01, where the time-based offsets start.
+pub(crate) const CLOCK_EPOCH_MS: u64 = 1_767_225_600_000;
+/// Offsets per millisecond of the clock; 2^12 keeps every offset below 2^53 for 69 years, so
+/// that Redis' Lua (whose numbers are doubles) computes them exactly.
+pub(crate) const OFFSETS_PER_MS: u64 = 4096;
+
+impl Offset {
+    /// The offset after `last` at wall-clock time `now_ms`: the time's own offset, or one more
+    /// than `last` when that is higher (a busy millisecond, or a clock set back).
+    pub(crate) fn next(last: Offset, now_ms: u64) -> Offset {
+        Offset(Self::at(now_ms).0.max(last.0 + 1))
+    }
+
+    /// The lowest offset of wall-clock time `now_ms`.
+    pub(crate) fn at(now_ms: u64) -> Offset {
+        Offset(now_ms.saturating_sub(CLOCK_EPOCH_MS) * OFFSETS_PER_MS)
+    }
+}
 
 impl fmt::Display for Offset {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
+    }
+}
+
+/// The error of parsing an [`Offset`] from text that is not one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidOffset;
+
+impl fmt::Display for InvalidOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a hub offset")
+    }
+}
+
+impl std::error::Error for InvalidOffset {}
+
+impl std::str::FromStr for Offset {
+    type Err = InvalidOffset;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        // Plain digits only: no sign, no spaces.
+        if text.is_empty() || text.len() > 20 || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(InvalidOffset);
+        }
+        text.parse().map(Offset).map_err(|_| InvalidOffset)
     }
 }
 

@@ -33,6 +33,7 @@
 
 mod broker;
 pub(crate) mod envelope;
+pub(crate) mod history;
 mod inbox;
 mod local;
 mod message;
@@ -54,7 +55,8 @@ pub use self::broker::Broker;
 use self::envelope::{Envelope, Topic};
 pub use self::inbox::InboxLimits;
 pub(crate) use self::local::LocalBus;
-pub use self::message::{CloseReason, Delivery, HubEvent, Member, Offset, Payload};
+pub use self::message::{CloseReason, Delivery, HubEvent, InvalidOffset, Member, Offset, Payload};
+pub(crate) use self::message::{CLOCK_EPOCH_MS, OFFSETS_PER_MS};
 pub use self::node::HubStats;
 use crate::error::{Error, Result};
 use crate::registry::Registry;
@@ -108,9 +110,11 @@ impl Hub {
     /// or the broker cannot be reached.
     pub async fn send_to_session(&self, id: &str, payload: impl Into<Payload>) -> Result<()> {
         let payload = self.checked(payload.into())?;
-        let node = self.node_of(id).await?;
-        let envelope = Envelope::message(Some(id.to_owned()), payload);
-        self.publish(&Topic::Node(node.into()), &envelope).await
+        self.limits().check_session_id(id)?;
+        let node = &self.registry.node;
+        node.transport()
+            .send_to_session(&*self.registry.store, id, payload, node.policy())
+            .await
     }
 
     /// Sends `payload` to every connection of `user_id`, on every instance.
@@ -188,9 +192,11 @@ impl Hub {
     /// [`Error::NotFound`] when no such session is open; `Unavailable` when the store or the
     /// broker cannot be reached.
     pub async fn disconnect(&self, id: &str) -> Result<()> {
-        let node = self.node_of(id).await?;
-        let envelope = Envelope::close(Some(id.to_owned()), CloseReason::KICKED);
-        self.publish(&Topic::Node(node.into()), &envelope).await?;
+        let node = self.registry.store.session_node(id).await?;
+        if let Some(node) = node {
+            let envelope = Envelope::close(Some(id.to_owned()), CloseReason::KICKED);
+            self.publish(&Topic::Node(node.into()), &envelope).await?;
+        }
         self.registry.store.remove_session(id).await
     }
 
@@ -237,17 +243,9 @@ impl Hub {
         Ok(payload)
     }
 
-    async fn node_of(&self, id: &str) -> Result<String> {
-        self.registry
-            .store
-            .session_node(id)
-            .await?
-            .ok_or_else(|| Error::not_found(id))
-    }
-
     /// Publishes now, in this node's order; the future says whether the broker took it.
     fn publish(&self, topic: &Topic, envelope: &Envelope) -> broker::Published {
-        self.registry.node.transport().publish(topic, envelope)
+        self.registry.node.publish(topic, envelope)
     }
 }
 

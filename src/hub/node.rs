@@ -3,14 +3,16 @@
 //! envelopes between nodes.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
-use super::broker::{Broker, Transport};
+use super::broker::{Broker, Published, Transport};
 use super::envelope::{Body, Envelope, Topic};
+use super::history::HistoryPolicy;
 use super::inbox::{Inbox, InboxLimits, Pushed};
 use super::message::CloseReason;
 use crate::error::Result;
@@ -19,8 +21,42 @@ use crate::error::Result;
 pub(crate) struct Connection {
     pub(crate) user_id: String,
     pub(crate) inbox: Inbox,
+    /// Which attachment of its session this connection is: 1 for a new session, one more on
+    /// each resume. A takeover closes the connections of lower epochs.
+    pub(crate) epoch: u64,
+    /// Whether this connection still owns its session (see [`Ownership`]).
+    owner: AtomicU8,
     /// The rooms this connection is in (on this node; the store holds the same).
     rooms: Mutex<BTreeSet<String>>,
+}
+
+/// Who decides what becomes of a connection's session when its handle goes.
+const OWNED: u8 = 0;
+/// The handle let go of the session: it was detached or removed.
+const RELEASED: u8 = 1;
+/// Something else decided: a resume took the session over, a kick removed it, or a shutdown
+/// detached it.
+const DISOWNED: u8 = 2;
+
+impl Connection {
+    /// Hands the session over from the handle to whoever calls this first. Returns `true`
+    /// for the first caller only.
+    fn take(&self, to: u8) -> bool {
+        self.owner
+            .compare_exchange(OWNED, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The handle lets go of the session; `true` when it still owned it and must detach or
+    /// remove it.
+    pub(crate) fn release(&self) -> bool {
+        self.take(RELEASED)
+    }
+
+    /// The session is no longer this connection's to detach or remove; `true` when it was.
+    pub(crate) fn disown(&self) -> bool {
+        self.take(DISOWNED)
+    }
 }
 
 type Members = HashMap<String, Arc<Connection>>;
@@ -38,6 +74,9 @@ pub(crate) struct Node {
     live: Mutex<usize>,
     received: AtomicU64,
     slow_closed: AtomicU64,
+    /// What the broker keeps of this node's messages for sessions that resume.
+    keep: AtomicUsize,
+    retention_ms: AtomicU64,
 }
 
 /// Counters of a node, for tests and metrics.
@@ -69,7 +108,28 @@ impl Node {
             live: Mutex::new(0),
             received: AtomicU64::new(0),
             slow_closed: AtomicU64::new(0),
+            keep: AtomicUsize::new(0),
+            retention_ms: AtomicU64::new(0),
         })
+    }
+
+    /// What the broker keeps of the messages this node sends.
+    pub(crate) fn policy(&self) -> HistoryPolicy {
+        HistoryPolicy {
+            keep: self.keep.load(Ordering::Relaxed),
+            retention: Duration::from_millis(self.retention_ms.load(Ordering::Relaxed)),
+        }
+    }
+
+    pub(crate) fn set_policy(&self, policy: HistoryPolicy) {
+        self.keep.store(policy.keep, Ordering::Relaxed);
+        self.retention_ms
+            .store(policy.retention_ms(), Ordering::Relaxed);
+    }
+
+    /// Publishes now, in this node's order, keeping messages as the policy says.
+    pub(crate) fn publish(&self, topic: &Topic, envelope: &Envelope) -> Published {
+        self.transport.publish(topic, envelope, self.policy())
     }
 
     pub(crate) fn id(&self) -> &Arc<str> {
@@ -80,22 +140,35 @@ impl Node {
         &self.transport
     }
 
-    /// Opens a connection for session `id` of `user_id` and waits until the broker delivers
-    /// what is sent to it. On error the connection is not open.
+    /// Opens a connection for session `id` of `user_id`, attachment `epoch`, in `rooms`, and
+    /// waits until the broker delivers what is sent to it. A connection of the same session
+    /// open here already (an older attachment, taken over by a resume) is closed with 4002 and
+    /// replaced. On error the connection is not open.
     pub(crate) async fn register(
         &self,
         id: &str,
         user_id: &str,
         limits: InboxLimits,
+        epoch: u64,
+        rooms: &[String],
     ) -> Result<Arc<Connection>> {
         let connection = Arc::new(Connection {
             user_id: user_id.to_owned(),
             inbox: Inbox::new(limits),
-            rooms: Mutex::new(BTreeSet::new()),
+            epoch,
+            owner: AtomicU8::new(OWNED),
+            rooms: Mutex::new(rooms.iter().cloned().collect()),
         });
-        self.connections
-            .insert(id.to_owned(), Arc::clone(&connection));
+        if let Some(older) = self
+            .connections
+            .insert(id.to_owned(), Arc::clone(&connection))
+        {
+            self.take_over(id, &older);
+        }
         self.add_member(&self.users, Topic::User, user_id, id, &connection);
+        for room in rooms {
+            self.add_member(&self.rooms, Topic::Room, room, id, &connection);
+        }
         {
             let mut live = lock(&self.live);
             if *live == 0 {
@@ -104,31 +177,49 @@ impl Node {
             }
             *live += 1;
         }
-        let ready = self
-            .transport
-            .ready(&[
-                Topic::Node(Arc::clone(&self.id)),
-                Topic::All,
-                Topic::User(user_id.to_owned()),
-            ])
-            .await;
-        if let Err(error) = ready {
-            self.unregister(id);
+        let mut topics = vec![
+            Topic::Node(Arc::clone(&self.id)),
+            Topic::All,
+            Topic::User(user_id.to_owned()),
+        ];
+        topics.extend(rooms.iter().cloned().map(Topic::Room));
+        if let Err(error) = self.transport.ready(&topics).await {
+            self.unregister(id, &connection);
             return Err(error);
         }
         Ok(connection)
     }
 
-    /// Closes the connection of session `id` here: it leaves its user and rooms, and topics
-    /// nobody here needs any more are unsubscribed.
-    pub(crate) fn unregister(&self, id: &str) {
-        let Some((_, connection)) = self.connections.remove(id) else {
+    /// Closes `older`, a connection of session `id` that a resume took over, with 4002. Its
+    /// handle no longer owns the session.
+    fn take_over(&self, id: &str, older: &Arc<Connection>) {
+        older.disown();
+        self.forget_member(id, older);
+        if older.inbox.close(CloseReason::TAKEN_OVER) {
+            tracing::info!(session = %id, epoch = older.epoch, "connection taken over by a resume; closing with 4002");
+        }
+    }
+
+    /// Closes connection `connection` of session `id` here, if it is still the session's
+    /// connection here: it leaves its user and rooms, and topics nobody here needs any more are
+    /// unsubscribed.
+    pub(crate) fn unregister(&self, id: &str, connection: &Arc<Connection>) {
+        if self
+            .connections
+            .remove_if(id, |_, held| Arc::ptr_eq(held, connection))
+            .is_none()
+        {
             return;
-        };
-        self.remove_member(&self.users, Topic::User, &connection.user_id, id);
+        }
+        self.forget_member(id, connection);
+    }
+
+    /// Takes `connection` out of its user and rooms here, and counts it as gone.
+    fn forget_member(&self, id: &str, connection: &Arc<Connection>) {
+        self.remove_member(&self.users, Topic::User, &connection.user_id, id, connection);
         let rooms = std::mem::take(&mut *lock(&connection.rooms));
         for room in &rooms {
-            self.remove_member(&self.rooms, Topic::Room, room, id);
+            self.remove_member(&self.rooms, Topic::Room, room, id, connection);
         }
         let mut live = lock(&self.live);
         *live -= 1;
@@ -139,40 +230,48 @@ impl Node {
         }
     }
 
-    /// Puts the connection of `id` into `room` here, and waits until the broker delivers the
-    /// room's messages. Returns `false` when it was in the room already.
-    pub(crate) async fn join(&self, id: &str, room: &str) -> Result<bool> {
-        let Some(connection) = self.connection(id) else {
-            return Ok(false);
-        };
-        if !lock(&connection.rooms).insert(room.to_owned()) {
+    /// Puts `connection` (of session `id`) into `room` here, and waits until the broker
+    /// delivers the room's messages. Returns `false` when it was in the room already.
+    pub(crate) async fn join(&self, id: &str, connection: &Arc<Connection>, room: &str) -> Result<bool> {
+        if !self.is_open(id, connection) || !lock(&connection.rooms).insert(room.to_owned()) {
             return Ok(false);
         }
-        self.add_member(&self.rooms, Topic::Room, room, id, &connection);
+        self.add_member(&self.rooms, Topic::Room, room, id, connection);
         if let Err(error) = self.transport.ready(&[Topic::Room(room.to_owned())]).await {
-            self.leave(id, room);
+            self.leave(id, connection, room);
             return Err(error);
         }
         Ok(true)
     }
 
-    /// Takes the connection of `id` out of `room` here. Returns `false` when it was not in it.
-    pub(crate) fn leave(&self, id: &str, room: &str) -> bool {
-        let Some(connection) = self.connection(id) else {
-            return false;
-        };
+    /// Takes `connection` (of session `id`) out of `room` here. Returns `false` when it was
+    /// not in it.
+    pub(crate) fn leave(&self, id: &str, connection: &Arc<Connection>, room: &str) -> bool {
         if !lock(&connection.rooms).remove(room) {
             return false;
         }
-        self.remove_member(&self.rooms, Topic::Room, room, id);
+        self.remove_member(&self.rooms, Topic::Room, room, id, connection);
         true
     }
 
-    /// The rooms of the connection of `id`, sorted.
-    pub(crate) fn rooms_of(&self, id: &str) -> Vec<String> {
-        self.connection(id)
-            .map(|connection| lock(&connection.rooms).iter().cloned().collect())
-            .unwrap_or_default()
+    /// The rooms of `connection`, sorted.
+    pub(crate) fn rooms_of(connection: &Connection) -> Vec<String> {
+        lock(&connection.rooms).iter().cloned().collect()
+    }
+
+    /// Whether `connection` is the connection of session `id` here.
+    fn is_open(&self, id: &str, connection: &Arc<Connection>) -> bool {
+        self.connections
+            .get(id)
+            .is_some_and(|held| Arc::ptr_eq(&held, connection))
+    }
+
+    /// Every connection open here, with its session id.
+    pub(crate) fn connections(&self) -> Vec<(String, Arc<Connection>)> {
+        self.connections
+            .iter()
+            .map(|entry| (entry.key().clone(), Arc::clone(entry.value())))
+            .collect()
     }
 
     /// The ids of every connection open here.
@@ -221,18 +320,18 @@ impl Node {
         match topic {
             Topic::All => {
                 for entry in &self.connections {
-                    self.deliver(entry.key(), entry.value(), &envelope.body);
+                    self.deliver(entry.key(), entry.value(), envelope);
                 }
             }
             Topic::Node(_) => {
                 if let Some(id) = &envelope.to
                     && let Some(connection) = self.connection(id)
                 {
-                    self.deliver(id, &connection, &envelope.body);
+                    self.deliver(id, &connection, envelope);
                 }
             }
-            Topic::User(name) => self.deliver_to(self.users.get(name), &envelope.body),
-            Topic::Room(name) => self.deliver_to(self.rooms.get(name), &envelope.body),
+            Topic::User(name) => self.deliver_to(self.users.get(name), envelope),
+            Topic::Room(name) => self.deliver_to(self.rooms.get(name), envelope),
         }
     }
 
@@ -240,17 +339,17 @@ impl Node {
     fn deliver_to(
         &self,
         members: Option<dashmap::mapref::one::Ref<'_, String, Members>>,
-        body: &Body,
+        envelope: &Envelope,
     ) {
         for (id, connection) in members.iter().flat_map(|members| members.iter()) {
-            self.deliver(id, connection, body);
+            self.deliver(id, connection, envelope);
         }
     }
 
-    fn deliver(&self, id: &str, connection: &Connection, body: &Body) {
-        match body {
+    fn deliver(&self, id: &str, connection: &Arc<Connection>, envelope: &Envelope) {
+        match &envelope.body {
             Body::Message(payload) => {
-                if connection.inbox.push(payload.clone()) == Pushed::Overflowed {
+                if connection.inbox.push(payload.clone(), envelope.offset) == Pushed::Overflowed {
                     self.slow_closed.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         session = %id,
@@ -260,8 +359,25 @@ impl Node {
                 }
             }
             Body::Close(reason) => {
+                if reason.code == CloseReason::KICKED.code {
+                    // The kicker removes the session; the handle must not detach it.
+                    connection.disown();
+                }
                 if connection.inbox.close(reason.clone()) {
                     tracing::debug!(session = %id, code = reason.code, "connection asked to close");
+                }
+            }
+            Body::TakeOver { epoch } => {
+                if connection.epoch < *epoch {
+                    let connection = Arc::clone(connection);
+                    // Out of the user's or room's entry this was delivered through first.
+                    if self
+                        .connections
+                        .remove_if(id, |_, held| Arc::ptr_eq(held, &connection))
+                        .is_some()
+                    {
+                        self.take_over(id, &connection);
+                    }
                 }
             }
         }
@@ -294,9 +410,17 @@ impl Node {
         topic: fn(String) -> Topic,
         name: &str,
         id: &str,
+        connection: &Arc<Connection>,
     ) {
         if let Entry::Occupied(mut members) = map.entry(name.to_owned()) {
-            members.get_mut().remove(id);
+            // A newer connection of the same session stays.
+            if members
+                .get()
+                .get(id)
+                .is_some_and(|held| Arc::ptr_eq(held, connection))
+            {
+                members.get_mut().remove(id);
+            }
             if members.get().is_empty() {
                 members.remove();
                 let topic = topic(name.to_owned());

@@ -12,14 +12,15 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::envelope::{Envelope, Topic};
+use super::envelope::{Body, Envelope, Topic};
+use super::history::{HistoryPolicy, ReadFrom, Replayed};
 use super::node::Node;
 use crate::RedisStore;
 use crate::error::{Error, Result};
+use crate::store::redis::hub::HubSend;
 
 /// Most channels in one `SUBSCRIBE` or `UNSUBSCRIBE`.
 const BATCH: usize = 500;
@@ -43,8 +44,7 @@ const PUBLISH_BATCH: usize = 256;
 
 /// One message waiting to be published, and who waits for the answer.
 struct Outgoing {
-    channel: Vec<u8>,
-    payload: Bytes,
+    send: HubSend,
     done: oneshot::Sender<Result<()>>,
 }
 
@@ -139,19 +139,61 @@ impl RedisTransport {
     }
 
     /// Queues `envelope` for `topic` now, behind every envelope this node queued before; the
-    /// future resolves once Redis has taken it. The node's publisher task sends what is queued
-    /// in pipelines, so a burst of publishes costs one write, in order.
+    /// future resolves once Redis has taken it. A message is kept in the topic's history first
+    /// when `policy` keeps one. The node's publisher task sends what is queued in pipelines, so
+    /// a burst of publishes costs one write, in order.
     pub(crate) fn publish(
         &self,
         topic: &Topic,
         envelope: &Envelope,
+        policy: HistoryPolicy,
     ) -> impl Future<Output = Result<()>> + Send + 'static {
-        let (done, answer) = oneshot::channel();
-        let outgoing = Outgoing {
-            channel: self.store.keys().channel(topic),
-            payload: envelope.encode(),
-            done,
+        let channel = self.store.keys().channel(topic);
+        let send = match (&envelope.body, topic.stream()) {
+            (Body::Message(payload), Some(stream)) if policy.is_on() => HubSend::Kept {
+                channel,
+                stream,
+                kind: envelope.kind(),
+                target: envelope.target(),
+                payload: payload.clone(),
+                policy,
+            },
+            _ => HubSend::Plain {
+                channel,
+                envelope: envelope.encode(),
+            },
         };
+        self.queue(send)
+    }
+
+    /// Queues a message to one session (`envelope.to`), in this node's order, and waits for
+    /// the answer: `NotFound` when there is no such session.
+    pub(crate) async fn send_to_session(
+        &self,
+        envelope: &Envelope,
+        policy: HistoryPolicy,
+    ) -> Result<()> {
+        let Body::Message(payload) = &envelope.body else {
+            return Err(Error::Backend("only messages go to one session".into()));
+        };
+        let send = HubSend::Session {
+            id: envelope.to.clone().unwrap_or_default(),
+            kind: envelope.kind(),
+            target: envelope.target(),
+            payload: payload.clone(),
+            policy,
+        };
+        self.queue(send).await
+    }
+
+    /// What the histories `from` hold after their starting points.
+    pub(crate) async fn replay(&self, from: &[ReadFrom], policy: HistoryPolicy) -> Result<Replayed> {
+        self.store.replay(from, policy).await
+    }
+
+    fn queue(&self, send: HubSend) -> impl Future<Output = Result<()>> + Send + 'static {
+        let (done, answer) = oneshot::channel();
+        let outgoing = Outgoing { send, done };
         let queued = self.publisher().and_then(|queue| {
             queue.try_send(outgoing).map_err(|_| Error::Unavailable {
                 reason: "the hub's publish queue is full".to_owned(),
@@ -398,20 +440,22 @@ impl Task {
 /// answers each caller. Ends when the transport is dropped.
 async fn publish_queued(store: RedisStore, mut waiting: mpsc::Receiver<Outgoing>) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
-    let mut messages = Vec::with_capacity(PUBLISH_BATCH);
+    let mut sends = Vec::with_capacity(PUBLISH_BATCH);
     let mut callers = Vec::with_capacity(PUBLISH_BATCH);
     while waiting.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
         for outgoing in batch.drain(..) {
-            messages.push((outgoing.channel, outgoing.payload));
+            sends.push(outgoing.send);
             callers.push(outgoing.done);
         }
-        let result = store.publish_all(&messages).await;
-        messages.clear();
+        let result = store.send_hub(&sends).await;
+        sends.clear();
         let mut callers = callers.drain(..);
         match result {
-            Ok(()) => callers.for_each(|caller| {
-                let _ = caller.send(Ok(()));
-            }),
+            Ok(answers) => {
+                for (caller, answer) in callers.zip(answers) {
+                    let _ = caller.send(answer);
+                }
+            }
             Err(error) => {
                 // Every caller hears of the failure; the first one gets the error itself, with
                 // its source.

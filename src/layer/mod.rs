@@ -15,6 +15,7 @@ pub use self::service::SessionService;
 use crate::hub::{Hub, InboxLimits};
 use crate::identify::{Identification, Identifier, from_extensions, identifier};
 use crate::registry::{LiveSessions, Registry};
+use crate::resume::{Presented, Reader, Resume, from_query};
 use crate::store::SessionStore;
 
 /// A tower [`Layer`] that opens a session for each WebSocket upgrade request.
@@ -23,8 +24,10 @@ use crate::store::SessionStore;
 /// 1. identifies the user — by default from a [`UserId`](crate::UserId) that an earlier
 ///    authentication layer put into the request extensions; nobody identified → `401`,
 ///    unless [anonymous sessions](Self::allow_anonymous) are allowed;
-/// 2. gives the client a fresh id of 128 random bits;
-/// 3. creates the session in the store — store unreachable → `503`, nothing upgraded;
+/// 2. with a [resume window](Self::resume), claims the session the request presents a resume
+///    token for — that session, its data and rooms, if the claim succeeds;
+/// 3. otherwise gives the client a fresh id of 128 random bits and creates the session in the
+///    store — store unreachable → `503`, nothing upgraded;
 /// 4. puts a [`WsSession`](crate::WsSession) into the request extensions and calls the inner
 ///    service. When the response is not a successful upgrade, the session is removed at once.
 ///
@@ -71,6 +74,10 @@ pub(crate) struct Config {
     pub(crate) refresh_interval: Duration,
     pub(crate) refresh_batch: usize,
     pub(crate) inbox_limits: InboxLimits,
+    /// Whether sessions are resumable (a window above zero).
+    pub(crate) resumable: bool,
+    /// Reads what an upgrade presents to resume.
+    pub(crate) read_resume: Reader,
 }
 
 /// The default number of sessions refreshed by one store call.
@@ -88,8 +95,50 @@ impl SessionLayer {
                 refresh_interval,
                 refresh_batch: DEFAULT_REFRESH_BATCH,
                 inbox_limits: InboxLimits::default(),
+                resumable: false,
+                read_resume: Arc::new(from_query),
             }),
         }
+    }
+
+    /// Sets the resume window (default: none, a session is removed when its socket drops).
+    ///
+    /// With a window, the session of a socket that drops is detached and kept for the window;
+    /// a client that reconnects within it, presenting the session's
+    /// [`resume_token`](crate::WsSession::resume_token), gets it back with the messages it
+    /// missed. See [`resume`](crate::resume). A zero window turns resume off.
+    ///
+    /// Configure the layer before serving: the window applies to every clone of the layer.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ws_session::{MemoryStore, SessionLayer, resume::Resume};
+    ///
+    /// let layer = SessionLayer::new(MemoryStore::new())
+    ///     .resume(Resume::within(Duration::from_secs(120)));
+    /// ```
+    #[must_use]
+    pub fn resume(mut self, resume: Resume) -> Self {
+        self.registry.set_resume(Some(resume));
+        Arc::make_mut(&mut self.config).resumable = !resume.window().is_zero();
+        self
+    }
+
+    /// Replaces the step that reads a resume token (and the client's last offset) from an
+    /// upgrade request. The default, [`from_query`](crate::resume::from_query), reads the
+    /// `resume` and `offset` query parameters.
+    #[must_use]
+    pub fn resume_from<F>(mut self, read: F) -> Self
+    where
+        F: Fn(&Parts) -> Option<Presented> + Send + Sync + 'static,
+    {
+        Arc::make_mut(&mut self.config).read_resume = Arc::new(read);
+        self
+    }
+
+    /// Shuts this instance's sessions down gracefully: see [`LiveSessions::shutdown`].
+    pub async fn shutdown(&self) -> usize {
+        self.live_sessions().shutdown().await
     }
 
     /// Replaces the identification step.
@@ -175,6 +224,7 @@ impl std::fmt::Debug for SessionLayer {
             .field("allow_anonymous", &self.config.allow_anonymous)
             .field("refresh_interval", &self.config.refresh_interval)
             .field("refresh_batch", &self.config.refresh_batch)
+            .field("resume", &self.registry.detach())
             .field("open_sessions", &self.registry.len())
             .finish_non_exhaustive()
     }

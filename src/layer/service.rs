@@ -12,6 +12,8 @@ use super::future::ResponseFuture;
 use crate::error::Error;
 use crate::handle::WsSession;
 use crate::registry::Registry;
+use crate::resume::open::reattach;
+use crate::resume::{Attach, ResumeToken};
 use crate::session::new_session_id;
 use crate::upgrade::{UpgradeKind, websocket_upgrade};
 
@@ -64,7 +66,8 @@ where
     }
 }
 
-/// Identifies the user, creates the session, and runs the inner service with the handle.
+/// Identifies the user, claims or creates the session, and runs the inner service with the
+/// handle.
 async fn open_session<S, ReqBody>(
     mut inner: S,
     registry: Arc<Registry>,
@@ -76,10 +79,9 @@ where
     S: Service<Request<ReqBody>, Response = Response>,
 {
     let (mut parts, body) = request.into_parts();
-    let id = new_session_id();
-    let user_id = match (config.identify)(&parts).await {
-        Ok(Some(user_id)) => user_id,
-        Ok(None) if config.allow_anonymous => id.clone(),
+    let identified = match (config.identify)(&parts).await {
+        Ok(Some(user_id)) => Some(user_id),
+        Ok(None) if config.allow_anonymous => None,
         Ok(None) => {
             tracing::info!(uri = %parts.uri, "WebSocket upgrade rejected: nobody identified");
             return Ok((StatusCode::UNAUTHORIZED, "no identity for this WebSocket").into_response());
@@ -93,31 +95,28 @@ where
             return Ok(response);
         }
     };
-
-    // The session goes into the store while its connection subscribes on the node: one wait
-    // for both.
-    let node = &registry.node;
-    let (created, registered) = tokio::join!(
-        registry
-            .store
-            .create_attached_session(&id, &user_id, node.id()),
-        node.register(&id, &user_id, config.inbox_limits),
-    );
-    let connection = match (created, registered) {
-        (Ok(_), Ok(connection)) => connection,
-        (Err(error), registered) => {
-            if registered.is_ok() {
-                node.unregister(&id);
+    let presented = config
+        .resumable
+        .then(|| (config.read_resume)(&parts))
+        .flatten();
+    let resumed = match presented {
+        Some(presented) => {
+            match reattach(&registry, config.inbox_limits, &presented, identified.as_deref())
+                .await
+            {
+                Ok(resumed) => resumed,
+                Err(error) => return Ok(creation_failed(&error)),
             }
-            return Ok(creation_failed(&error));
         }
-        (Ok(_), Err(error)) => {
-            let _ = registry.store.remove_session(&id).await;
-            return Ok(creation_failed(&error));
-        }
+        None => None,
     };
-    tracing::debug!(session = %id, user = %user_id, "session created");
-    let session = WsSession::open(Arc::clone(&registry), id, user_id, connection);
+    let session = match resumed {
+        Some(session) => session,
+        None => match create(&registry, &config, identified).await {
+            Ok(session) => session,
+            Err(error) => return Ok(creation_failed(&error)),
+        },
+    };
     registry.start_refresher(config.refresh_interval, config.refresh_batch);
     parts.extensions.insert(session.clone());
 
@@ -128,16 +127,58 @@ where
             tracing::debug!(
                 session = %session.id(),
                 status = %response.status(),
-                "upgrade not completed; removing its session"
+                "upgrade not completed; ending its session"
             );
             session.end();
         }
         Err(_) => {
-            tracing::debug!(session = %session.id(), "inner service failed; removing its session");
+            tracing::debug!(session = %session.id(), "inner service failed; ending its session");
             session.end();
         }
     }
     result
+}
+
+/// Creates a fresh session for `identified` (anonymous: its own id) and registers its
+/// connection.
+async fn create(
+    registry: &Arc<Registry>,
+    config: &Config,
+    identified: Option<String>,
+) -> Result<WsSession, Error> {
+    let id = new_session_id();
+    let user_id = identified.unwrap_or_else(|| id.clone());
+    let token = ResumeToken::generate(&id);
+    // The session goes into the store while its connection subscribes on the node: one wait
+    // for both.
+    let node = &registry.node;
+    let attach = Attach::node(node.id()).token(token.hash());
+    let (created, registered) = tokio::join!(
+        registry.store.create_attached_session(&id, &user_id, &attach),
+        node.register(&id, &user_id, config.inbox_limits, 1, &[]),
+    );
+    let connection = match (created, registered) {
+        (Ok(_), Ok(connection)) => connection,
+        (Err(error), registered) => {
+            if let Ok(connection) = registered {
+                node.unregister(&id, &connection);
+            }
+            return Err(error);
+        }
+        (Ok(_), Err(error)) => {
+            let _ = registry.store.remove_session(&id).await;
+            return Err(error);
+        }
+    };
+    tracing::debug!(session = %id, user = %user_id, "session created");
+    Ok(WsSession::open(
+        Arc::clone(registry),
+        id,
+        user_id,
+        connection,
+        token,
+        None,
+    ))
 }
 
 /// The response for a session the store would not create.

@@ -85,12 +85,28 @@ impl SessionStore for CountingStore {
         &self,
         id: &str,
         user_id: &str,
-        node_id: &str,
+        attach: &crate::resume::Attach<'_>,
     ) -> Result<Session> {
         self.count();
         self.store
-            .create_attached_session(id, user_id, node_id)
+            .create_attached_session(id, user_id, attach)
             .await
+    }
+    async fn claim_session(
+        &self,
+        claim: &crate::resume::Claim<'_>,
+    ) -> Result<crate::resume::Claimed> {
+        self.count();
+        self.store.claim_session(claim).await
+    }
+    async fn detach_session(
+        &self,
+        id: &str,
+        epoch: u64,
+        detach: &crate::resume::Detach,
+    ) -> Result<crate::resume::Detached> {
+        self.count();
+        self.store.detach_session(id, epoch, detach).await
     }
     async fn session_node(&self, id: &str) -> Result<Option<String>> {
         self.count();

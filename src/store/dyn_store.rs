@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::error::Result;
 use crate::hub::{Broker, Member};
 use crate::limits::Limits;
+use crate::resume::{Attach, Claim, Claimed, Detach, Detached};
 use crate::session::{Session, SessionData};
 use crate::store::SessionStore;
 
@@ -21,8 +22,15 @@ pub(crate) trait DynStore: Send + Sync + 'static {
         &'a self,
         id: &'a str,
         user_id: &'a str,
-        node_id: &'a str,
+        attach: &'a Attach<'a>,
     ) -> BoxFuture<'a, Result<Session>>;
+    fn claim_session<'a>(&'a self, claim: &'a Claim<'a>) -> BoxFuture<'a, Result<Claimed>>;
+    fn detach_session<'a>(
+        &'a self,
+        id: &'a str,
+        epoch: u64,
+        detach: &'a Detach,
+    ) -> BoxFuture<'a, Result<Detached>>;
     fn session_node<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<String>>>;
     fn join_room<'a>(&'a self, id: &'a str, room: &'a str) -> BoxFuture<'a, Result<bool>>;
     fn leave_room<'a>(&'a self, id: &'a str, room: &'a str) -> BoxFuture<'a, Result<bool>>;
@@ -63,11 +71,22 @@ impl<S: SessionStore> DynStore for S {
         &'a self,
         id: &'a str,
         user_id: &'a str,
-        node_id: &'a str,
+        attach: &'a Attach<'a>,
     ) -> BoxFuture<'a, Result<Session>> {
         Box::pin(SessionStore::create_attached_session(
-            self, id, user_id, node_id,
+            self, id, user_id, attach,
         ))
+    }
+    fn claim_session<'a>(&'a self, claim: &'a Claim<'a>) -> BoxFuture<'a, Result<Claimed>> {
+        Box::pin(SessionStore::claim_session(self, claim))
+    }
+    fn detach_session<'a>(
+        &'a self,
+        id: &'a str,
+        epoch: u64,
+        detach: &'a Detach,
+    ) -> BoxFuture<'a, Result<Detached>> {
+        Box::pin(SessionStore::detach_session(self, id, epoch, detach))
     }
     fn session_node<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
         Box::pin(SessionStore::session_node(self, id))

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::error::Result;
 use crate::hub::{Broker, Member};
 use crate::limits::Limits;
+use crate::resume::{Attach, Claim, Claimed, Detach, Detached};
 use crate::session::{Session, SessionData};
 
 pub(crate) mod dyn_store;
@@ -55,7 +56,7 @@ pub trait SessionStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Session>> + Send;
 
     /// Creates an empty session as [`create_session`](Self::create_session) does, attached to
-    /// the hub node `node_id` that holds its connection.
+    /// the hub node that holds its connection, with the hash of its resume token.
     ///
     /// # Errors
     ///
@@ -64,8 +65,35 @@ pub trait SessionStore: Clone + Send + Sync + 'static {
         &self,
         id: &str,
         user_id: &str,
-        node_id: &str,
+        attach: &Attach<'_>,
     ) -> impl Future<Output = Result<Session>> + Send;
+
+    /// Claims the session of `claim.token` for a resume, in one atomic step: checks the token
+    /// against the kept hash (in constant time) and the user, then rotates the token, counts a
+    /// new attachment (epoch), attaches the session to `claim.node_id` and restarts its TTL. Of
+    /// two claims with one token, one wins and the other is refused. A refused claim writes
+    /// nothing.
+    ///
+    /// # Errors
+    ///
+    /// Only store errors (`Unavailable`, ...): a claim that does not fit is
+    /// [`Claimed::Refused`].
+    fn claim_session(&self, claim: &Claim<'_>) -> impl Future<Output = Result<Claimed>> + Send;
+
+    /// Detaches session `id` from the connection of attachment `epoch`, whose socket went:
+    /// the session, its rooms and its entry in the user index are kept for `detach.window`,
+    /// then expire. Nothing is written when the session is gone or a newer attachment holds it.
+    /// A user with more than `detach.max_per_user` detached sessions loses the oldest.
+    ///
+    /// # Errors
+    ///
+    /// Store errors only.
+    fn detach_session(
+        &self,
+        id: &str,
+        epoch: u64,
+        detach: &Detach,
+    ) -> impl Future<Output = Result<Detached>> + Send;
 
     /// The hub node that holds the connection of session `id`; `None` for a session that was
     /// created without one.

@@ -1,6 +1,6 @@
 //! One session as the memory store holds it, and the hasher of the store's maps.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -9,6 +9,8 @@ use dashmap::mapref::one::RefMut;
 use foldhash::SharedSeed;
 use foldhash::fast::{FoldHasher, SeedableRandomState};
 
+use crate::hub::Offset;
+use crate::resume::TokenHash;
 use crate::session::{Session, SessionData};
 
 /// The hasher of the store's maps and sets: foldhash, keyed from the operating system's CSPRNG.
@@ -49,8 +51,16 @@ pub(super) struct Entry {
     pub(super) expires_at: Instant,
     /// The hub node holding the session's connection, if it has one.
     pub(super) node: Option<Arc<str>>,
-    /// The rooms the session is in.
-    pub(super) rooms: BTreeSet<String>,
+    /// The rooms the session is in, each with the hub's offset when it joined.
+    pub(super) rooms: BTreeMap<String, Offset>,
+    /// The hash of the session's resume token, if it can be resumed.
+    pub(super) token: Option<TokenHash>,
+    /// Which attachment of the session holds it now.
+    pub(super) epoch: u64,
+    /// The hub's offset when the session was created.
+    pub(super) since: Offset,
+    /// When the session was detached (ms since the Unix epoch), while it is.
+    pub(super) detached_at: Option<u64>,
 }
 
 impl Entry {

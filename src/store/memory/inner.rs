@@ -107,7 +107,7 @@ impl Inner {
     /// the room's set when it is left empty.
     pub(super) fn prune_room(&self, room: &str, id: &str) {
         prune_from(&self.rooms, room, id, |id| {
-            self.read(id, |entry| entry.rooms.contains(room))
+            self.read(id, |entry| entry.rooms.contains_key(room))
                 .unwrap_or(false)
         });
     }
@@ -115,9 +115,12 @@ impl Inner {
     /// Drops the entries of a session that is gone from the user index and its rooms.
     pub(super) fn forget(&self, id: &str, entry: &Entry) {
         self.prune(&entry.user_id, id);
-        for room in &entry.rooms {
+        for room in entry.rooms.keys() {
             self.prune_room(room, id);
         }
+        self.bus
+            .history
+            .forget(&crate::hub::envelope::Stream::Session(id.to_owned()));
     }
 
     /// Drops every expired session and its entries in the user index and the rooms.
@@ -133,6 +136,7 @@ impl Inner {
                     data: std::mem::take(&mut entry.data),
                     rooms: std::mem::take(&mut entry.rooms),
                     node: entry.node.take(),
+                    token: entry.token.take(),
                     ..*entry
                 };
                 dead.push((id.clone(), gone));
@@ -141,6 +145,9 @@ impl Inner {
         });
         for (id, entry) in &dead {
             self.forget(id, entry);
+            if entry.detached_at.is_some() {
+                tracing::debug!(session = %id, user = %entry.user_id, "detached session expired");
+            }
         }
         if !dead.is_empty() {
             tracing::trace!(expired = dead.len(), "expired sessions swept");

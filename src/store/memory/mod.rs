@@ -46,6 +46,7 @@
 mod entry;
 mod inner;
 mod ops;
+mod resume;
 mod sweep;
 
 use std::collections::HashSet;

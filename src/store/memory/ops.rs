@@ -1,6 +1,6 @@
 //! [`SessionStore`] for [`MemoryStore`].
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,16 +12,18 @@ use super::entry::Entry;
 use crate::error::{Error, InvalidInput, Result};
 use crate::hub::{Broker, Member};
 use crate::limits::Limits;
+use crate::resume::{Attach, Claim, Claimed, Detach, Detached};
 use crate::session::{Session, SessionData, now_ms};
 use crate::store::SessionStore;
 
 impl MemoryStore {
-    /// Creates session `id` of `user_id`, attached to hub node `node` if there is one.
-    fn create(&self, id: &str, user_id: &str, node: Option<&str>) -> Result<Session> {
+    /// Creates session `id` of `user_id`, attached as `attach` says if it is.
+    fn create(&self, id: &str, user_id: &str, attach: Option<&Attach<'_>>) -> Result<Session> {
         let inner = &*self.inner;
         inner.limits.check_session_id(id)?;
         inner.limits.check_user_id(user_id)?;
         let created = now_ms();
+        let since = inner.bus.history.now();
         let mut displaced = None;
         let result = {
             // The user's set is held while the session goes in, so that a concurrent prune of
@@ -36,8 +38,12 @@ impl MemoryStore {
                 created_at: created,
                 last_active: created,
                 expires_at: inner.expiry(now),
-                node: node.map(Arc::from),
-                rooms: BTreeSet::new(),
+                node: attach.map(|attach| Arc::from(attach.node_id)),
+                rooms: BTreeMap::new(),
+                token: attach.and_then(|attach| attach.token),
+                epoch: 1,
+                since,
+                detached_at: None,
             };
             match inner.sessions.entry(id.to_owned()) {
                 MapEntry::Occupied(mut taken) => {
@@ -94,9 +100,17 @@ impl SessionStore for MemoryStore {
         &self,
         id: &str,
         user_id: &str,
-        node_id: &str,
+        attach: &Attach<'_>,
     ) -> Result<Session> {
-        self.create(id, user_id, Some(node_id))
+        self.create(id, user_id, Some(attach))
+    }
+
+    async fn claim_session(&self, claim: &Claim<'_>) -> Result<Claimed> {
+        self.claim(claim)
+    }
+
+    async fn detach_session(&self, id: &str, epoch: u64, detach: &Detach) -> Result<Detached> {
+        self.detach(id, epoch, detach)
     }
 
     async fn get_session(&self, id: &str) -> Result<Option<Session>> {
@@ -242,8 +256,9 @@ impl SessionStore for MemoryStore {
             Some(ids) => ids,
             None => inner.rooms.entry(room.to_owned()).or_default(),
         };
+        let since = inner.bus.history.now();
         let joined = inner.write(id, |entry| {
-            if entry.rooms.contains(room) {
+            if entry.rooms.contains_key(room) {
                 return Ok(false);
             }
             if entry.rooms.len() >= limits.max_rooms {
@@ -252,7 +267,7 @@ impl SessionStore for MemoryStore {
                     max: limits.max_rooms,
                 }));
             }
-            entry.rooms.insert(room.to_owned());
+            entry.rooms.insert(room.to_owned(), since);
             Ok(true)
         });
         if joined.is_ok() {
@@ -271,7 +286,7 @@ impl SessionStore for MemoryStore {
         let inner = &*self.inner;
         inner.limits.check_session_id(id)?;
         inner.limits.check_room(room)?;
-        let left = inner.write(id, |entry| Ok(entry.rooms.remove(room)))?;
+        let left = inner.write(id, |entry| Ok(entry.rooms.remove(room).is_some()))?;
         inner.prune_room(room, id);
         Ok(left)
     }
@@ -279,7 +294,7 @@ impl SessionStore for MemoryStore {
     async fn session_rooms(&self, id: &str) -> Result<Vec<String>> {
         self.inner.limits.check_session_id(id)?;
         self.inner
-            .read(id, |entry| entry.rooms.iter().cloned().collect())
+            .read(id, |entry| entry.rooms.keys().cloned().collect())
             .ok_or_else(|| Error::not_found(id))
     }
 
@@ -293,7 +308,7 @@ impl SessionStore for MemoryStore {
                 ids.retain(|id| {
                     let user = inner
                         .read(id, |entry| {
-                            entry.rooms.contains(room).then(|| entry.user_id.clone())
+                            entry.rooms.contains_key(room).then(|| entry.user_id.clone())
                         })
                         .flatten();
                     let live = user.is_some();

@@ -72,13 +72,13 @@ impl RedisStore {
     }
 
     /// Sends `count` commands at once and waits for all their answers, within the store's
-    /// timeout. The answers themselves are not looked at (an error reply among them is not an
-    /// error of the call).
+    /// timeout. An error reply among the answers is not an error of the call: it is one of the
+    /// answers.
     pub(super) async fn run_pipeline(
         &self,
         pipeline: &::redis::Pipeline,
         count: usize,
-    ) -> Result<()> {
+    ) -> Result<Vec<Value>> {
         let deadline = Instant::now() + self.inner.timeout;
         let mut conn = self.connection(deadline).await?;
         let left = deadline.saturating_duration_since(Instant::now());
@@ -88,7 +88,7 @@ impl RedisStore {
             conn.set_response_timeout(left);
             conn.send_packed_commands(pipeline, 0, count).await
         };
-        self.outcome(reply).await.map(drop)
+        self.outcome(reply).await
     }
 
     /// A handle on one of the pool's connections, waiting for it until `deadline` at most.

@@ -6,8 +6,14 @@
 //! |--------------------------------|---------|------|
 //! | `app:session:{id}`             | Hash    | one session |
 //! | `app:user_sessions:{user}`     | Set     | the ids of a user's sessions |
-//! | `app:session_rooms:{id}`       | Set     | the rooms of one session |
+//! | `app:session_rooms:{id}`       | Hash    | the rooms of one session, each with the offset it joined at |
 //! | `app:room_members:{room}`      | Set     | the ids of a room's sessions |
+//! | `app:user_detached:{user}`     | Sorted set | a user's detached sessions, by the time they detached |
+//! | `app:hub:clock`                | String  | the last offset the hub gave a message |
+//! | `app:history:all`              | Stream  | messages sent to everyone, kept for resumes |
+//! | `app:history:user:{user}`      | Stream  | messages sent to a user |
+//! | `app:history:room:{room}`      | Stream  | messages sent to a room |
+//! | `app:history:session:{id}`     | Stream  | messages sent to one session |
 //! | `app:hub:all`                  | channel | envelopes for every connection |
 //! | `app:hub:node:{node}`          | channel | envelopes for single sessions held by one node |
 //! | `app:hub:user:{user}`          | channel | envelopes for every connection of a user |
@@ -15,7 +21,7 @@
 
 use std::sync::Arc;
 
-use crate::hub::envelope::Topic;
+use crate::hub::envelope::{Stream, Topic};
 
 /// The prefixes of one store's keys and channels.
 #[derive(Debug, Clone)]
@@ -29,10 +35,22 @@ pub(crate) struct Keys {
     pub(crate) session_rooms: String,
     /// `{prefix}:room_members:`
     pub(crate) room_members: String,
+    /// `{prefix}:user_detached:`
+    pub(crate) user_detached: String,
+    /// `{prefix}:hub:clock`
+    pub(crate) clock: String,
+    /// `{prefix}:history:all`
+    history_all: String,
+    /// `{prefix}:history:user:`
+    history_user: String,
+    /// `{prefix}:history:room:`
+    history_room: String,
+    /// `{prefix}:history:session:`
+    pub(crate) history_session: String,
     /// `{prefix}:hub:all`
     channel_all: String,
     /// `{prefix}:hub:node:`
-    channel_node: String,
+    pub(crate) channel_node: String,
     /// `{prefix}:hub:user:`
     channel_user: String,
     /// `{prefix}:hub:room:`
@@ -46,6 +64,12 @@ impl Keys {
             user_sessions: format!("{prefix}:user_sessions:"),
             session_rooms: format!("{prefix}:session_rooms:"),
             room_members: format!("{prefix}:room_members:"),
+            user_detached: format!("{prefix}:user_detached:"),
+            clock: format!("{prefix}:hub:clock"),
+            history_all: format!("{prefix}:history:all"),
+            history_user: format!("{prefix}:history:user:"),
+            history_room: format!("{prefix}:history:room:"),
+            history_session: format!("{prefix}:history:session:"),
             channel_all: format!("{prefix}:hub:all"),
             channel_node: format!("{prefix}:hub:node:"),
             channel_user: format!("{prefix}:hub:user:"),
@@ -66,6 +90,16 @@ impl Keys {
         channel.extend_from_slice(head.as_bytes());
         channel.extend_from_slice(tail.as_bytes());
         channel
+    }
+
+    /// The key of the stream that keeps `stream`'s messages.
+    pub(crate) fn history(&self, stream: &Stream) -> String {
+        match stream {
+            Stream::All => self.history_all.clone(),
+            Stream::User(user) => format!("{}{user}", self.history_user),
+            Stream::Room(room) => format!("{}{room}", self.history_room),
+            Stream::Session(id) => format!("{}{id}", self.history_session),
+        }
     }
 
     /// The topic a channel of this store carries, or `None` for any other channel.
@@ -109,6 +143,8 @@ mod tests {
         assert_eq!(keys.channel(&Topic::All), b"app:hub:all");
         assert_eq!(keys.channel(&Topic::Room("r".into())), b"app:hub:room:r");
         assert_eq!(keys.topic(b"other:hub:all"), None);
+        assert_eq!(keys.history(&Stream::Room("r".into())), "app:history:room:r");
+        assert_eq!(keys.history(&Stream::Session("s".into())), "app:history:session:s");
         assert_eq!(keys.topic(b"app:hub:alll"), None);
     }
 }

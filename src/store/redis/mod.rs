@@ -61,7 +61,9 @@ mod command;
 mod conn;
 pub(crate) mod keys;
 mod reply;
+mod resume;
 mod rooms;
+pub(crate) mod hub;
 mod scripts;
 
 use std::fmt;
@@ -76,6 +78,7 @@ use serde_json::Value as Json;
 use crate::error::{Error, Result};
 use crate::hub::{Broker, Member};
 use crate::limits::Limits;
+use crate::resume::{Attach, Claim, Claimed, Detach, Detached};
 use crate::session::{Session, SessionData, now_ms};
 use crate::store::SessionStore;
 use command::Command;
@@ -243,16 +246,6 @@ impl RedisStore {
         self.inner.timeout
     }
 
-    /// Publishes every payload on its channel, in order, in one pipeline, within the store's
-    /// timeout.
-    pub(crate) async fn publish_all(&self, messages: &[(Vec<u8>, bytes::Bytes)]) -> Result<()> {
-        let mut pipeline = ::redis::pipe();
-        for (channel, payload) in messages {
-            pipeline.cmd("PUBLISH").arg(channel).arg(payload.as_ref());
-        }
-        self.run_pipeline(&pipeline, messages.len()).await
-    }
-
     /// The connection pool.
     pub fn pool(&self) -> &RedisPool {
         &self.inner.pool
@@ -351,9 +344,17 @@ impl SessionStore for RedisStore {
         &self,
         id: &str,
         user_id: &str,
-        node_id: &str,
+        attach: &Attach<'_>,
     ) -> Result<Session> {
-        self.create(id, user_id, Some(node_id)).await
+        self.create(id, user_id, Some(attach)).await
+    }
+
+    async fn claim_session(&self, claim: &Claim<'_>) -> Result<Claimed> {
+        self.claim(claim).await
+    }
+
+    async fn detach_session(&self, id: &str, epoch: u64, detach: &Detach) -> Result<Detached> {
+        self.detach(id, epoch, detach).await
     }
 
     async fn session_node(&self, id: &str) -> Result<Option<String>> {

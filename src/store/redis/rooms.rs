@@ -10,31 +10,36 @@ use super::scripts::StoreScript;
 use super::{META_NODE, META_USER_ID};
 use crate::error::{Error, Result};
 use crate::hub::Member;
+use crate::resume::Attach;
 use crate::session::{Session, now_ms};
 
 impl RedisStore {
-    /// Creates session `id` of `user_id`, attached to hub node `node` if there is one.
+    /// Creates session `id` of `user_id`, attached as `attach` says if it is.
     pub(super) async fn create(
         &self,
         id: &str,
         user_id: &str,
-        node: Option<&str>,
+        attach: Option<&Attach<'_>>,
     ) -> Result<Session> {
         let limits = &self.inner.limits;
         limits.check_session_id(id)?;
         limits.check_user_id(user_id)?;
         let now = now_ms();
         let keys = &self.inner.keys;
-        let mut command = Command::script(&self.inner.scripts.create, 2);
+        let mut command = Command::script(&self.inner.scripts.create, 3);
+        let token = attach
+            .and_then(|attach| attach.token)
+            .map(|token| token.to_hex())
+            .unwrap_or_default();
         command
             .joined(&keys.session, id)
             .joined(&keys.user_sessions, user_id)
+            .arg(&keys.clock)
             .arg(id)
             .arg(user_id)
-            .arg(now);
-        if let Some(node) = node {
-            command.arg(node);
-        }
+            .arg(now)
+            .arg(attach.map_or("", |attach| attach.node_id))
+            .arg(token);
         self.run_status(id, &command).await?;
         Ok(Session::new(id, user_id, now))
     }
@@ -65,7 +70,13 @@ impl RedisStore {
         let limits = &self.inner.limits;
         limits.check_session_id(id)?;
         limits.check_room(room)?;
-        let mut command = self.script_on_session(script, id);
+        // The join script reads the hub's clock too.
+        let joins = std::ptr::eq(script, &self.inner.scripts.join);
+        let mut command = Command::script(script, if joins { 2 } else { 1 });
+        command.joined(&self.inner.keys.session, id);
+        if joins {
+            command.arg(&self.inner.keys.clock);
+        }
         command.arg(now_ms()).arg(id).arg(room);
         self.run_changed(id, &command).await
     }

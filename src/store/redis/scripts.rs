@@ -15,6 +15,7 @@ use std::time::Duration;
 use ::redis::{Cmd, Script};
 
 use super::keys::Keys;
+use crate::hub::{CLOCK_EPOCH_MS, OFFSETS_PER_MS};
 
 /// The script finished and wrote what it was asked to.
 pub(super) const OK: i64 = 1;
@@ -28,8 +29,15 @@ pub(super) const TOO_MANY_KEYS: i64 = -3;
 pub(super) const TAKEN: i64 = -4;
 /// Joining would put the session in too many rooms; nothing was written.
 pub(super) const TOO_MANY_ROOMS: i64 = -5;
-/// The session was in the room already (join), or was not in it (leave).
+/// The session was in the room already (join), was not in it (leave), or is held by a newer
+/// connection (detach).
 pub(super) const UNCHANGED: i64 = 0;
+/// A claim found no resumable session of that id.
+pub(super) const REFUSED_UNKNOWN: i64 = -10;
+/// A claim presented a token that is not the session's.
+pub(super) const REFUSED_TOKEN: i64 = -11;
+/// A claim came from another user than the session's.
+pub(super) const REFUSED_USER: i64 = -12;
 
 /// A user set is kept alive at least this much longer than any of its members.
 const SET_MARGIN_MS: u64 = 1000;
@@ -56,6 +64,11 @@ pub(super) struct Scripts {
     pub(super) rooms: StoreScript,
     pub(super) members: StoreScript,
     pub(super) remove_user: StoreScript,
+    pub(super) claim: StoreScript,
+    pub(super) detach: StoreScript,
+    pub(crate) publish: StoreScript,
+    pub(crate) send: StoreScript,
+    pub(super) replay: StoreScript,
 }
 
 /// The helpers of `lua/lib/`, each included only by the scripts that call it.
@@ -64,6 +77,7 @@ const OUTLIVE: &str = include_str!("lua/lib/outlive.lua");
 const DATA_FIELDS: &str = include_str!("lua/lib/data_fields.lua");
 const KEEP_ROOMS: &str = include_str!("lua/lib/keep_rooms.lua");
 const FORGET: &str = include_str!("lua/lib/forget.lua");
+const HISTORY: &str = include_str!("lua/lib/history.lua");
 
 impl Scripts {
     pub(super) fn new(config: &Config<'_>) -> Self {
@@ -78,7 +92,7 @@ impl Scripts {
             StoreScript::new(code)
         };
         Scripts {
-            create: script(&[OUTLIVE], include_str!("lua/create.lua")),
+            create: script(&[OUTLIVE, HISTORY], include_str!("lua/create.lua")),
             set: script(
                 &[OUTLIVE, KEEP_ROOMS, DATA_FIELDS],
                 include_str!("lua/set.lua"),
@@ -95,7 +109,7 @@ impl Scripts {
             list: script(&[], include_str!("lua/list.lua")),
             touch: script(&[OUTLIVE, KEEP_ROOMS], include_str!("lua/touch.lua")),
             join: script(
-                &[OWNER_OF, OUTLIVE, KEEP_ROOMS],
+                &[OWNER_OF, OUTLIVE, KEEP_ROOMS, HISTORY],
                 include_str!("lua/join.lua"),
             ),
             leave: script(
@@ -105,6 +119,14 @@ impl Scripts {
             rooms: script(&[], include_str!("lua/rooms.lua")),
             members: script(&[], include_str!("lua/members.lua")),
             remove_user: script(&[FORGET], include_str!("lua/remove_user.lua")),
+            claim: script(&[OUTLIVE, KEEP_ROOMS], include_str!("lua/claim.lua")),
+            detach: script(
+                &[OUTLIVE, KEEP_ROOMS, FORGET],
+                include_str!("lua/detach.lua"),
+            ),
+            publish: script(&[HISTORY], include_str!("lua/publish.lua")),
+            send: script(&[HISTORY], include_str!("lua/send.lua")),
+            replay: script(&[], include_str!("lua/replay.lua")),
         }
     }
 }
@@ -130,6 +152,20 @@ fn header(config: &Config<'_>) -> String {
         "ROOM_MEMBERS_PREFIX",
         &lua_string(&config.keys.room_members),
     );
+    constant(
+        "USER_DETACHED_PREFIX",
+        &lua_string(&config.keys.user_detached),
+    );
+    constant(
+        "HISTORY_SESSION_PREFIX",
+        &lua_string(&config.keys.history_session),
+    );
+    constant(
+        "NODE_CHANNEL_PREFIX",
+        &lua_string(&config.keys.channel_node),
+    );
+    constant("CLOCK_EPOCH_MS", &CLOCK_EPOCH_MS.to_string());
+    constant("OFFSETS_PER_MS", &OFFSETS_PER_MS.to_string());
     constant("TTL_MS", &format!("'{ttl_ms}'"));
     constant(
         "SET_FLOOR_MS",
@@ -142,6 +178,7 @@ fn header(config: &Config<'_>) -> String {
             ttl_ms.saturating_mul(2).saturating_add(SET_MARGIN_MS)
         ),
     );
+    constant("SET_MARGIN_MS", &SET_MARGIN_MS.to_string());
     constant("MAX_KEYS", &config.max_keys.to_string());
     constant("MAX_ROOMS", &config.max_rooms.to_string());
     head
@@ -164,7 +201,7 @@ fn lua_string(text: &str) -> String {
 }
 
 /// The text of a script and its SHA1, the name `EVALSHA` calls it by.
-pub(super) struct StoreScript {
+pub(crate) struct StoreScript {
     code: String,
     hash: String,
 }
@@ -176,12 +213,12 @@ impl StoreScript {
     }
 
     /// The SHA1 of the script, in hex.
-    pub(super) fn hash(&self) -> &str {
+    pub(crate) fn hash(&self) -> &str {
         &self.hash
     }
 
     /// `SCRIPT LOAD` of the script, for a server that does not know it yet.
-    pub(super) fn load_cmd(&self) -> Cmd {
+    pub(crate) fn load_cmd(&self) -> Cmd {
         let mut cmd = ::redis::cmd("SCRIPT");
         cmd.arg("LOAD").arg(&self.code);
         cmd
@@ -208,9 +245,15 @@ mod tests {
                 "local USER_SET_PREFIX = 'app:user_sessions:'",
                 "local SESSION_ROOMS_PREFIX = 'app:session_rooms:'",
                 "local ROOM_MEMBERS_PREFIX = 'app:room_members:'",
+                "local USER_DETACHED_PREFIX = 'app:user_detached:'",
+                "local HISTORY_SESSION_PREFIX = 'app:history:session:'",
+                "local NODE_CHANNEL_PREFIX = 'app:hub:node:'",
+                "local CLOCK_EPOCH_MS = 1767225600000",
+                "local OFFSETS_PER_MS = 4096",
                 "local TTL_MS = '60000'",
                 "local SET_FLOOR_MS = 61000",
                 "local SET_TTL_MS = '121000'",
+                "local SET_MARGIN_MS = 1000",
                 "local MAX_KEYS = 10",
                 "local MAX_ROOMS = 5",
             ]

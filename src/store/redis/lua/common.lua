@@ -1,6 +1,6 @@
 -- Shared by every script of the Redis store. Each script is the store's configuration
--- (SESSION_PREFIX, USER_SET_PREFIX, SESSION_ROOMS_PREFIX, ROOM_MEMBERS_PREFIX, TTL_MS,
--- SET_FLOOR_MS, SET_TTL_MS, MAX_KEYS, MAX_ROOMS; see
+-- (key and channel prefixes, TTL_MS, SET_FLOOR_MS, SET_TTL_MS, SET_MARGIN_MS, MAX_KEYS,
+-- MAX_ROOMS, the hub clock's constants; see
 -- `scripts.rs`), then this file, then the helpers of `lib/` it uses, then its own body.
 --
 -- A script runs from its first line on every call, so every helper it includes is built
@@ -15,3 +15,6 @@ local TOO_MANY_KEYS = -3
 local TAKEN = -4
 local TOO_MANY_ROOMS = -5
 local UNCHANGED = 0
+local REFUSED_UNKNOWN = -10
+local REFUSED_TOKEN = -11
+local REFUSED_USER = -12

@@ -1,5 +1,6 @@
--- KEYS[1] session hash, KEYS[2] user set
--- ARGV[1] session id, ARGV[2] user id, ARGV[3] now ms, ARGV[4] (optional) hub node
+-- KEYS[1] session hash, KEYS[2] user set, KEYS[3] the hub's clock
+-- ARGV[1] session id, ARGV[2] user id, ARGV[3] now ms, ARGV[4] hub node or '',
+-- ARGV[5] hash of the resume token or ''
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return TAKEN
 end
@@ -8,16 +9,21 @@ redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('HSET', KEYS[1],
   'meta:user_id', ARGV[2],
   'meta:created_at', ARGV[3],
-  'meta:last_active', ARGV[3])
-if ARGV[4] then
+  'meta:last_active', ARGV[3],
+  'meta:epoch', 1,
+  'meta:since', clock_now(KEYS[3], server_ms()))
+if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[1], 'meta:node', ARGV[4])
+end
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[1], 'meta:token', ARGV[5])
 end
 redis.call('PEXPIRE', KEYS[1], TTL_MS)
 outlive(KEYS[2], SET_FLOOR_MS, SET_TTL_MS)
--- An expired session of the same id may have left its rooms behind.
+-- An expired session of the same id may have left its rooms and history behind.
 local rooms = SESSION_ROOMS_PREFIX .. ARGV[1]
-for _, room in ipairs(redis.call('SMEMBERS', rooms)) do
+for _, room in ipairs(redis.call('HKEYS', rooms)) do
   redis.call('SREM', ROOM_MEMBERS_PREFIX .. room, ARGV[1])
 end
-redis.call('DEL', rooms)
+redis.call('DEL', rooms, HISTORY_SESSION_PREFIX .. ARGV[1])
 return OK

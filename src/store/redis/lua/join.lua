@@ -1,4 +1,4 @@
--- KEYS[1] session hash
+-- KEYS[1] session hash, KEYS[2] the hub's clock
 -- ARGV[1] now ms, ARGV[2] session id, ARGV[3] room
 -- Returns OK when the session joined the room, UNCHANGED when it was in it already.
 local key = KEYS[1]
@@ -8,13 +8,14 @@ if not user then
 end
 local session_rooms = SESSION_ROOMS_PREFIX .. ARGV[2]
 local status = UNCHANGED
-if redis.call('SISMEMBER', session_rooms, ARGV[3]) == 0 then
-  if redis.call('SCARD', session_rooms) >= MAX_ROOMS then
+if redis.call('HEXISTS', session_rooms, ARGV[3]) == 0 then
+  if redis.call('HLEN', session_rooms) >= MAX_ROOMS then
     return TOO_MANY_ROOMS
   end
   -- The room's set goes first: a WRONGTYPE there fails the script before anything is written.
   redis.call('SADD', ROOM_MEMBERS_PREFIX .. ARGV[3], ARGV[2])
-  redis.call('SADD', session_rooms, ARGV[3])
+  -- What the room was sent before this is not for the session: a resume replays from here.
+  redis.call('HSET', session_rooms, ARGV[3], clock_now(KEYS[2], server_ms()))
   redis.call('HINCRBY', key, 'meta:rooms', 1)
   status = OK
 end

@@ -8,7 +8,7 @@ if not user then
   return rooms
 end
 local status = UNCHANGED
-if redis.call('SREM', SESSION_ROOMS_PREFIX .. ARGV[2], ARGV[3]) == 1 then
+if redis.call('HDEL', SESSION_ROOMS_PREFIX .. ARGV[2], ARGV[3]) == 1 then
   redis.call('SREM', ROOM_MEMBERS_PREFIX .. ARGV[3], ARGV[2])
   if redis.call('HINCRBY', key, 'meta:rooms', -1) <= 0 then
     redis.call('HDEL', key, 'meta:rooms')

@@ -7,9 +7,9 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local key = SESSION_PREFIX .. id
   -- An id taken again by another user's session after this one expired stays that user's.
   if redis.call('HGET', key, 'meta:user_id') == ARGV[1] then
-    forget(key, id, SESSION_ROOMS_PREFIX, ROOM_MEMBERS_PREFIX, USER_SET_PREFIX)
+    forget(key, id)
     removed[#removed + 1] = id
   end
 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], USER_DETACHED_PREFIX .. ARGV[1])
 return removed

@@ -4,4 +4,4 @@
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return NOT_FOUND
 end
-return redis.call('SMEMBERS', SESSION_ROOMS_PREFIX .. ARGV[1])
+return redis.call('HKEYS', SESSION_ROOMS_PREFIX .. ARGV[1])

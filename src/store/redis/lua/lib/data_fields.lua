@@ -1,8 +1,12 @@
--- How many data fields the session hash at `key` holds.
+-- How many data fields the session hash at `key` holds: its length less its metadata fields.
 local function data_fields(key)
-  return redis.call('HLEN', key) - 1
-    - redis.call('HEXISTS', key, 'meta:created_at')
-    - redis.call('HEXISTS', key, 'meta:last_active')
-    - redis.call('HEXISTS', key, 'meta:node')
-    - redis.call('HEXISTS', key, 'meta:rooms')
+  local meta = redis.call('HMGET', key, 'meta:user_id', 'meta:created_at', 'meta:last_active',
+    'meta:node', 'meta:rooms', 'meta:token', 'meta:epoch', 'meta:since', 'meta:detached')
+  local count = redis.call('HLEN', key)
+  for i = 1, 9 do
+    if meta[i] then
+      count = count - 1
+    end
+  end
+  return count
 end

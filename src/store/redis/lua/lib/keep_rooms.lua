@@ -6,7 +6,7 @@ local function keep_rooms(key, session_prefix_len, rooms_prefix, members_prefix,
                           ttl_ms, floor_ms, set_ttl_ms)
   local rooms = rooms_prefix .. string.sub(key, session_prefix_len + 1)
   redis.call('PEXPIRE', rooms, ttl_ms)
-  for _, room in ipairs(redis.call('SMEMBERS', rooms)) do
+  for _, room in ipairs(redis.call('HKEYS', rooms)) do
     outlive(members_prefix .. room, floor_ms, set_ttl_ms)
   end
 end

@@ -1,0 +1,222 @@
+//! What the Redis store does for its hub: the publisher's pipelines (plain publishes, publishes
+//! kept in a history, messages to one session) and the reading of missed messages.
+
+use ::redis::{ErrorKind, Pipeline, ServerErrorKind, Value};
+use bytes::Bytes;
+
+use super::RedisStore;
+use super::command::Command;
+use super::reply::{bytes, unexpected};
+use super::resume::offset;
+use super::scripts::{self, StoreScript};
+use crate::error::{Error, Result};
+use crate::hub::envelope::{Stream, payload};
+use crate::hub::history::{HistoryPolicy, ReadFrom, Replayed};
+use crate::hub::{Delivery, Payload};
+
+/// One send of a node's publisher.
+pub(crate) enum HubSend {
+    /// A `PUBLISH` of an envelope, kept nowhere.
+    Plain { channel: Vec<u8>, envelope: Bytes },
+    /// A message kept in `stream`'s history, then published with its offset.
+    Kept {
+        channel: Vec<u8>,
+        stream: Stream,
+        kind: u8,
+        target: Vec<u8>,
+        payload: Payload,
+        policy: HistoryPolicy,
+    },
+    /// A message to one session: kept in its history (when `policy` keeps one) and published to
+    /// its node. Fails with `NotFound` when there is no such session.
+    Session {
+        id: String,
+        kind: u8,
+        target: Vec<u8>,
+        payload: Payload,
+        policy: HistoryPolicy,
+    },
+}
+
+impl RedisStore {
+    /// Sends `sends` in order in one pipeline and answers each one. A script the server does
+    /// not know (after a restart or a `SCRIPT FLUSH`) is loaded, and the sends it refused are
+    /// sent again, in order.
+    ///
+    /// # Errors
+    ///
+    /// When the pipeline as a whole fails (Redis unreachable, timeout), that error.
+    pub(crate) async fn send_hub(&self, sends: &[HubSend]) -> Result<Vec<Result<()>>> {
+        let mut answers: Vec<Option<Result<()>>> = (0..sends.len()).map(|_| None).collect();
+        let mut pending: Vec<usize> = (0..sends.len()).collect();
+        for attempt in 0..2 {
+            let mut pipeline = ::redis::pipe();
+            for &i in &pending {
+                self.add_send(&mut pipeline, &sends[i]);
+            }
+            let values = self.run_pipeline(&pipeline, pending.len()).await?;
+            let mut unknown_script = Vec::new();
+            for (&i, value) in pending.iter().zip(values) {
+                match value {
+                    Value::ServerError(error)
+                        if attempt == 0
+                            && ::redis::RedisError::from(error.clone()).kind()
+                                == ErrorKind::Server(ServerErrorKind::NoScript) =>
+                    {
+                        unknown_script.push(i);
+                    }
+                    value => answers[i] = Some(answer(&sends[i], value)),
+                }
+            }
+            if unknown_script.is_empty() {
+                break;
+            }
+            let scripts = &self.inner.scripts;
+            for script in [&scripts.publish, &scripts.send] {
+                self.run_pipeline(&load(script), 1).await?;
+            }
+            pending = unknown_script;
+        }
+        Ok(answers
+            .into_iter()
+            .map(|answer| answer.unwrap_or_else(|| Err(Error::Backend("no answer".into()))))
+            .collect())
+    }
+
+    fn add_send(&self, pipeline: &mut Pipeline, send: &HubSend) {
+        let keys = &self.inner.keys;
+        let scripts = &self.inner.scripts;
+        match send {
+            HubSend::Plain { channel, envelope } => {
+                pipeline.cmd("PUBLISH").arg(channel).arg(envelope.as_ref());
+            }
+            HubSend::Kept {
+                channel,
+                stream,
+                kind,
+                target,
+                payload,
+                policy,
+            } => {
+                let mut command = Command::script(&scripts.publish, 2);
+                command
+                    .arg(&keys.clock)
+                    .arg(keys.history(stream))
+                    .arg(channel)
+                    .arg(&[*kind][..])
+                    .arg(target)
+                    .arg(payload.as_bytes())
+                    .arg(policy.keep)
+                    .arg(policy.retention_ms());
+                pipeline.add_command(command.cmd().clone());
+            }
+            HubSend::Session {
+                id,
+                kind,
+                target,
+                payload,
+                policy,
+            } => {
+                let mut command = Command::script(&scripts.send, 3);
+                command
+                    .joined(&keys.session, id)
+                    .arg(&keys.clock)
+                    .arg(keys.history(&Stream::Session(id.clone())))
+                    .arg(&[*kind][..])
+                    .arg(target)
+                    .arg(payload.as_bytes())
+                    .arg(policy.keep)
+                    .arg(policy.retention_ms());
+                pipeline.add_command(command.cmd().clone());
+            }
+        }
+    }
+
+    /// What the histories `from` hold after their starting points, in one script call.
+    pub(crate) async fn replay(
+        &self,
+        from: &[ReadFrom],
+        policy: HistoryPolicy,
+    ) -> Result<Replayed> {
+        let keys = &self.inner.keys;
+        let mut command = Command::script(&self.inner.scripts.replay, from.len());
+        for read in from {
+            command.arg(keys.history(&read.stream));
+        }
+        for read in from {
+            command.arg(read.after.to_string());
+        }
+        command.arg(policy.keep);
+        let items = match self.run(&command).await? {
+            Value::Array(items) if items.len() == 2 * from.len() => items,
+            other => return Err(unexpected("a replay's answer", &other)),
+        };
+        let mut complete = true;
+        let mut missed = Vec::new();
+        let mut items = items.into_iter();
+        while let (Some(lost), Some(entries)) = (items.next(), items.next()) {
+            if lost == Value::Int(1) {
+                complete = false;
+            }
+            let Value::Array(entries) = entries else {
+                return Err(unexpected("a history's messages", &entries));
+            };
+            for entry in entries {
+                missed.push(delivery(entry)?);
+            }
+        }
+        Ok(Replayed::sorted(missed, complete))
+    }
+}
+
+/// `SCRIPT LOAD` of `script`, as a pipeline of one.
+fn load(script: &StoreScript) -> Pipeline {
+    let mut pipeline = ::redis::pipe();
+    pipeline.add_command(script.load_cmd());
+    pipeline
+}
+
+/// The answer to one send.
+fn answer(send: &HubSend, value: Value) -> Result<()> {
+    match (send, value) {
+        (_, Value::ServerError(error)) => Err(super::conn::redis_error(error.into())),
+        (HubSend::Session { id, .. }, Value::Int(scripts::NOT_FOUND)) => Err(Error::not_found(id)),
+        (HubSend::Session { .. }, Value::Int(scripts::OK)) => Ok(()),
+        (HubSend::Session { .. }, other) => Err(unexpected("a send's status", &other)),
+        // A publish answers with how many subscribers got it.
+        (_, Value::Int(_)) => Ok(()),
+        (_, other) => Err(unexpected("a publish's answer", &other)),
+    }
+}
+
+/// One stream entry, `[id, ['k', kind, 'p', payload]]`, as a delivery.
+fn delivery(entry: Value) -> Result<Delivery> {
+    let Value::Array(parts) = entry else {
+        return Err(unexpected("a history entry", &entry));
+    };
+    let mut parts = parts.into_iter();
+    let (Some(id), Some(Value::Array(fields))) = (parts.next(), parts.next()) else {
+        return Err(Error::Backend("a history entry without fields".into()));
+    };
+    let id = bytes(id)?;
+    let position = id.iter().position(|b| *b == b'-').unwrap_or(id.len());
+    let at = offset(Value::BulkString(id[..position].to_vec()))?;
+    let mut kind = None;
+    let mut body = None;
+    let mut fields = fields.into_iter();
+    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+        match bytes(name)?.as_slice() {
+            b"k" => kind = bytes(value)?.first().copied(),
+            b"p" => body = Some(bytes(value)?),
+            _ => {}
+        }
+    }
+    let payload = kind
+        .zip(body)
+        .and_then(|(kind, body)| payload(kind, &body))
+        .ok_or_else(|| Error::Backend("a history entry that is not a message".into()))?;
+    Ok(Delivery {
+        offset: at,
+        payload,
+    })
+}

@@ -1,0 +1,45 @@
+-- KEYS[1] session hash, KEYS[2] the detached sessions of the expected user
+-- ARGV[1] session id, ARGV[2] hash of the presented token, ARGV[3] expected user,
+-- ARGV[4] hash of the new token, ARGV[5] hub node, ARGV[6] now ms
+-- Returns {REFUSED_*} or {OK, epoch, previous node or '', since, {room, since, ...}}.
+--
+-- Checks the token's hash in constant time, then the user; on success rotates the token and
+-- attaches the session to the node, in one step, so that two claims with one token cannot both
+-- win.
+local function same(a, b)
+  if #a ~= #b then
+    return false
+  end
+  local diff = 0
+  for i = 1, #a do
+    diff = bit.bor(diff, bit.bxor(string.byte(a, i), string.byte(b, i)))
+  end
+  return diff == 0
+end
+
+local key = KEYS[1]
+local meta = redis.call('HMGET', key,
+  'meta:user_id', 'meta:token', 'meta:node', 'meta:since', 'meta:rooms')
+if not meta[1] or not meta[2] then
+  return { REFUSED_UNKNOWN }
+end
+if not same(meta[2], ARGV[2]) then
+  return { REFUSED_TOKEN }
+end
+if meta[1] ~= ARGV[3] then
+  return { REFUSED_USER }
+end
+local epoch = redis.call('HINCRBY', key, 'meta:epoch', 1)
+redis.call('HSET', key, 'meta:token', ARGV[4], 'meta:node', ARGV[5], 'meta:last_active', ARGV[6])
+redis.call('HDEL', key, 'meta:detached')
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', key, TTL_MS)
+redis.call('PEXPIRE', HISTORY_SESSION_PREFIX .. ARGV[1], TTL_MS)
+outlive(USER_SET_PREFIX .. meta[1], SET_FLOOR_MS, SET_TTL_MS)
+local rooms = {}
+if meta[5] then
+  keep_rooms(key, #SESSION_PREFIX, SESSION_ROOMS_PREFIX, ROOM_MEMBERS_PREFIX,
+    TTL_MS, SET_FLOOR_MS, SET_TTL_MS)
+  rooms = redis.call('HGETALL', SESSION_ROOMS_PREFIX .. ARGV[1])
+end
+return { OK, epoch, meta[3] or '', meta[4] or '0', rooms }
