@@ -29,6 +29,7 @@
 //! `WS_LOAD_CLIENTS`, `WS_LOAD_HOLD`, `WS_LOAD_HOLD_ROUNDS`.
 
 #[path = "../examples/chat/app.rs"]
+#[allow(dead_code)]
 mod app;
 #[path = "load/bare.rs"]
 mod bare;

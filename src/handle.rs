@@ -119,9 +119,7 @@ impl WsSession {
     pub(crate) fn end(&self) {
         let inner = &self.inner;
         let detach = inner.recovery.is_some();
-        inner
-            .registry
-            .release(&inner.id, &inner.connection, detach);
+        inner.registry.release(&inner.id, &inner.connection, detach);
     }
 
     /// The token that resumes this session: send it to the client, which presents it when it

@@ -15,8 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::sleep;
-use ws_session::{Error, InvalidInput, Limits, MemoryStore, Session, SessionData, SessionStore};
 use ws_session::resume::Attach;
+use ws_session::{Error, InvalidInput, Limits, MemoryStore, Session, SessionData, SessionStore};
 
 /// A TTL no case outlives.
 const LONG: Duration = Duration::from_secs(3600);
@@ -1300,7 +1300,9 @@ async fn attached_sessions_know_their_node<B: Backend>() {
         Some("node-1")
     );
     assert!(matches!(
-        store.create_attached_session("c1", "bob", &Attach::node("node-2")).await,
+        store
+            .create_attached_session("c1", "bob", &Attach::node("node-2"))
+            .await,
         Err(Error::AlreadyExists { .. })
     ));
 }

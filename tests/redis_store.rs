@@ -296,7 +296,11 @@ async fn the_hash_holds_exactly_the_documented_fields() {
         ])
     );
     assert_eq!(hash["meta:epoch"], "1");
-    assert!(hash["meta:since"].parse::<u64>().is_ok(), "{}", hash["meta:since"]);
+    assert!(
+        hash["meta:since"].parse::<u64>().is_ok(),
+        "{}",
+        hash["meta:since"]
+    );
     assert_eq!(hash["meta:user_id"], "alice");
     assert_eq!(hash["meta:created_at"], created.created_at.to_string());
     assert!(hash["meta:last_active"].parse::<u64>().unwrap() >= created.created_at);
@@ -323,7 +327,7 @@ async fn the_hash_holds_exactly_the_documented_fields() {
 
     store.clear_session_data("c1").await.unwrap();
     let fields: Vec<String> = conn.hkeys(session_key(&store, "c1")).await.unwrap();
-    assert_eq!(fields.len(), 3, "{fields:?}");
+    assert_eq!(fields.len(), 5, "{fields:?}");
     assert!(fields.iter().all(|f| f.starts_with("meta:")));
 }
 

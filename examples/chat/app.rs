@@ -20,6 +20,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 use ws_session::hub::{CloseReason, Delivery, HubEvent, Payload};
+use ws_session::resume::Resume;
 use ws_session::{SessionData, SessionLayer, SessionStore, WsSession};
 
 /// The longest text a client may send in one message.
@@ -65,6 +66,13 @@ pub fn session_layer(store: impl SessionStore) -> SessionLayer {
     })
 }
 
+/// The session layer of the demo with a resume window: a client that reconnects within
+/// `window` with `?resume=TOKEN&offset=OFFSET` gets its session back (the layer's default
+/// reading of a resume token).
+pub fn resumable_layer(store: impl SessionStore, window: Duration) -> SessionLayer {
+    session_layer(store).resume(Resume::within(window))
+}
+
 /// The store limits of the demo: hub messages carry a text of up to [`MAX_TEXT`] bytes, as JSON
 /// (escaping may make it up to six times longer) with its sender and target.
 pub fn limits() -> ws_session::Limits {
@@ -76,12 +84,11 @@ pub fn router(layer: SessionLayer) -> Router {
     Router::new().route("/ws", get(upgrade)).layer(layer)
 }
 
+/// The `user` parameter of the query, URL-decoded (`?user=a%20b` is `a b`).
 fn user_from_query(query: Option<&str>) -> Option<String> {
-    query?
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(name, _)| *name == "user")
-        .map(|(_, value)| value.to_owned())
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(name, _)| name == "user")
+        .map(|(_, value)| value.into_owned())
         .filter(|value| !value.is_empty())
 }
 
@@ -97,7 +104,18 @@ const MAX_IN_FLIGHT: usize = 64;
 const BATCH: usize = 64;
 
 async fn serve_socket(mut socket: WebSocket, session: WsSession) {
-    let welcome = json!({"type": "welcome", "session": session.id(), "user": session.user_id()});
+    let mut welcome = json!({
+        "type": "welcome",
+        "session": session.id(),
+        "user": session.user_id(),
+        "resume": session.resume_token().expose(),
+        "recovered": session.recovered(),
+    });
+    if let Some(recovery) = session.recovery() {
+        // The missed messages wait first in the inbox: they follow the welcome.
+        welcome["missed"] = json!(recovery.missed);
+        welcome["complete"] = json!(recovery.complete);
+    }
     if send(&mut socket, &welcome).await.is_err() {
         return;
     }

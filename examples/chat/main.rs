@@ -6,9 +6,12 @@
 //! ```
 //!
 //! Environment: `ADDR` (default `127.0.0.1:3000`), `REDIS_URL` (use Redis when set),
-//! `SESSION_TTL_SECS` (default 60). Connect with `GET /ws?user=NAME`; the protocol (sessions,
-//! rooms, messages to a room, a user, a session or everyone, kicks) is in README.md. Start it
-//! twice on one `REDIS_URL` with two `ADDR`s and the clients of both reach each other.
+//! `SESSION_TTL_SECS` (default 60), `RESUME_SECS` (default 120; 0: no resume). Connect with
+//! `GET /ws?user=NAME`, and resume with `&resume=TOKEN&offset=OFFSET`; the protocol (sessions,
+//! rooms, messages to a room, a user, a session or everyone, kicks, resume) is in README.md.
+//! Start it twice on one `REDIS_URL` with two `ADDR`s and the clients of both reach each
+//! other; stop one (Ctrl-C or SIGTERM) and its clients resume on the other, or on it once it
+//! is back.
 
 mod app;
 
@@ -16,7 +19,6 @@ use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use tracing_subscriber::EnvFilter;
-use ws_session::hub::CloseReason;
 use ws_session::{MemoryStore, RedisStore, SessionLayer};
 
 #[tokio::main]
@@ -28,25 +30,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
 
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
-    let ttl = match std::env::var("SESSION_TTL_SECS") {
-        Ok(secs) => Duration::from_secs(secs.parse()?),
-        Err(_) => Duration::from_secs(60),
-    };
+    let ttl = seconds("SESSION_TTL_SECS", 60)?;
+    let window = seconds("RESUME_SECS", 120)?;
 
     let layer: SessionLayer = match std::env::var("REDIS_URL") {
         Ok(url) => {
             tracing::info!(%url, "sessions in Redis, prefix \"chat\"");
-            app::session_layer(
+            app::resumable_layer(
                 RedisStore::connect(&url, "chat", ttl)
                     .await?
                     .limits(app::limits()),
+                window,
             )
         }
         Err(_) => {
             tracing::info!("sessions in memory (set REDIS_URL to share them through Redis)");
-            app::session_layer(MemoryStore::with_ttl(ttl).limits(app::limits()))
+            app::resumable_layer(MemoryStore::with_ttl(ttl).limits(app::limits()), window)
         }
     };
+    tracing::info!(window = ?window, "resume window");
     let sessions = layer.live_sessions();
 
     let listener = tokio::net::TcpListener::bind(&addr).await?;
@@ -62,8 +64,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     axum::serve(listener, app::router(layer))
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
-            // Every open socket is closed with 1001, server going away.
-            let asked = closing.close_all(&CloseReason::GOING_AWAY);
+            // Every open socket is closed with 1001, server going away, and its session
+            // detached for the resume window (removed without one), all in the store before
+            // this returns.
+            let asked = closing.shutdown().await;
             tracing::info!(sockets = asked, "shutting down");
         })
         .await?;
@@ -73,10 +77,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while !sessions.is_empty() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Let the sessions of closed sockets reach the store before the process exits.
     sessions.wait_for_removals().await;
     tracing::info!(open = sessions.len(), "chat stopped");
     Ok(())
+}
+
+/// The environment variable `name` as a number of seconds, or `default`.
+fn seconds(name: &str, default: u64) -> Result<Duration, Box<dyn std::error::Error>> {
+    match std::env::var(name) {
+        Ok(secs) => Ok(Duration::from_secs(
+            secs.parse().map_err(|error| format!("{name}: {error}"))?,
+        )),
+        Err(_) => Ok(Duration::from_secs(default)),
+    }
 }
 
 /// Ctrl-C (SIGINT) or SIGTERM, whichever comes first.

@@ -187,7 +187,11 @@ impl Transport {
     /// # Errors
     ///
     /// `Unavailable` when the store cannot be reached.
-    pub(crate) async fn replay(&self, from: &[ReadFrom], policy: HistoryPolicy) -> Result<Replayed> {
+    pub(crate) async fn replay(
+        &self,
+        from: &[ReadFrom],
+        policy: HistoryPolicy,
+    ) -> Result<Replayed> {
         if !policy.is_on() || from.is_empty() {
             return Ok(Replayed {
                 missed: Vec::new(),

@@ -60,7 +60,9 @@ pub(crate) enum Body {
     Close(CloseReason),
     /// The session was claimed by a resume: its connection attached before `epoch` closes
     /// with 4002.
-    TakeOver { epoch: u64 },
+    TakeOver {
+        epoch: u64,
+    },
 }
 
 pub(crate) const TEXT: u8 = b'T';

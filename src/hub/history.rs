@@ -125,7 +125,10 @@ impl LocalHistory {
         kept.written = now;
         kept.entries.push_back((offset, now, payload.clone()));
         kept.trim(policy, now);
-        if state.swept.is_none_or(|at| now.duration_since(at) > policy.retention) {
+        if state
+            .swept
+            .is_none_or(|at| now.duration_since(at) > policy.retention)
+        {
             state.swept = Some(now);
             // A history nobody wrote to for twice the retention is dropped whole, as a Redis
             // stream expires.
@@ -228,7 +231,12 @@ mod tests {
         for n in 1..5 {
             history.record(&all, &n.to_string().into(), POLICY, |_| ());
         }
-        let from = |after| [ReadFrom { stream: all.clone(), after }];
+        let from = |after| {
+            [ReadFrom {
+                stream: all.clone(),
+                after,
+            }]
+        };
         let read = history.read(&from(Offset::default()), POLICY);
         assert_eq!(texts(&read), ["2", "3", "4"]);
         assert!(!read.complete);

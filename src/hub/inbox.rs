@@ -147,7 +147,9 @@ impl Inbox {
             .iter()
             .take_while(|delivery| Some(delivery.offset) <= last_missed)
             .count();
-        state.last = state.last.max(all.last().map_or(0, |delivery| delivery.offset.0));
+        state.last = state
+            .last
+            .max(all.last().map_or(0, |delivery| delivery.offset.0));
         state.bytes = bytes;
         state.queue = all.into();
         drop(state);

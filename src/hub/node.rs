@@ -216,7 +216,13 @@ impl Node {
 
     /// Takes `connection` out of its user and rooms here, and counts it as gone.
     fn forget_member(&self, id: &str, connection: &Arc<Connection>) {
-        self.remove_member(&self.users, Topic::User, &connection.user_id, id, connection);
+        self.remove_member(
+            &self.users,
+            Topic::User,
+            &connection.user_id,
+            id,
+            connection,
+        );
         let rooms = std::mem::take(&mut *lock(&connection.rooms));
         for room in &rooms {
             self.remove_member(&self.rooms, Topic::Room, room, id, connection);
@@ -232,7 +238,12 @@ impl Node {
 
     /// Puts `connection` (of session `id`) into `room` here, and waits until the broker
     /// delivers the room's messages. Returns `false` when it was in the room already.
-    pub(crate) async fn join(&self, id: &str, connection: &Arc<Connection>, room: &str) -> Result<bool> {
+    pub(crate) async fn join(
+        &self,
+        id: &str,
+        connection: &Arc<Connection>,
+        room: &str,
+    ) -> Result<bool> {
         if !self.is_open(id, connection) || !lock(&connection.rooms).insert(room.to_owned()) {
             return Ok(false);
         }

@@ -187,7 +187,11 @@ impl RedisTransport {
     }
 
     /// What the histories `from` hold after their starting points.
-    pub(crate) async fn replay(&self, from: &[ReadFrom], policy: HistoryPolicy) -> Result<Replayed> {
+    pub(crate) async fn replay(
+        &self,
+        from: &[ReadFrom],
+        policy: HistoryPolicy,
+    ) -> Result<Replayed> {
         self.store.replay(from, policy).await
     }
 

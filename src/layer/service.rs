@@ -101,8 +101,13 @@ where
         .flatten();
     let resumed = match presented {
         Some(presented) => {
-            match reattach(&registry, config.inbox_limits, &presented, identified.as_deref())
-                .await
+            match reattach(
+                &registry,
+                config.inbox_limits,
+                &presented,
+                identified.as_deref(),
+            )
+            .await
             {
                 Ok(resumed) => resumed,
                 Err(error) => return Ok(creation_failed(&error)),
@@ -154,7 +159,9 @@ async fn create(
     let node = &registry.node;
     let attach = Attach::node(node.id()).token(token.hash());
     let (created, registered) = tokio::join!(
-        registry.store.create_attached_session(&id, &user_id, &attach),
+        registry
+            .store
+            .create_attached_session(&id, &user_id, &attach),
         node.register(&id, &user_id, config.inbox_limits, 1, &[]),
     );
     let connection = match (created, registered) {

@@ -51,7 +51,9 @@ impl ResumeToken {
         let (id, secret) = text.rsplit_once('.')?;
         let well_formed = !id.is_empty()
             && secret.len() == 2 * SECRET_BYTES
-            && secret.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+            && secret
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
         well_formed.then(|| ResumeToken {
             secret_at: id.len() + 1,
             text: text.to_owned(),
@@ -113,7 +115,10 @@ mod tests {
         let b = ResumeToken::generate("s");
         assert_ne!(a.expose(), b.expose());
         assert!(!a.hash().matches(&b.hash()));
-        assert!(a.hash().matches(&ResumeToken::parse(a.expose()).unwrap().hash()));
+        assert!(
+            a.hash()
+                .matches(&ResumeToken::parse(a.expose()).unwrap().hash())
+        );
         assert_eq!(a.expose().len(), "s.".len() + 32);
         assert_eq!(a.hash().to_hex().len(), 64);
     }

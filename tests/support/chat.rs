@@ -46,13 +46,23 @@ pub struct Client {
     socket: Socket,
     pub id: String,
     pub user: String,
+    /// The welcome the server sent.
+    pub welcome: Value,
+    /// The offset of the last hub message read from the socket.
+    pub last_offset: Option<String>,
     messages: VecDeque<Value>,
 }
 
 impl Client {
     /// Connects as `user` and reads the welcome.
     pub async fn connect(addr: SocketAddr, user: &str) -> Client {
-        let url = format!("ws://{addr}/ws?user={user}");
+        Client::connect_with(addr, user, "").await
+    }
+
+    /// Connects as `user`, with `extra` appended to the query (`&resume=...`), and reads the
+    /// welcome.
+    pub async fn connect_with(addr: SocketAddr, user: &str, extra: &str) -> Client {
+        let url = format!("ws://{addr}/ws?user={user}{extra}");
         let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
         let welcome = read_json(&mut socket)
             .await
@@ -62,8 +72,34 @@ impl Client {
             socket,
             id: welcome["session"].as_str().unwrap().to_owned(),
             user: user.to_owned(),
+            welcome,
+            last_offset: None,
             messages: VecDeque::new(),
         }
+    }
+
+    /// Connects as `user`, presenting `token` and, if there is one, `offset`.
+    pub async fn resume(addr: SocketAddr, user: &str, token: &str, offset: Option<&str>) -> Client {
+        let offset = offset
+            .map(|offset| format!("&offset={offset}"))
+            .unwrap_or_default();
+        Client::connect_with(addr, user, &format!("&resume={token}{offset}")).await
+    }
+
+    /// The resume token of the welcome.
+    pub fn token(&self) -> String {
+        self.welcome["resume"].as_str().unwrap().to_owned()
+    }
+
+    /// Whether the welcome says the session was recovered.
+    pub fn recovered(&self) -> bool {
+        self.welcome["recovered"] == true
+    }
+
+    /// Closes the socket from this side and waits until the server has seen it.
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(FRAME_WAIT, self.socket.next()).await {}
     }
 
     /// Sends one frame without waiting for anything.
@@ -83,7 +119,8 @@ impl Client {
     /// The next reply to a frame sent earlier, keeping the hub messages that come first.
     pub async fn ask_nothing(&mut self) -> Value {
         loop {
-            let frame = read_json(&mut self.socket)
+            let frame = self
+                .read()
                 .await
                 .expect("the socket closed before the reply");
             if frame["type"] == "message" {
@@ -105,7 +142,8 @@ impl Client {
         if let Some(message) = self.messages.pop_front() {
             return message;
         }
-        let frame = read_json(&mut self.socket)
+        let frame = self
+            .read()
             .await
             .expect("the socket closed before a message");
         assert_eq!(
@@ -113,6 +151,15 @@ impl Client {
             "a reply nobody asked for: {frame}"
         );
         frame
+    }
+
+    /// The next frame, noting the offset of a hub message.
+    async fn read(&mut self) -> Option<Value> {
+        let frame = read_json(&mut self.socket).await?;
+        if let Some(offset) = frame["offset"].as_str() {
+            self.last_offset = Some(offset.to_owned());
+        }
+        Some(frame)
     }
 
     /// Every hub message before the first whose text is `marker`.

@@ -308,7 +308,10 @@ impl SessionStore for MemoryStore {
                 ids.retain(|id| {
                     let user = inner
                         .read(id, |entry| {
-                            entry.rooms.contains_key(room).then(|| entry.user_id.clone())
+                            entry
+                                .rooms
+                                .contains_key(room)
+                                .then(|| entry.user_id.clone())
                         })
                         .flatten();
                     let live = user.is_some();

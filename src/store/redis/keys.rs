@@ -143,8 +143,14 @@ mod tests {
         assert_eq!(keys.channel(&Topic::All), b"app:hub:all");
         assert_eq!(keys.channel(&Topic::Room("r".into())), b"app:hub:room:r");
         assert_eq!(keys.topic(b"other:hub:all"), None);
-        assert_eq!(keys.history(&Stream::Room("r".into())), "app:history:room:r");
-        assert_eq!(keys.history(&Stream::Session("s".into())), "app:history:session:s");
+        assert_eq!(
+            keys.history(&Stream::Room("r".into())),
+            "app:history:room:r"
+        );
+        assert_eq!(
+            keys.history(&Stream::Session("s".into())),
+            "app:history:session:s"
+        );
         assert_eq!(keys.topic(b"app:hub:alll"), None);
     }
 }

@@ -59,11 +59,11 @@
 
 mod command;
 mod conn;
+pub(crate) mod hub;
 pub(crate) mod keys;
 mod reply;
 mod resume;
 mod rooms;
-pub(crate) mod hub;
 mod scripts;
 
 use std::fmt;
