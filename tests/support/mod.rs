@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod chat;
+pub mod process;
 pub mod redis_server;
 
 /// Unwraps an `Option` from [`redis_server`], or prints the skip message and returns from the
