@@ -4,6 +4,9 @@
 //! invalid — run against a store and against [`Model`], a few lines of `BTreeMap` code that
 //! spell out the contract. Every result must be the same: the same values, the same sessions,
 //! the same error variants. The TTL is long, so nothing expires during a case.
+//!
+//! Resume is part of it: sessions created with a resume token, claims with the right or a
+//! wrong token and user, and detaches by the current or an older attachment.
 
 #[cfg(feature = "redis")]
 mod support;
@@ -15,6 +18,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::{Value, json};
+use ws_session::resume::{Attach, Claim, Claimed, Detach, Refusal, ResumeToken};
 use ws_session::{Error, InvalidInput, Limits, MemoryStore, Session, SessionData, SessionStore};
 
 const TTL: Duration = Duration::from_secs(3600);
@@ -47,6 +51,30 @@ enum Op {
     Remove(String),
     UserSessions(String),
     Touch(Vec<String>),
+    /// Creates a session on node "a" with resume token number `n` of its id.
+    CreateResumable(String, String, u8),
+    /// Claims session `id` with its token number `n`, as `user`, for node "b", rotating to
+    /// token number `m`.
+    Claim(String, u8, String, u8),
+    /// Detaches session `id` from attachment `epoch`.
+    Detach(String, u64),
+}
+
+/// Token `n` of session `id`: the same one every time it is asked for.
+fn token(id: &str, n: u8) -> ResumeToken {
+    static TOKENS: LazyLock<std::sync::Mutex<BTreeMap<(String, u8), ResumeToken>>> =
+        LazyLock::new(Default::default);
+    TOKENS
+        .lock()
+        .unwrap()
+        .entry((id.to_owned(), n))
+        .or_insert_with(|| ResumeToken::generate(id))
+        .clone()
+}
+
+/// Detached sessions are kept as long as live ones; no user has more than the cap.
+fn detach() -> Detach {
+    Detach::new(TTL, 16)
 }
 
 fn pick(valid: &'static [&'static str], invalid: &'static [&'static str]) -> BoxedStrategy<String> {
@@ -101,6 +129,10 @@ fn op() -> impl Strategy<Value = Op> {
         2 => id().prop_map(Op::Remove),
         2 => user().prop_map(Op::UserSessions),
         1 => prop::collection::vec(id(), 0..4).prop_map(Op::Touch),
+        3 => (id(), user(), 0..2u8).prop_map(|(id, user, n)| Op::CreateResumable(id, user, n)),
+        4 => (id(), 0..3u8, user(), 0..3u8)
+            .prop_map(|(id, n, user, m)| Op::Claim(id, n, user, m)),
+        3 => (id(), 1..4u64).prop_map(|(id, epoch)| Op::Detach(id, epoch)),
     ]
 }
 
@@ -118,6 +150,10 @@ enum Outcome {
     Sessions(BTreeMap<String, (String, SessionData)>),
     /// Missing ids of a touch, sorted.
     Missing(Vec<String>),
+    /// A claim: the new epoch and the node the session was attached to, or why not.
+    Claimed(Result<(u64, Option<String>), Refusal>),
+    /// Whether a detach detached.
+    Detached(bool),
     Failed(Failure),
 }
 
@@ -184,16 +220,46 @@ async fn apply<S: SessionStore>(store: &S, op: &Op) -> Outcome {
             missing.sort();
             Outcome::Missing(missing)
         }),
+        Op::CreateResumable(id, user, n) => {
+            let attach = Attach::node("a").token(token(id, *n).hash());
+            outcome(
+                store.create_attached_session(id, user, &attach).await,
+                |session| Outcome::Session(Some(session_outcome(session))),
+            )
+        }
+        Op::Claim(id, n, user, m) => {
+            let presented = token(id, *n);
+            let claim = Claim::new(&presented, user, token(id, *m).hash(), "b");
+            outcome(store.claim_session(&claim).await, |claimed| {
+                Outcome::Claimed(match claimed {
+                    Claimed::Resumed(resumed) => Ok((resumed.epoch, resumed.previous_node)),
+                    Claimed::Refused(refusal) => Err(refusal),
+                })
+            })
+        }
+        Op::Detach(id, epoch) => outcome(
+            store.detach_session(id, *epoch, &detach()).await,
+            |detached| Outcome::Detached(detached.detached),
+        ),
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // The model
 
-/// The contract as plain maps: session id -> (user id, data).
+/// The contract as plain maps: session id -> (user id, data), and what resume needs of each.
 struct Model {
     limits: Limits,
     sessions: BTreeMap<String, (String, SessionData)>,
+    attachments: BTreeMap<String, Attachment>,
+}
+
+/// A session's resume token (its number), attachment count and node.
+#[derive(Default)]
+struct Attachment {
+    token: Option<u8>,
+    epoch: u64,
+    node: Option<String>,
 }
 
 type Checked<T = ()> = Result<T, Failure>;
@@ -203,6 +269,7 @@ impl Model {
         Model {
             limits,
             sessions: BTreeMap::new(),
+            attachments: BTreeMap::new(),
         }
     }
 
@@ -291,7 +358,7 @@ impl Model {
 
     fn run(&mut self, op: &Op) -> Checked<Outcome> {
         match op {
-            Op::Create(id, user) => {
+            Op::Create(id, user) | Op::CreateResumable(id, user, _) => {
                 self.check_session_id(id)?;
                 self.check_id("user id", user)?;
                 if self.sessions.contains_key(id) {
@@ -299,6 +366,18 @@ impl Model {
                 }
                 self.sessions
                     .insert(id.clone(), (user.clone(), SessionData::new()));
+                let attachment = match op {
+                    Op::CreateResumable(_, _, n) => Attachment {
+                        token: Some(*n),
+                        epoch: 1,
+                        node: Some("a".to_owned()),
+                    },
+                    _ => Attachment {
+                        epoch: 1,
+                        ..Attachment::default()
+                    },
+                };
+                self.attachments.insert(id.clone(), attachment);
                 Ok(Outcome::Session(Some((
                     id.clone(),
                     user.clone(),
@@ -352,7 +431,40 @@ impl Model {
             Op::Remove(id) => {
                 self.check_session_id(id)?;
                 self.sessions.remove(id);
+                self.attachments.remove(id);
                 Ok(Outcome::Done)
+            }
+            Op::Claim(id, n, user, m) => {
+                self.check_session_id(id)?;
+                self.check_id("user id", user)?;
+                let owner = self.sessions.get(id).map(|(owner, _)| owner.clone());
+                let attachment = self.attachments.get_mut(id);
+                let refusal = match (&owner, &attachment) {
+                    (None, _) | (_, None) => Some(Refusal::Unknown),
+                    (_, Some(Attachment { token: None, .. })) => Some(Refusal::Unknown),
+                    (_, Some(Attachment { token: Some(t), .. })) if t != n => Some(Refusal::Token),
+                    (Some(owner), _) if owner != user => Some(Refusal::User),
+                    _ => None,
+                };
+                if let Some(refusal) = refusal {
+                    return Ok(Outcome::Claimed(Err(refusal)));
+                }
+                let attachment = attachment.expect("checked above");
+                attachment.token = Some(*m);
+                attachment.epoch += 1;
+                let previous = attachment.node.replace("b".to_owned());
+                Ok(Outcome::Claimed(Ok((attachment.epoch, previous))))
+            }
+            Op::Detach(id, epoch) => {
+                self.check_session_id(id)?;
+                let detached = match self.attachments.get_mut(id) {
+                    Some(attachment) if attachment.epoch == *epoch => {
+                        attachment.node = None;
+                        true
+                    }
+                    _ => false,
+                };
+                Ok(Outcome::Detached(detached))
             }
             Op::UserSessions(user) => {
                 self.check_id("user id", user)?;

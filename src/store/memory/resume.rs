@@ -10,6 +10,7 @@ impl MemoryStore {
         let inner = &*self.inner;
         let id = claim.token.session_id();
         inner.limits.check_session_id(id)?;
+        inner.limits.check_user_id(claim.user_id)?;
         let active = now_ms();
         let Some((mut entry, now)) = inner.live_mut(id) else {
             return Ok(Claimed::Refused(Refusal::Unknown));
