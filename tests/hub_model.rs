@@ -1,7 +1,8 @@
 //! A model-based test of the hub: random connects, joins, leaves, sends of every kind, closes
 //! and kicks over three instances, checked against a model of who must receive what. Runs on
 //! both stores; on Redis it then checks that every key under the prefix has a TTL and that no
-//! key names a session that is gone.
+//! key names a session that is gone. With a resume window, a close detaches the session, and
+//! resumes on any instance must give it back with exactly the messages it missed.
 
 mod support;
 
@@ -18,7 +19,8 @@ use redis::AsyncCommands;
 use serde_json::json;
 use support::chat::{Client, Instance, serve, texts};
 use support::redis_server::{shared_url, unique_prefix};
-use ws_session::{MemoryStore, RedisStore};
+use ws_session::resume::Resume;
+use ws_session::{MemoryStore, RedisStore, SessionLayer, SessionStore};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const INSTANCES: usize = 3;
@@ -36,14 +38,30 @@ struct Conn {
     expected: Vec<String>,
 }
 
-/// The model: the open connections, by a key of the test's own.
+/// A session whose connection closed within a resume window.
+struct Away {
+    user: String,
+    id: String,
+    token: String,
+    offset: Option<String>,
+    rooms: BTreeSet<&'static str>,
+    /// The texts sent to it since, in order.
+    missed: Vec<String>,
+}
+
+/// The model: the open connections, by a key of the test's own, and the detached sessions.
 #[derive(Default)]
 struct World {
     conns: BTreeMap<usize, Conn>,
     next: usize,
-    /// Ids of sessions that were closed or kicked.
+    /// Ids of sessions that were closed (without a resume window) or kicked.
     gone: BTreeSet<String>,
+    /// Sessions that wait for a resume.
+    away: Vec<Away>,
     sent: usize,
+    /// Resumes, and the missed messages they replayed.
+    resumed: usize,
+    replayed: usize,
 }
 
 impl World {
@@ -78,20 +96,74 @@ impl World {
         }
     }
 
-    /// Records that every connection for which `target` holds receives `text`.
-    fn deliver(&mut self, text: &str, target: impl Fn(&Conn) -> bool) {
+    /// Records that every connection for which `target` (user, session id, rooms) holds
+    /// receives `text`, and that every detached session for which it holds missed it.
+    fn deliver(&mut self, text: &str, target: impl Fn(&str, &str, &BTreeSet<&str>) -> bool) {
         for conn in self.conns.values_mut() {
-            if target(conn) {
+            if target(&conn.client.user, &conn.client.id, &conn.rooms) {
                 conn.expected.push(text.to_owned());
+            }
+        }
+        for away in &mut self.away {
+            if target(&away.user, &away.id, &away.rooms) {
+                away.missed.push(text.to_owned());
             }
         }
     }
 }
 
-async fn run(instances: &[Instance], seed: u64) -> BTreeSet<String> {
+async fn run(instances: &[Instance], seed: u64, resumable: bool) -> BTreeSet<String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut world = World::default();
     for step in 0..STEPS {
+        if resumable && !world.away.is_empty() && rng.random_range(0..100) < 12 {
+            // A detached session comes back, on any instance, with what it missed first.
+            world.settle(seed, step).await;
+            let away = world.away.remove(rng.random_range(0..world.away.len()));
+            let instance = rng.random_range(0..INSTANCES);
+            let mut client = Client::resume(
+                instances[instance].addr,
+                &away.user,
+                &away.token,
+                away.offset.as_deref(),
+            )
+            .await;
+            assert!(
+                client.recovered(),
+                "seed {seed} step {step}: {}",
+                client.welcome
+            );
+            assert_eq!(client.id, away.id);
+            assert_eq!(
+                client.welcome["missed"],
+                away.missed.len(),
+                "seed {seed} step {step}"
+            );
+            assert_eq!(client.welcome["complete"], true);
+            let mut missed = Vec::new();
+            for _ in 0..away.missed.len() {
+                missed.push(client.message().await);
+            }
+            assert_eq!(
+                texts(&missed),
+                away.missed,
+                "seed {seed} step {step}: {}",
+                away.id
+            );
+            world.resumed += 1;
+            world.replayed += missed.len();
+            world.conns.insert(
+                world.next,
+                Conn {
+                    client,
+                    instance,
+                    rooms: away.rooms,
+                    expected: Vec::new(),
+                },
+            );
+            world.next += 1;
+            continue;
+        }
         let roll = rng.random_range(0..100);
         let Some(key) = world.pick(&mut rng).filter(|_| roll >= 8) else {
             // Connect (also whenever nobody is connected).
@@ -132,7 +204,7 @@ async fn run(instances: &[Instance], seed: u64) -> BTreeSet<String> {
                 conn.client
                     .ok(json!({"op": "to_room", "room": room, "text": text}))
                     .await;
-                world.deliver(&text, |conn| conn.rooms.contains(room));
+                world.deliver(&text, |_, _, rooms| rooms.contains(room));
             }
             63..=72 => {
                 let text = world.text();
@@ -140,7 +212,7 @@ async fn run(instances: &[Instance], seed: u64) -> BTreeSet<String> {
                 conn.client
                     .ok(json!({"op": "to_user", "user": user, "text": text}))
                     .await;
-                world.deliver(&text, |conn| conn.client.user == user);
+                world.deliver(&text, |to, _, _| to == user);
             }
             73..=80 => {
                 let target = world.pick(&mut rng).unwrap();
@@ -150,13 +222,13 @@ async fn run(instances: &[Instance], seed: u64) -> BTreeSet<String> {
                 conn.client
                     .ok(json!({"op": "to_session", "session": target_id, "text": text}))
                     .await;
-                world.deliver(&text, |conn| conn.client.id == target_id);
+                world.deliver(&text, |_, id, _| id == target_id);
             }
             81..=86 => {
                 let text = world.text();
                 let conn = world.conns.get_mut(&key).unwrap();
                 conn.client.send(json!({"op": "say", "text": text})).await;
-                world.deliver(&text, |_| true);
+                world.deliver(&text, |_, _, _| true);
                 // `say` has no reply: the sender hearing it shows that it went out. Whatever
                 // the sender was due before it comes first.
                 let conn = world.conns.get_mut(&key).unwrap();
@@ -169,10 +241,29 @@ async fn run(instances: &[Instance], seed: u64) -> BTreeSet<String> {
                 );
             }
             87..=93 => {
-                // The connection goes away.
+                // The connection goes away: its session is removed, or detached and kept.
+                world.settle(seed, step).await;
                 let conn = world.conns.remove(&key).unwrap();
-                world.gone.insert(conn.client.id.clone());
-                drop(conn);
+                if resumable {
+                    world.away.push(Away {
+                        user: conn.client.user.clone(),
+                        id: conn.client.id.clone(),
+                        token: conn.client.token(),
+                        offset: conn.client.last_offset.clone(),
+                        rooms: conn.rooms,
+                        missed: Vec::new(),
+                    });
+                    // Sends that follow must find it detached, not still attached here.
+                    conn.client.close().await;
+                    let open = world
+                        .conns
+                        .values()
+                        .filter(|other| other.instance == conn.instance)
+                        .count();
+                    instances[conn.instance].settle(open).await;
+                } else {
+                    world.gone.insert(conn.client.id.clone());
+                }
             }
             94..=96 => {
                 // Kick a user that has connections.
@@ -203,6 +294,14 @@ async fn run(instances: &[Instance], seed: u64) -> BTreeSet<String> {
                     );
                     world.gone.insert(conn.client.id.clone());
                 }
+                // Its detached sessions are removed too.
+                for away in std::mem::take(&mut world.away) {
+                    if away.user == victim {
+                        world.gone.insert(away.id);
+                    } else {
+                        world.away.push(away);
+                    }
+                }
             }
             _ => {
                 // Everyone in a room says something to it.
@@ -214,11 +313,23 @@ async fn run(instances: &[Instance], seed: u64) -> BTreeSet<String> {
                 conn.client
                     .ok(json!({"op": "to_room", "room": room, "text": text}))
                     .await;
-                world.deliver(&text, |conn| conn.rooms.contains(room));
+                world.deliver(&text, |_, _, rooms| rooms.contains(room));
             }
         }
     }
 
+    if resumable {
+        assert!(
+            world.resumed > 0 && world.replayed > 0,
+            "seed {seed}: {} resumes replayed {} messages",
+            world.resumed,
+            world.replayed
+        );
+        eprintln!(
+            "seed {seed}: {} resumes replayed {} messages",
+            world.resumed, world.replayed
+        );
+    }
     // Everyone reads up to a last message for all.
     if let Some(key) = world.pick(&mut rng) {
         let conn = world.conns.get_mut(&key).unwrap();
@@ -237,11 +348,19 @@ async fn run(instances: &[Instance], seed: u64) -> BTreeSet<String> {
     }
     // Members across instances, from the store.
     for room in ROOMS {
+        // Detached sessions stay in their rooms.
         let expected: BTreeSet<String> = world
             .conns
             .values()
             .filter(|conn| conn.rooms.contains(room))
             .map(|conn| conn.client.id.clone())
+            .chain(
+                world
+                    .away
+                    .iter()
+                    .filter(|away| away.rooms.contains(room))
+                    .map(|away| away.id.clone()),
+            )
             .collect();
         let mut listed = BTreeSet::new();
         for _ in 0..300 {
@@ -264,21 +383,33 @@ async fn run(instances: &[Instance], seed: u64) -> BTreeSet<String> {
     world.gone
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn random_workloads_on_memory_match_the_model() {
-    for seed in SEEDS {
-        let store = MemoryStore::with_ttl(HOUR).limits(app::limits());
-        let mut instances = Vec::new();
-        for _ in 0..INSTANCES {
-            let layer = app::session_layer(store.clone());
-            instances.push(serve(layer.clone(), app::router(layer)).await);
-        }
-        run(&instances, seed).await;
+/// Three instances on `store`, resumable or not.
+async fn instances(store: impl SessionStore, resumable: bool) -> Vec<Instance> {
+    let mut instances = Vec::new();
+    for _ in 0..INSTANCES {
+        let layer = layer(store.clone(), resumable);
+        instances.push(serve(layer.clone(), app::router(layer)).await);
+    }
+    instances
+}
+
+fn layer(store: impl SessionStore, resumable: bool) -> SessionLayer {
+    let layer = app::session_layer(store);
+    if resumable {
+        layer.resume(Resume::within(HOUR))
+    } else {
+        layer
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn random_workloads_on_redis_match_the_model_and_leave_only_live_keys() {
+async fn on_memory(resumable: bool) {
+    for seed in SEEDS {
+        let store = MemoryStore::with_ttl(HOUR).limits(app::limits());
+        run(&instances(store, resumable).await, seed, resumable).await;
+    }
+}
+
+async fn on_redis(resumable: bool) {
     let Some(url) = shared_url() else {
         return;
     };
@@ -292,12 +423,32 @@ async fn random_workloads_on_redis_match_the_model_and_leave_only_live_keys() {
                 .unwrap()
                 .limits(app::limits());
             stores.push(store.clone());
-            let layer = app::session_layer(store);
+            let layer = layer(store, resumable);
             instances.push(serve(layer.clone(), app::router(layer)).await);
         }
-        let gone = run(&instances, seed).await;
+        let gone = run(&instances, seed, resumable).await;
         check_keys(&stores[0], &gone, seed).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_workloads_on_memory_match_the_model() {
+    on_memory(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_workloads_on_redis_match_the_model_and_leave_only_live_keys() {
+    on_redis(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_workloads_with_resumes_on_memory_match_the_model() {
+    on_memory(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_workloads_with_resumes_on_redis_match_the_model_and_leave_only_live_keys() {
+    on_redis(true).await;
 }
 
 /// Every key under the prefix has a TTL, and none names a session in `gone`.

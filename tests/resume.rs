@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use support::chat::{Client, Instance, serve, texts};
 use support::redis_server::{shared_url, unique_prefix};
 use ws_session::resume::Resume;
-use ws_session::{MemoryStore, RedisStore, SessionLayer};
+use ws_session::{MemoryStore, RedisStore, SessionLayer, SessionStore};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const WINDOW: Duration = Duration::from_secs(60);
@@ -85,21 +85,6 @@ resume_test!(the_oldest_detached_session_goes_past_the_cap);
 resume_test!(shutdown_detaches_and_clients_resume_elsewhere);
 resume_test!(a_kicked_session_cannot_be_resumed);
 
-/// Waits until `instance` holds `open` connections and everything their drops started has
-/// reached the store.
-async fn settle(instance: &Instance, open: usize) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while instance.sessions.len() != open {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} connections open, not {open}",
-            instance.sessions.len()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    instance.sessions.wait_for_removals().await;
-}
-
 async fn get(client: &mut Client, key: &str) -> Value {
     client.ask(json!({"op": "get", "key": key})).await["value"].clone()
 }
@@ -122,7 +107,7 @@ async fn a_dropped_session_resumes_on_the_same_and_on_another_instance(kind: Kin
     alice.ok(json!({"op": "join", "room": "r"})).await;
     let first = alice.token();
     alice.close().await;
-    settle(&cluster[0], 0).await;
+    cluster[0].settle(0).await;
 
     // Same instance.
     let mut alice = Client::resume(cluster[0].addr, "alice", &first, None).await;
@@ -135,14 +120,14 @@ async fn a_dropped_session_resumes_on_the_same_and_on_another_instance(kind: Kin
     let second = alice.token();
     assert_ne!(second, first, "the token rotates");
     alice.close().await;
-    settle(&cluster[0], 0).await;
+    cluster[0].settle(0).await;
 
     // The used token is refused: a fresh session.
     let stale = Client::resume(cluster[1].addr, "alice", &first, None).await;
     assert!(!stale.recovered());
     assert_ne!(stale.id, id);
     stale.close().await;
-    settle(&cluster[1], 0).await;
+    cluster[1].settle(0).await;
 
     // Another instance, with the new token.
     let mut alice = Client::resume(cluster[1].addr, "alice", &second, None).await;
@@ -173,7 +158,7 @@ async fn failed_claims_get_fresh_sessions_and_change_nothing(kind: Kind) {
     alice.ok(json!({"op": "set", "key": "k", "value": 1})).await;
     let token = alice.token();
     alice.close().await;
-    settle(&cluster[0], 0).await;
+    cluster[0].settle(0).await;
 
     // Another user with alice's token, garbage, a token for a session that never was, a
     // token of the wrong shape: each a fresh, empty session of its own user.
@@ -196,7 +181,7 @@ async fn failed_claims_get_fresh_sessions_and_change_nothing(kind: Kind) {
         assert_eq!(other.welcome["user"], user);
         assert_eq!(get(&mut other, "k").await, Value::Null);
         other.close().await;
-        settle(&cluster[0], 0).await;
+        cluster[0].settle(0).await;
     }
     // None of them used the token up.
     let alice = Client::resume(addr, "alice", &token, None).await;
@@ -211,7 +196,7 @@ async fn failed_claims_get_fresh_sessions_and_change_nothing(kind: Kind) {
     let first = Client::connect(expiring[0].addr, "alice").await;
     let (id, token) = (first.id.clone(), first.token());
     first.close().await;
-    settle(&expiring[0], 0).await;
+    expiring[0].settle(0).await;
     tokio::time::sleep(Duration::from_millis(900)).await;
     let late = Client::resume(expiring[0].addr, "alice", &token, None).await;
     assert!(!late.recovered(), "{}", late.welcome);
@@ -226,7 +211,7 @@ async fn two_racing_claims_with_one_token_have_one_winner(kind: Kind) {
     let id = first.id.clone();
     let mut token = first.token();
     first.close().await;
-    settle(&cluster[0], 0).await;
+    cluster[0].settle(0).await;
     for round in 0..25 {
         let (a, b) = tokio::join!(
             Client::resume(cluster[0].addr, "alice", &token, None),
@@ -246,8 +231,8 @@ async fn two_racing_claims_with_one_token_have_one_winner(kind: Kind) {
         assert_ne!(loser.id, id);
         a.close().await;
         b.close().await;
-        settle(&cluster[0], 0).await;
-        settle(&cluster[1], 0).await;
+        cluster[0].settle(0).await;
+        cluster[1].settle(0).await;
     }
 }
 
@@ -267,7 +252,7 @@ async fn a_resume_takes_over_a_connection_still_open(kind: Kind) {
         assert!(new.recovered(), "{}", new.welcome);
         assert_eq!(new.id, id);
         assert_eq!(old.close_code().await, Some(4002), "{from} -> {to}");
-        settle(&cluster[from], usize::from(from == to)).await;
+        cluster[from].settle(usize::from(from == to)).await;
         // The older handle's drop left the session to the new connection.
         assert_eq!(get(&mut new, "k").await, json!(from));
         assert_eq!(rooms(&mut new).await, json!([room]));
@@ -282,8 +267,8 @@ async fn a_resume_takes_over_a_connection_still_open(kind: Kind) {
         );
         bob.close().await;
         new.close().await;
-        settle(&cluster[0], 0).await;
-        settle(&cluster[1], 0).await;
+        cluster[0].settle(0).await;
+        cluster[1].settle(0).await;
     }
 }
 
@@ -301,7 +286,7 @@ async fn missed_messages_come_first_in_order_and_once(kind: Kind) {
     let seen = alice.last_offset.clone().expect("an offset");
     let token = alice.token();
     alice.close().await;
-    settle(&cluster[0], 0).await;
+    cluster[0].settle(0).await;
 
     // Every kind of send while alice is away; and one to a room she is not in.
     bob.ok(json!({"op": "to_room", "room": "r", "text": "room"}))
@@ -340,7 +325,7 @@ async fn missed_messages_come_first_in_order_and_once(kind: Kind) {
     // Presented with no offset, everything kept since the session began comes back.
     let token = alice.token();
     alice.close().await;
-    settle(&cluster[1], 1).await;
+    cluster[1].settle(1).await;
     let mut alice = Client::resume(cluster[0].addr, "alice", &token, None).await;
     assert_eq!(alice.welcome["missed"], 6, "{}", alice.welcome);
     let mut all = Vec::new();
@@ -363,7 +348,7 @@ async fn an_offset_older_than_the_history_says_incomplete(kind: Kind) {
     alice.ok(json!({"op": "join", "room": "r"})).await;
     let token = alice.token();
     alice.close().await;
-    settle(&cluster[0], 0).await;
+    cluster[0].settle(0).await;
     let mut bob = Client::connect(addr, "bob").await;
     for n in 0..5 {
         bob.ok(json!({"op": "to_room", "room": "r", "text": n.to_string()}))
@@ -381,7 +366,7 @@ async fn an_offset_older_than_the_history_says_incomplete(kind: Kind) {
     // From the newest offset, nothing is missing.
     let (token, last) = (alice.token(), alice.last_offset.clone().unwrap());
     alice.close().await;
-    settle(&cluster[0], 1).await;
+    cluster[0].settle(1).await;
     let alice = Client::resume(addr, "alice", &token, Some(&last)).await;
     assert_eq!(alice.welcome["missed"], 0);
     assert_eq!(alice.welcome["complete"], true);
@@ -400,7 +385,7 @@ async fn the_oldest_detached_session_goes_past_the_cap(kind: Kind) {
         tokens.push(client.token());
         ids.push(client.id.clone());
         client.close().await;
-        settle(&cluster[0], 0).await;
+        cluster[0].settle(0).await;
         // Detach times in milliseconds: keep them apart.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -432,7 +417,7 @@ async fn shutdown_detaches_and_clients_resume_elsewhere(kind: Kind) {
     let (id, token) = (alice.id.clone(), alice.token());
     assert_eq!(cluster[0].sessions.shutdown().await, 1);
     assert_eq!(alice.close_code().await, Some(1001));
-    settle(&cluster[0], 0).await;
+    cluster[0].settle(0).await;
     let mut alice = Client::resume(cluster[1].addr, "alice", &token, None).await;
     assert!(alice.recovered(), "{}", alice.welcome);
     assert_eq!(alice.id, id);
@@ -448,7 +433,108 @@ async fn a_kicked_session_cannot_be_resumed(kind: Kind) {
     let mut bob = Client::connect(cluster[1].addr, "bob").await;
     bob.ok(json!({"op": "kick", "user": "alice"})).await;
     assert_eq!(alice.close_code().await, Some(4000));
-    settle(&cluster[0], 0).await;
+    cluster[0].settle(0).await;
     let again = Client::resume(cluster[1].addr, "alice", &token, None).await;
     assert!(!again.recovered(), "{}", again.welcome);
+}
+
+/// Detached sessions that nobody resumes expire with every key they had; only the hub's clock
+/// (a day's TTL) stays. A user's or a room's set may name an expired session until it is read
+/// or its own TTL (at most twice the session TTL and a second) runs out, so the session TTL here
+/// is short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detached_sessions_expire_and_leave_no_key_behind() {
+    let Some(url) = shared_url() else {
+        eprintln!("{}", support::redis_server::SKIPPED);
+        return;
+    };
+    let window = Duration::from_millis(500);
+    let prefix = unique_prefix();
+    let store = RedisStore::connect(&url, prefix.as_str(), Duration::from_secs(1))
+        .await
+        .unwrap()
+        .limits(app::limits());
+    let layer = app::session_layer(store.clone()).resume(Resume::within(window));
+    let instance = serve(layer.clone(), app::router(layer)).await;
+    let mut alice = Client::connect(instance.addr, "alice").await;
+    let mut bob = Client::connect(instance.addr, "bob").await;
+    for client in [&mut alice, &mut bob] {
+        client.ok(json!({"op": "join", "room": "r"})).await;
+        client
+            .ok(json!({"op": "set", "key": "k", "value": "v"}))
+            .await;
+    }
+    bob.ok(json!({"op": "to_room", "room": "r", "text": "hi"}))
+        .await;
+    bob.ok(json!({"op": "to_session", "session": alice.id, "text": "you"}))
+        .await;
+    bob.ok(json!({"op": "to_user", "user": "alice", "text": "all of you"}))
+        .await;
+    bob.send(json!({"op": "say", "text": "everyone"})).await;
+    let mut conn = store.pool().dedicated_connection().await.unwrap();
+    let before = support::redis_server::keys_under(&mut conn, &store).await;
+    for part in [
+        ":session:",
+        ":room_members:",
+        ":history:room:",
+        ":history:session:",
+    ] {
+        assert!(
+            before.iter().any(|key| key.contains(part)),
+            "{part} in {before:?}"
+        );
+    }
+    alice.close().await;
+    bob.close().await;
+    instance.settle(0).await;
+    let detached = support::redis_server::keys_under(&mut conn, &store).await;
+    assert!(
+        detached.iter().any(|key| key.contains(":user_detached:")),
+        "{detached:?}"
+    );
+    for key in &detached {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 0 || ttl == -2, "{key} has PTTL {ttl}");
+    }
+    // The window, then the sets' and histories' margins (twice the TTL or the window, and a
+    // second).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    let clock = format!("{prefix}:hub:clock");
+    loop {
+        let left = support::redis_server::keys_under(&mut conn, &store).await;
+        if left == [clock.clone()] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "left behind: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detached_sessions_expire_from_the_memory_store() {
+    let store = MemoryStore::with_ttl(HOUR)
+        .limits(app::limits())
+        .sweep_interval(Duration::from_millis(20));
+    let layer =
+        app::session_layer(store.clone()).resume(Resume::within(Duration::from_millis(200)));
+    let instance = serve(layer.clone(), app::router(layer)).await;
+    let mut alice = Client::connect(instance.addr, "alice").await;
+    alice.ok(json!({"op": "join", "room": "r"})).await;
+    let token = alice.token();
+    alice.close().await;
+    instance.settle(0).await;
+    assert_eq!(store.len(), 1, "detached, kept for the window");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(store.is_empty());
+    assert!(store.get_user_sessions("alice").await.unwrap().is_empty());
+    assert!(instance.hub.members("r").await.unwrap().is_empty());
+    let late = Client::resume(instance.addr, "alice", &token, None).await;
+    assert!(!late.recovered());
 }
