@@ -91,7 +91,7 @@ impl From<Bytes> for Payload {
 /// The position of a message in what a connection receives: each message delivered to a
 /// connection has a higher offset than the one before.
 ///
-/// With a [resume window](crate::Resume), an offset is the message's place in the order of
+/// With a [resume window](crate::resume::Resume), an offset is the message's place in the order of
 /// every message the hub sent through the store (time-based, so it keeps increasing across
 /// restarts of the application and of Redis); a client shows back the last one it saw when it
 /// resumes, and gets what came after. Without one, it counts the connection's messages from 1.

@@ -19,6 +19,10 @@
 //!   called, so sends whose futures are awaited later, or together, keep their call order; the
 //!   sends of [`Hub::send_to_session`] and [`Hub::disconnect`] take theirs once the session's
 //!   node is looked up. With Redis, one publisher task per instance sends them in pipelines.
+//! - **Offsets.** Every message delivered to a connection carries an
+//!   [`Offset`], higher for each later message on that connection. With a
+//!   [resume window](crate::resume) it is the message's place in the store's history, and a
+//!   resumed session gets the messages after the offset its client saw before the live ones.
 //! - **Slow clients are closed, not waited for.** Each connection's inbox is bounded by
 //!   messages and bytes ([`InboxLimits`]). A message that would overflow it drops what it holds
 //!   and closes the connection with 4001 ([`CloseReason::TOO_SLOW`]); delivery to everyone else
@@ -100,11 +104,13 @@ impl Hub {
         self.registry.node.id()
     }
 
-    /// Sends `payload` to the connection of session `id`, wherever it is open.
+    /// Sends `payload` to the connection of session `id`, wherever it is open. With a
+    /// [resume window](crate::resume), a detached session gets it when it resumes. With Redis
+    /// this is one script call, in this instance's order.
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`] when no such session is open on any instance;
+    /// [`Error::NotFound`] when no such session exists;
     /// [`Error::InvalidInput`] for a payload over
     /// [`Limits::max_message_len`](crate::Limits::max_message_len); `Unavailable` when the store
     /// or the broker cannot be reached.
@@ -185,11 +191,12 @@ impl Hub {
     }
 
     /// Disconnects session `id`: its connection, wherever it is, is closed with 4000
-    /// ([`CloseReason::KICKED`]), and the session is removed from the store.
+    /// ([`CloseReason::KICKED`]), and the session is removed from the store (a detached one
+    /// too); it cannot be resumed.
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`] when no such session is open; `Unavailable` when the store or the
+    /// [`Error::NotFound`] when no such session exists; `Unavailable` when the store or the
     /// broker cannot be reached.
     pub async fn disconnect(&self, id: &str) -> Result<()> {
         let node = self.registry.store.session_node(id).await?;

@@ -17,7 +17,7 @@
 //!   older handle no longer touches the session.
 //! - **Missed messages.** The hub keeps what it sends, per target (everyone, a user, a room, a
 //!   session), bounded by count and by time. After a claim, the messages addressed to the
-//!   session after the client's last [`Offset`](crate::hub::Offset) wait first in its inbox, in
+//!   session after the client's last [`Offset`] wait first in its inbox, in
 //!   order, each once, then the live ones.
 //!   [`WsSession::recovery`](crate::WsSession::recovery) says how many and whether that is all
 //!   of them.

@@ -2,12 +2,15 @@
 //!
 //! # Layout
 //!
-//! With the prefix `app`, a store keeps two kinds of keys:
+//! With the prefix `app`, the sessions and the user index are:
 //!
 //! | key                          | type | holds |
 //! |------------------------------|------|-------|
 //! | `app:session:{id}`           | Hash | the session |
 //! | `app:user_sessions:{user}`   | Set  | the ids of the user's sessions |
+//!
+//! The hub's rooms, the detached sessions of resume and the hub's history add more keys; every
+//! name is built in `keys.rs`, whose table lists them all.
 //!
 //! Fields of a session hash:
 //!
@@ -17,6 +20,9 @@
 //! | `meta:user_id`     | the user the session belongs to |
 //! | `meta:created_at`  | creation time, milliseconds since the Unix epoch, in decimal |
 //! | `meta:last_active` | time of the last write or touch, in the same unit |
+//! | `meta:epoch`       | which attachment holds the session (1, one more per resume) |
+//! | `meta:since`       | the hub offset when the session was created |
+//! | `meta:node`, `meta:rooms`, `meta:token`, `meta:detached` | the hub node holding its connection, its room count, the SHA-256 of its resume token, when it was detached |
 //!
 //! Data fields always start with `data:`, so no data key can collide with a `meta:` field.
 //!
