@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::hub::node::{Connection, Node};
 use crate::hub::{Hub, HubEvent};
 use crate::registry::Registry;
-use crate::resume::{Recovery, ResumeToken};
+use crate::resume::{Recovery, ResumeToken, TokenHash};
 use crate::session::{Session, SessionData, from_value, to_value};
 
 /// The session of one WebSocket client, as the handler sees it.
@@ -85,8 +85,9 @@ struct Handle {
     rooms: tokio::sync::Mutex<()>,
     /// The token the client presents to resume this session.
     token: ResumeToken,
-    /// What a resume brought back; `None` for a new session.
-    recovery: Option<Recovery>,
+    /// What a resume brought back, and the hash of the token the client presented for it;
+    /// `None` for a new session.
+    recovery: Option<(Recovery, TokenHash)>,
 }
 
 impl WsSession {
@@ -98,7 +99,32 @@ impl WsSession {
         user_id: String,
         connection: Arc<Connection>,
         token: ResumeToken,
-        recovery: Option<Recovery>,
+    ) -> Self {
+        Self::build(registry, id, user_id, connection, token, None)
+    }
+
+    /// A handle for a session a resume claimed: `presented` is the hash of the token its
+    /// client presented, which a failed upgrade gives the session back to.
+    pub(crate) fn resumed(
+        registry: Arc<Registry>,
+        id: String,
+        user_id: String,
+        connection: Arc<Connection>,
+        token: ResumeToken,
+        presented: TokenHash,
+        recovery: Recovery,
+    ) -> Self {
+        let recovery = Some((recovery, presented));
+        Self::build(registry, id, user_id, connection, token, recovery)
+    }
+
+    fn build(
+        registry: Arc<Registry>,
+        id: String,
+        user_id: String,
+        connection: Arc<Connection>,
+        token: ResumeToken,
+        recovery: Option<(Recovery, TokenHash)>,
     ) -> Self {
         WsSession {
             inner: Arc::new(Handle {
@@ -114,12 +140,20 @@ impl WsSession {
     }
 
     /// Ends the session now, for an upgrade that did not happen, whatever clones are still
-    /// alive: a new session is removed (its client never got its token); a resumed one is
-    /// detached again.
+    /// alive: a new session is removed (its client never got its token); a resumed one goes
+    /// back to the token its client presented, detached, for the client to try again.
     pub(crate) fn end(&self) {
         let inner = &self.inner;
-        let detach = inner.recovery.is_some();
-        inner.registry.release(&inner.id, &inner.connection, detach);
+        match inner.recovery {
+            None => inner.registry.release(&inner.id, &inner.connection, false),
+            Some((_, presented)) => inner.registry.give_back(
+                &inner.id,
+                &inner.connection,
+                &inner.user_id,
+                &inner.token,
+                presented,
+            ),
+        }
     }
 
     /// The token that resumes this session: send it to the client, which presents it when it
@@ -137,7 +171,7 @@ impl WsSession {
     /// For a resumed session, how many missed messages wait first in the inbox and whether
     /// that is all the client missed; `None` for a new session.
     pub fn recovery(&self) -> Option<Recovery> {
-        self.inner.recovery
+        self.inner.recovery.map(|(recovery, _)| recovery)
     }
 
     /// The client id: 128 random bits, unique to this connection.

@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::hub::CloseReason;
 use crate::hub::history::HistoryPolicy;
 use crate::hub::node::{Connection, Node};
-use crate::resume::{Detach, Resume};
+use crate::resume::{Detach, Resume, ResumeToken, TokenHash};
 use crate::session::new_session_id;
 use crate::store::dyn_store::DynStore;
 
@@ -75,6 +75,35 @@ impl Registry {
         let epoch = connection.epoch;
         self.removals.spawn_on(
             async move { let_go(&*store, &id, epoch, detach).await },
+            &runtime,
+        );
+    }
+
+    /// The handle of a resumed session whose upgrade failed lets go of `connection`: the session
+    /// goes back to the token its client presented (`previous`), detached, in a tracked task.
+    pub(crate) fn give_back(
+        self: &Arc<Self>,
+        id: &str,
+        connection: &Arc<Connection>,
+        user_id: &str,
+        current: &ResumeToken,
+        previous: TokenHash,
+    ) {
+        self.node.unregister(id, connection);
+        if !connection.release() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let registry = Arc::clone(self);
+        let (user_id, current) = (user_id.to_owned(), current.clone());
+        let detach = self.detach();
+        self.removals.spawn_on(
+            async move {
+                crate::resume::open::give_back(&registry, &user_id, &current, previous, detach)
+                    .await;
+            },
             &runtime,
         );
     }

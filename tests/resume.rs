@@ -285,6 +285,9 @@ async fn missed_messages_come_first_in_order_and_once(kind: Kind) {
     assert_eq!(alice.message().await["text"], "seen");
     let seen = alice.last_offset.clone().expect("an offset");
     let token = alice.token();
+    // Lost in flight: sent to her connection, never read by her client before it went.
+    bob.ok(json!({"op": "to_room", "room": "r", "text": "in flight"}))
+        .await;
     alice.close().await;
     cluster[0].settle(0).await;
 
@@ -302,13 +305,16 @@ async fn missed_messages_come_first_in_order_and_once(kind: Kind) {
 
     let mut alice = Client::resume(cluster[1].addr, "alice", &token, Some(&seen)).await;
     assert!(alice.recovered(), "{}", alice.welcome);
-    assert_eq!(alice.welcome["missed"], 4, "{}", alice.welcome);
+    assert_eq!(alice.welcome["missed"], 5, "{}", alice.welcome);
     assert_eq!(alice.welcome["complete"], true);
     let mut missed = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..5 {
         missed.push(alice.message().await);
     }
-    assert_eq!(texts(&missed), ["room", "user", "session", "everyone"]);
+    assert_eq!(
+        texts(&missed),
+        ["in flight", "room", "user", "session", "everyone"]
+    );
     let offsets: Vec<u64> = missed
         .iter()
         .map(|m| m["offset"].as_str().unwrap().parse().unwrap())
@@ -320,21 +326,29 @@ async fn missed_messages_come_first_in_order_and_once(kind: Kind) {
         .await;
     let next = alice.message().await;
     assert_eq!(next["text"], "live");
-    assert!(next["offset"].as_str().unwrap().parse::<u64>().unwrap() > offsets[3]);
+    assert!(next["offset"].as_str().unwrap().parse::<u64>().unwrap() > offsets[4]);
 
     // Presented with no offset, everything kept since the session began comes back.
     let token = alice.token();
     alice.close().await;
     cluster[1].settle(1).await;
     let mut alice = Client::resume(cluster[0].addr, "alice", &token, None).await;
-    assert_eq!(alice.welcome["missed"], 6, "{}", alice.welcome);
+    assert_eq!(alice.welcome["missed"], 7, "{}", alice.welcome);
     let mut all = Vec::new();
-    for _ in 0..6 {
+    for _ in 0..7 {
         all.push(alice.message().await);
     }
     assert_eq!(
         texts(&all),
-        ["seen", "room", "user", "session", "everyone", "live"]
+        [
+            "seen",
+            "in flight",
+            "room",
+            "user",
+            "session",
+            "everyone",
+            "live"
+        ]
     );
 }
 

@@ -184,7 +184,6 @@ async fn create(
         user_id,
         connection,
         token,
-        None,
     ))
 }
 

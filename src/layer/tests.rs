@@ -367,3 +367,58 @@ async fn an_inner_service_error_removes_the_session() {
     assert!(store.get_session(&id).await.unwrap().is_none());
     assert!(sessions.is_empty());
 }
+
+/// The upgrade request of `user` presenting `token`.
+fn resume_request(user: &str, token: &str) -> Request<Body> {
+    let mut request = upgrade_request(Some(user));
+    *request.uri_mut() = format!("/ws?resume={token}").parse().unwrap();
+    request
+}
+
+#[tokio::test]
+async fn a_resume_whose_upgrade_fails_gives_the_session_back_to_the_presented_token() {
+    use crate::resume::Resume;
+    let store = MemoryStore::new();
+    let layer = SessionLayer::new(store.clone()).resume(Resume::within(Duration::from_secs(60)));
+    let sessions = layer.live_sessions();
+    let (upgrading, upgraded) = keeping_app(layer.clone(), StatusCode::SWITCHING_PROTOCOLS);
+    let response = upgrading
+        .clone()
+        .oneshot(upgrade_request(Some("alice")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let first = taken(&upgraded);
+    let (id, token) = (
+        first.id().to_owned(),
+        first.resume_token().expose().to_owned(),
+    );
+    drop(first);
+    sessions.wait_for_removals().await;
+    assert!(
+        store.get_session(&id).await.unwrap().is_some(),
+        "detached, kept"
+    );
+
+    // The claim succeeds, then the handler refuses the upgrade.
+    let (refusing, kept) = keeping_app(layer.clone(), StatusCode::BAD_REQUEST);
+    let response = refusing
+        .oneshot(resume_request("alice", &token))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let refused = taken(&kept);
+    assert!(refused.recovered());
+    drop(refused);
+    sessions.wait_for_removals().await;
+
+    // The token the client still holds works, for the same session.
+    let response = upgrading
+        .oneshot(resume_request("alice", &token))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let again = taken(&upgraded);
+    assert!(again.recovered());
+    assert_eq!(again.id(), id);
+}

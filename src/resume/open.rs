@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use super::{Claim, Claimed, Presented, Recovery, Refusal, ResumeToken, Resumed};
+use super::{
+    Claim, Claimed, Detach, Presented, Recovery, Refusal, ResumeToken, Resumed, TokenHash,
+};
 use crate::error::{Error, Result};
 use crate::handle::WsSession;
 use crate::hub::InboxLimits;
@@ -58,6 +60,15 @@ pub(crate) async fn reattach(
         Ok(connection) => connection,
         Err(error) => {
             tracing::warn!(session = %id, %error, "resumed session could not be attached here");
+            // The client never gets the new token: the session goes back to the one it holds.
+            give_back(
+                registry,
+                &user_id,
+                &new_token,
+                token.hash(),
+                registry.detach(),
+            )
+            .await;
             return Err(error);
         }
     };
@@ -97,14 +108,52 @@ pub(crate) async fn reattach(
         complete = recovery.complete,
         "session resumed"
     );
-    Ok(Some(WsSession::open(
+    Ok(Some(WsSession::resumed(
         Arc::clone(registry),
         id,
         user_id,
         connection,
         new_token,
-        Some(recovery),
+        token.hash(),
+        recovery,
     )))
+}
+
+/// Gives a claimed session back to the token its client still holds (`previous`), and detaches
+/// it: for a claim whose connection never came up (it could not be attached here, or the
+/// upgrade failed), so that the client can try again with the same token. Best effort: on a
+/// store error the session stays as the claim left it, and expires.
+pub(crate) async fn give_back(
+    registry: &Registry,
+    user_id: &str,
+    current: &ResumeToken,
+    previous: TokenHash,
+    detach: Option<Detach>,
+) {
+    let id = current.session_id();
+    let claim = Claim::new(current, user_id, previous, registry.node.id());
+    let epoch = match registry.store.claim_session(&claim).await {
+        Ok(Claimed::Resumed(resumed)) => resumed.epoch,
+        Ok(Claimed::Refused(refusal)) => {
+            tracing::debug!(session = %id, reason = refusal.as_str(), "claimed session not given back");
+            return;
+        }
+        Err(error) => {
+            tracing::warn!(session = %id, %error, "claimed session not given back; it will expire");
+            return;
+        }
+    };
+    let Some(detach) = detach else {
+        return;
+    };
+    match registry.store.detach_session(id, epoch, &detach).await {
+        Ok(_) => {
+            tracing::debug!(session = %id, "claimed session given back to its token, detached")
+        }
+        Err(error) => {
+            tracing::warn!(session = %id, %error, "claimed session not detached; it will expire")
+        }
+    }
 }
 
 /// Where to read each history the session belongs to: after the client's offset, and never
