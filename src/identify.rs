@@ -10,8 +10,28 @@ use http::request::Parts;
 /// The identity an authentication layer puts into the request extensions for
 /// [`SessionLayer`](crate::SessionLayer)'s default identification step to read.
 ///
+/// The authentication layer must run **before** the session layer. In a tower
+/// `ServiceBuilder` the first layer added runs first; with axum's `Router::layer` the layer
+/// added last runs first. When the session layer finds no `UserId`, the upgrade gets `401` and
+/// the log says which order to use. (`examples/auth.rs` is a whole server.)
+///
 /// ```
-/// use ws_session::UserId;
+/// use axum::{Router, extract::Request, middleware::{self, Next}, response::Response, routing::get};
+/// use tower::ServiceBuilder;
+/// use ws_session::{MemoryStore, SessionLayer, UserId};
+///
+/// async fn authenticate(mut request: Request, next: Next) -> Response {
+///     // A real application checks a token or a cookie here, and answers 401 without one.
+///     request.extensions_mut().insert(UserId::new("alice"));
+///     next.run(request).await
+/// }
+///
+/// # async fn ws() {}
+/// let app: Router = Router::new().route("/ws", get(ws)).layer(
+///     ServiceBuilder::new()
+///         .layer(middleware::from_fn(authenticate)) // first: puts the UserId in
+///         .layer(SessionLayer::new(MemoryStore::new())), // then: reads it
+/// );
 ///
 /// let mut request = http::Request::new(());
 /// request.extensions_mut().insert(UserId::new("alice"));

@@ -70,6 +70,9 @@ pub struct SessionLayer {
 #[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) identify: Identifier,
+    /// Whether `identify` is the default step, which reads a [`UserId`](crate::UserId) from
+    /// the extensions (so a missing one points at the order of the layers).
+    pub(crate) identifies_from_extensions: bool,
     pub(crate) allow_anonymous: bool,
     pub(crate) refresh_interval: Duration,
     pub(crate) refresh_batch: usize,
@@ -91,6 +94,7 @@ impl SessionLayer {
             registry: Arc::new(Registry::new(Arc::new(store))),
             config: Arc::new(Config {
                 identify: from_extensions(),
+                identifies_from_extensions: true,
                 allow_anonymous: false,
                 refresh_interval,
                 refresh_batch: DEFAULT_REFRESH_BATCH,
@@ -156,7 +160,9 @@ impl SessionLayer {
         F: Fn(&Parts) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Identification> + Send + 'static,
     {
-        Arc::make_mut(&mut self.config).identify = identifier(identify);
+        let config = Arc::make_mut(&mut self.config);
+        config.identify = identifier(identify);
+        config.identifies_from_extensions = false;
         self
     }
 

@@ -83,7 +83,21 @@ where
         Ok(Some(user_id)) => Some(user_id),
         Ok(None) if config.allow_anonymous => None,
         Ok(None) => {
-            tracing::info!(uri = %parts.uri, "WebSocket upgrade rejected: nobody identified");
+            if config.identifies_from_extensions {
+                // An authentication layer in front would have put a `UserId` here, or refused
+                // the request itself: most likely it runs after this layer, or not at all.
+                tracing::warn!(
+                    uri = %parts.uri,
+                    "WebSocket upgrade rejected with 401: the request has no `UserId`. The \
+                     authentication layer must run before SessionLayer: with tower, \
+                     `ServiceBuilder::new().layer(auth).layer(session_layer)`; with axum's \
+                     `Router::layer`, add `.layer(session_layer)` first and `.layer(auth)` \
+                     after it (the layer added last runs first). Or identify the user with \
+                     `SessionLayer::identify`, or allow anonymous sessions."
+                );
+            } else {
+                tracing::info!(uri = %parts.uri, "WebSocket upgrade rejected: nobody identified");
+            }
             return Ok((StatusCode::UNAUTHORIZED, "no identity for this WebSocket").into_response());
         }
         Err(response) => {
