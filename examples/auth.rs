@@ -15,12 +15,12 @@
 //! the server greets with the session and the user, then answers every text frame with the
 //! number of frames this session has sent so far, kept in the session.
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::Router;
 use axum::extract::Request;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use http::{StatusCode, header};
 use tower::ServiceBuilder;
 use ws_session::{MemoryStore, SessionLayer, SessionStore, UserId, WsSession};

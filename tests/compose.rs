@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::Request;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -37,9 +37,8 @@ const TTL: Duration = Duration::from_millis(300);
 /// The request timeout around the upgrade; the socket must outlive it.
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(200);
 
-type Client = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Client =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn serve(router: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -134,9 +133,19 @@ async fn text(socket: &mut Client) -> String {
 
 /// The lifecycle of one session through `router`: created for alice, kept alive past the
 /// request timeout and the TTL, its data readable and writable, removed on close.
-async fn lifecycle(name: &str, router: Router, path: &str, store: &MemoryStore, live: &LiveSessions) {
+async fn lifecycle(
+    name: &str,
+    router: Router,
+    path: &str,
+    store: &MemoryStore,
+    live: &LiveSessions,
+) {
     let addr = serve(router).await;
-    assert_eq!(connect(addr, path, None).await.err(), Some(401), "{name}: no token");
+    assert_eq!(
+        connect(addr, path, None).await.err(),
+        Some(401),
+        "{name}: no token"
+    );
     let mut socket = connect(addr, path, Some("alice")).await.unwrap();
     let hello: Value = serde_json::from_str(&text(&mut socket).await).unwrap();
     let id = hello["session"].as_str().unwrap().to_owned();
@@ -149,21 +158,36 @@ async fn lifecycle(name: &str, router: Router, path: &str, store: &MemoryStore, 
     assert_eq!(session.user_id, "alice");
     // Past the request timeout and past the TTL: the socket and its session are alive.
     tokio::time::sleep(TTL * 3).await;
-    socket.send(tungstenite::Message::text("one")).await.unwrap();
+    socket
+        .send(tungstenite::Message::text("one"))
+        .await
+        .unwrap();
     assert_eq!(text(&mut socket).await, "1", "{name}");
-    socket.send(tungstenite::Message::text("two")).await.unwrap();
+    socket
+        .send(tungstenite::Message::text("two"))
+        .await
+        .unwrap();
     assert_eq!(text(&mut socket).await, "2", "{name}");
-    assert!(store.get_session(&id).await.unwrap().is_some(), "{name}: kept alive");
+    assert!(
+        store.get_session(&id).await.unwrap().is_some(),
+        "{name}: kept alive"
+    );
     assert_eq!(live.len(), 1);
     socket.close(None).await.unwrap();
     while let Some(Ok(_)) = socket.next().await {}
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while !live.is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "{name}: the session stayed open");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name}: the session stayed open"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     live.wait_for_removals().await;
-    assert!(store.get_session(&id).await.unwrap().is_none(), "{name}: removed");
+    assert!(
+        store.get_session(&id).await.unwrap().is_none(),
+        "{name}: removed"
+    );
 }
 
 fn store_and_layer() -> (MemoryStore, SessionLayer) {
@@ -257,11 +281,17 @@ async fn the_auth_example_lets_in_exactly_its_users() {
     alice.send(tungstenite::Message::text("hi")).await.unwrap();
     assert_eq!(text(&mut alice).await, "1");
     // A browser's way: the token in the query.
-    let mut bob = connect(addr, "/ws?access_token=bob-secret", None).await.unwrap();
+    let mut bob = connect(addr, "/ws?access_token=bob-secret", None)
+        .await
+        .unwrap();
     let hello: Value = serde_json::from_str(&text(&mut bob).await).unwrap();
     assert_eq!(hello["user"], "bob");
     for token in [None, Some("mallory"), Some("alice")] {
-        assert_eq!(connect(addr, "/ws", token).await.err(), Some(401), "{token:?}");
+        assert_eq!(
+            connect(addr, "/ws", token).await.err(),
+            Some(401),
+            "{token:?}"
+        );
     }
     assert_eq!(store.len(), 2, "refused requests made no session");
 }
@@ -299,7 +329,10 @@ async fn the_session_layer_before_the_auth_layer_is_a_loud_401() {
         .layer(SessionLayer::new(store.clone()));
     let addr = serve(router).await;
     assert_eq!(connect(addr, "/ws", Some("alice")).await.err(), Some(401));
-    assert!(store.is_empty(), "no anonymous session behind the client's back");
+    assert!(
+        store.is_empty(),
+        "no anonymous session behind the client's back"
+    );
     let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(logged.contains("WARN"), "{logged}");
     assert!(

@@ -79,9 +79,12 @@ pub fn limits() -> ws_session::Limits {
     ws_session::Limits::default().max_message_len(6 * MAX_TEXT + 4096)
 }
 
-/// The chat router: `GET /ws?user=NAME`, with `layer` attached.
+/// The chat router: `GET /ws?user=NAME` (and the HTTP/2 form of a WebSocket, an extended
+/// `CONNECT`), with `layer` attached.
 pub fn router(layer: SessionLayer) -> Router {
-    Router::new().route("/ws", get(upgrade)).layer(layer)
+    Router::new()
+        .route("/ws", get(upgrade).connect(upgrade))
+        .layer(layer)
 }
 
 /// The `user` parameter of the query, URL-decoded (`?user=a%20b` is `a b`).

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod chat;
+pub mod h2_socket;
 pub mod process;
 pub mod redis_server;
 
