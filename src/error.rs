@@ -97,6 +97,36 @@ impl Error {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Error::Unavailable { .. })
     }
+
+    /// The error and every [`source`](std::error::Error::source) under it, as one line for a
+    /// log: `outer: inner: innermost`.
+    ///
+    /// ```
+    /// let error = ws_session::Error::Backend("OOM command not allowed".into());
+    /// assert_eq!(
+    ///     error.chain().to_string(),
+    ///     "session store backend error: OOM command not allowed"
+    /// );
+    /// ```
+    pub fn chain(&self) -> Chain<'_> {
+        Chain(self)
+    }
+}
+
+/// An error with its chain of sources, from [`Error::chain`].
+#[derive(Debug, Clone, Copy)]
+pub struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
+    }
 }
 
 /// Which limit an input broke. Carried by [`Error::InvalidInput`].

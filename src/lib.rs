@@ -16,7 +16,7 @@ mod session;
 pub mod store;
 mod upgrade;
 
-pub use error::{Error, InvalidInput, Result};
+pub use error::{Chain, Error, InvalidInput, Result};
 pub use extract::MissingSessionLayer;
 pub use handle::WsSession;
 pub use identify::{Identification, UserId};

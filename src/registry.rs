@@ -191,7 +191,7 @@ impl Registry {
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(%error, sessions = chunk.len(), "session refresh failed");
+                    tracing::warn!(error = %error.chain(), sessions = chunk.len(), "session refresh failed");
                 }
             }
         }
@@ -207,7 +207,7 @@ async fn let_go(store: &dyn DynStore, id: &str, epoch: u64, detach: Option<Detac
             Ok(()) => tracing::debug!(session = %id, "session removed"),
             Err(error) => tracing::warn!(
                 session = %id,
-                %error,
+                error = %error.chain(),
                 "could not remove session; it will expire by TTL"
             ),
         }
@@ -233,7 +233,7 @@ async fn let_go(store: &dyn DynStore, id: &str, epoch: u64, detach: Option<Detac
         }
         Err(error) => tracing::warn!(
             session = %id,
-            %error,
+            error = %error.chain(),
             "could not detach session; it will expire by TTL"
         ),
     }

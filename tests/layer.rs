@@ -502,3 +502,42 @@ async fn redis_down_gives_503_and_upgrades_recover() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_redis_gives_503_and_upgrades_recover_when_it_has_room() {
+    let Some(server) = support::redis_server::RedisServer::start() else {
+        return;
+    };
+    let store = ws_session::RedisStore::connect(
+        &server.url(),
+        &support::redis_server::unique_prefix(),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    let (addr, sessions) = serve_chat(store).await;
+    let (_client, _) = join(addr, "ivy").await;
+    let client = ::redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for (name, value) in [("maxmemory-policy", "noeviction"), ("maxmemory", "1")] {
+        ::redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .exec_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    // Full (OOM): unavailable for now, like an unreachable Redis, not a 500.
+    assert_eq!(refused_status(addr, "?user=ivy").await, 503);
+    assert_eq!(sessions.len(), 1);
+    ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .exec_async(&mut conn)
+        .await
+        .unwrap();
+    let (_again, _) = join(addr, "ivy").await;
+    assert_eq!(sessions.len(), 2);
+}

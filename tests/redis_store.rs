@@ -825,3 +825,65 @@ async fn connect_fails_fast_when_nothing_listens() {
         .unwrap_err();
     assert!(matches!(err, Error::Backend(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_full_or_read_only_redis_is_unavailable_and_says_why() {
+    // A private server: its memory limit and its role change.
+    let server = require_redis!(RedisServer::start());
+    let store = RedisStore::connect(&server.url(), unique_prefix(), HOUR)
+        .await
+        .unwrap();
+    let mut conn = raw(&store).await;
+    store.create_session("c1", "alice").await.unwrap();
+    let config = |name: &'static str, value: &'static str| {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg(name)
+                .arg(value)
+                .exec_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    };
+
+    // At maxmemory with noeviction, every write is refused with OOM.
+    config("maxmemory-policy", "noeviction").await;
+    config("maxmemory", "1").await;
+    let err = store.create_session("c2", "alice").await.unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(err.chain().to_string().contains("OOM"), "{}", err.chain());
+    let err = store
+        .set_session_data("c1", "k", json!(1))
+        .await
+        .unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    // Reads still work, and nothing was half-written.
+    assert!(store.get_session("c2").await.unwrap().is_none());
+    assert_eq!(store.get_session_data("c1", "k").await.unwrap(), None);
+    config("maxmemory", "0").await;
+    store.set_session_data("c1", "k", json!(1)).await.unwrap();
+
+    // A replica refuses writes with READONLY.
+    redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg("1")
+        .exec_async(&mut conn)
+        .await
+        .unwrap();
+    let err = store.create_session("c3", "alice").await.unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(
+        err.chain().to_string().contains("READONLY"),
+        "{}",
+        err.chain()
+    );
+    redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .exec_async(&mut conn)
+        .await
+        .unwrap();
+    store.create_session("c3", "alice").await.unwrap();
+}

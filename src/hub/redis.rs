@@ -306,7 +306,7 @@ impl Task {
                 }
                 Err(error) => {
                     tracing::warn!(
-                        %error,
+                        error = %error.chain(),
                         retry_in = ?backoff,
                         "cannot open the Redis pub/sub connection"
                     );

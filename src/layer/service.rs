@@ -208,7 +208,7 @@ fn creation_failed(error: &Error) -> Response {
         Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    tracing::warn!(%error, %status, "WebSocket upgrade refused: session not created");
+    tracing::warn!(error = %error.chain(), %status, "WebSocket upgrade refused: session not created");
     let body = match status {
         StatusCode::SERVICE_UNAVAILABLE => "session store unavailable, try again later",
         StatusCode::BAD_REQUEST => "the identity does not fit the session store's limits",

@@ -59,7 +59,7 @@ pub(crate) async fn reattach(
     {
         Ok(connection) => connection,
         Err(error) => {
-            tracing::warn!(session = %id, %error, "resumed session could not be attached here");
+            tracing::warn!(session = %id, error = %error.chain(), "resumed session could not be attached here");
             // The client never gets the new token: the session goes back to the one it holds.
             give_back(
                 registry,
@@ -93,7 +93,7 @@ pub(crate) async fn reattach(
             }
         }
         Err(error) => {
-            tracing::warn!(session = %id, %error, "missed messages could not be read");
+            tracing::warn!(session = %id, error = %error.chain(), "missed messages could not be read");
             Recovery {
                 missed: 0,
                 complete: false,
@@ -139,7 +139,7 @@ pub(crate) async fn give_back(
             return;
         }
         Err(error) => {
-            tracing::warn!(session = %id, %error, "claimed session not given back; it will expire");
+            tracing::warn!(session = %id, error = %error.chain(), "claimed session not given back; it will expire");
             return;
         }
     };
@@ -151,7 +151,7 @@ pub(crate) async fn give_back(
             tracing::debug!(session = %id, "claimed session given back to its token, detached")
         }
         Err(error) => {
-            tracing::warn!(session = %id, %error, "claimed session not detached; it will expire")
+            tracing::warn!(session = %id, error = %error.chain(), "claimed session not detached; it will expire")
         }
     }
 }

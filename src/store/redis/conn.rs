@@ -197,24 +197,46 @@ fn connection_lost(err: &RedisError) -> bool {
         && (err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error())
 }
 
+/// The error codes of a server that is up but cannot take the command now: full (`OOM`, at
+/// `maxmemory` with `noeviction`), read-only (`READONLY`, a replica), loading its data
+/// (`LOADING`), busy with a script (`BUSY`), or between primaries.
+const NOT_NOW: [&str; 7] = [
+    "OOM",
+    "READONLY",
+    "LOADING",
+    "BUSY",
+    "TRYAGAIN",
+    "MASTERDOWN",
+    "CLUSTERDOWN",
+];
+
 /// Maps a Redis error: a lost or refused connection, a timeout or a server that cannot serve
-/// yet is [`Error::Unavailable`]; any other error reply is [`Error::Backend`].
+/// now (see `NOT_NOW`) is [`Error::Unavailable`]; any other error reply is
+/// [`Error::Backend`].
 pub(super) fn redis_error(err: RedisError) -> Error {
-    let transient = matches!(
-        err.kind(),
-        ErrorKind::Io
-            | ErrorKind::Server(
-                ServerErrorKind::BusyLoading
-                    | ServerErrorKind::TryAgain
-                    | ServerErrorKind::MasterDown
-                    | ServerErrorKind::ClusterDown
-            )
-    ) || err.is_connection_dropped()
+    let code = err.code().filter(|code| NOT_NOW.contains(code));
+    let transient = code.is_some()
+        || matches!(
+            err.kind(),
+            ErrorKind::Io
+                | ErrorKind::Server(
+                    ServerErrorKind::BusyLoading
+                        | ServerErrorKind::ReadOnly
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::ClusterDown
+                )
+        )
+        || err.is_connection_dropped()
         || err.is_connection_refusal()
         || err.is_timeout();
     if transient {
+        let reason = match code {
+            Some(code) => format!("Redis answered {code}"),
+            None => format!("Redis {}", err.category()),
+        };
         Error::Unavailable {
-            reason: format!("Redis {}", err.category()),
+            reason,
             source: Some(Box::new(err)),
         }
     } else {
