@@ -79,12 +79,21 @@ pub fn limits() -> ws_session::Limits {
     ws_session::Limits::default().max_message_len(6 * MAX_TEXT + 4096)
 }
 
-/// The chat router: `GET /ws?user=NAME` (and the HTTP/2 form of a WebSocket, an extended
-/// `CONNECT`), with `layer` attached.
+/// The chat router: the demo page at `GET /`, and `GET /ws?user=NAME` (and the HTTP/2 form
+/// of a WebSocket, an extended `CONNECT`), with `layer` attached.
 pub fn router(layer: SessionLayer) -> Router {
     Router::new()
+        .route("/", get(page))
         .route("/ws", get(upgrade).connect(upgrade))
         .layer(layer)
+}
+
+/// The demo page: HTML, CSS and JavaScript in one file, in the binary.
+const PAGE: &str = include_str!("page/index.html");
+
+/// `GET /` and `GET /?user=NAME`: the demo page (it asks for a name when there is none).
+async fn page() -> axum::response::Html<&'static str> {
+    axum::response::Html(PAGE)
 }
 
 /// The `user` parameter of the query, URL-decoded (`?user=a%20b` is `a b`).

@@ -52,9 +52,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sessions = layer.live_sessions();
 
     let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let local = listener.local_addr()?;
     tracing::info!(
-        "chat listening on ws://{}/ws?user=NAME",
-        listener.local_addr()?
+        "chat listening: open http://{local}/ in a browser, or connect to ws://{local}/ws?user=NAME"
     );
     // Small frames (replies, chat messages) go out at once rather than waiting on Nagle.
     let listener = listener.tap_io(|tcp| {

@@ -38,7 +38,12 @@ impl ChatProcess {
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
             .port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        ChatProcess::start_on(SocketAddr::from(([127, 0, 0, 1], port)), env)
+    }
+
+    /// Starts the chat example on `addr` (again, after a stop) with `env` set, and waits until
+    /// it listens.
+    pub fn start_on(addr: SocketAddr, env: &[(&str, &str)]) -> ChatProcess {
         let mut command = Command::new(binary());
         command
             .env("ADDR", addr.to_string())
