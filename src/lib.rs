@@ -14,6 +14,7 @@ mod registry;
 pub mod resume;
 mod session;
 pub mod store;
+mod telemetry;
 mod upgrade;
 
 pub use error::{Chain, Error, InvalidInput, Result};

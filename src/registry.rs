@@ -15,6 +15,7 @@ use crate::hub::node::{Connection, Node};
 use crate::resume::{Detach, Resume, ResumeToken, TokenHash};
 use crate::session::new_session_id;
 use crate::store::dyn_store::DynStore;
+use crate::telemetry::DetachedHere;
 
 /// State shared by a layer, its services, its hub and every handle it gave out.
 pub(crate) struct Registry {
@@ -25,6 +26,8 @@ pub(crate) struct Registry {
     refresher_started: AtomicBool,
     /// How a session whose connection goes is kept for a resume; `None`: it is removed.
     detach: Mutex<Option<Detach>>,
+    /// The sessions this instance detached, for the gauge of detached sessions.
+    pub(crate) detached_here: Arc<DetachedHere>,
 }
 
 impl Registry {
@@ -36,6 +39,7 @@ impl Registry {
             removals: TaskTracker::new(),
             refresher_started: AtomicBool::new(false),
             detach: Mutex::new(None),
+            detached_here: Arc::default(),
         }
     }
 
@@ -71,10 +75,11 @@ impl Registry {
             return;
         };
         let store = Arc::clone(&self.store);
+        let here = Arc::clone(&self.detached_here);
         let id = id.to_owned();
         let epoch = connection.epoch;
         self.removals.spawn_on(
-            async move { let_go(&*store, &id, epoch, detach).await },
+            async move { let_go(&*store, &here, &id, epoch, detach).await },
             &runtime,
         );
     }
@@ -128,7 +133,7 @@ impl Registry {
             futures_util::future::join_all(
                 chunk
                     .iter()
-                    .map(|(id, epoch)| let_go(store, id, *epoch, detach)),
+                    .map(|(id, epoch)| let_go(store, &self.detached_here, id, *epoch, detach)),
             )
             .await;
         }
@@ -176,6 +181,7 @@ impl Registry {
 
     /// Touches every open session, `batch` ids per store call. Returns how many were refreshed.
     pub(crate) async fn refresh(&self, batch: usize) -> usize {
+        self.detached_here.refresh();
         let ids = self.node.connection_ids();
         let mut refreshed = 0;
         for chunk in ids.chunks(batch.max(1)) {
@@ -201,10 +207,19 @@ impl Registry {
 }
 /// Detaches session `id` of attachment `epoch` when `detach` says so, else removes it, and
 /// logs what became of it.
-async fn let_go(store: &dyn DynStore, id: &str, epoch: u64, detach: Option<Detach>) {
+async fn let_go(
+    store: &dyn DynStore,
+    here: &DetachedHere,
+    id: &str,
+    epoch: u64,
+    detach: Option<Detach>,
+) {
     let Some(detach) = detach else {
         match store.remove_session(id).await {
-            Ok(()) => tracing::debug!(session = %id, "session removed"),
+            Ok(()) => {
+                crate::telemetry::removed();
+                tracing::debug!(session = %id, "session removed");
+            }
             Err(error) => tracing::warn!(
                 session = %id,
                 error = %error.chain(),
@@ -215,7 +230,9 @@ async fn let_go(store: &dyn DynStore, id: &str, epoch: u64, detach: Option<Detac
     };
     match store.detach_session(id, epoch, &detach).await {
         Ok(detached) => {
+            crate::telemetry::expired(detached.expired);
             if detached.detached {
+                here.detached(id, detach.window);
                 tracing::debug!(session = %id, window = ?detach.window, "session detached");
             } else {
                 tracing::debug!(session = %id, "session gone or held by a newer connection; left as it is");

@@ -111,3 +111,28 @@ async fn ctrl_c_stops_the_server_within_a_few_seconds() {
     assert_eq!(alice.close_code().await, Some(1001));
     assert!(server.wait(Duration::from_secs(10)).success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_example_serves_its_metrics_and_its_page() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = ChatProcess::start(&[("RESUME_SECS", "120")]);
+    let _alice = Client::connect(server.addr, "alice").await;
+    let get = |path: &'static str| async move {
+        let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: chat\r\nConnection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        tcp.read_to_string(&mut response).await.unwrap();
+        response
+    };
+    let metrics = get("/metrics").await;
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(metrics.contains("ws_session_open_sessions 1"), "{metrics}");
+    assert!(
+        metrics.contains("ws_session_sessions_created_total 1"),
+        "{metrics}"
+    );
+    let page = get("/?user=alice").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("text/html") && page.contains("ws-session chat"));
+}

@@ -61,7 +61,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = tcp.set_nodelay(true);
     });
     let closing = sessions.clone();
-    axum::serve(listener, app::router(layer))
+    // The crate's metrics (feature `metrics`, on by default) in the Prometheus text format.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    let router = app::router(layer).route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(metrics.render())),
+    );
+    axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             // Every open socket is closed with 1001, server going away, and its session

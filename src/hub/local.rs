@@ -44,14 +44,16 @@ impl LocalTransport {
             .insert(Arc::clone(&self.node_id), self.node.clone())
             .is_none()
         {
-            self.subscriptions.fetch_add(1, Ordering::Relaxed);
+            let count = self.subscriptions.fetch_add(1, Ordering::Relaxed) + 1;
+            crate::telemetry::hub_subscriptions(count);
         }
     }
 
     pub(crate) fn unsubscribe(&self, topic: &Topic) {
         if let Entry::Occupied(mut nodes) = self.bus.topics.entry(topic.clone()) {
             if nodes.get_mut().remove(&self.node_id).is_some() {
-                self.subscriptions.fetch_sub(1, Ordering::Relaxed);
+                let count = self.subscriptions.fetch_sub(1, Ordering::Relaxed) - 1;
+                crate::telemetry::hub_subscriptions(count);
             }
             if nodes.get().is_empty() {
                 nodes.remove();

@@ -221,6 +221,7 @@ impl Hub {
         self.publish(&Topic::User(user_id.to_owned()), &envelope)
             .await?;
         let removed = self.registry.store.remove_user_sessions(user_id).await?;
+        crate::telemetry::kick();
         tracing::info!(user = %user_id, sessions = removed.len(), "user kicked");
         Ok(removed)
     }

@@ -165,6 +165,7 @@ impl Node {
         {
             self.take_over(id, &older);
         }
+        crate::telemetry::open_sessions(self.connections.len());
         self.add_member(&self.users, Topic::User, user_id, id, &connection);
         for room in rooms {
             self.add_member(&self.rooms, Topic::Room, room, id, &connection);
@@ -216,6 +217,7 @@ impl Node {
 
     /// Takes `connection` out of its user and rooms here, and counts it as gone.
     fn forget_member(&self, id: &str, connection: &Arc<Connection>) {
+        crate::telemetry::open_sessions(self.connections.len());
         self.remove_member(
             &self.users,
             Topic::User,
@@ -362,6 +364,7 @@ impl Node {
             Body::Message(payload) => {
                 if connection.inbox.push(payload.clone(), envelope.offset) == Pushed::Overflowed {
                     self.slow_closed.fetch_add(1, Ordering::Relaxed);
+                    crate::telemetry::slow_consumer();
                     tracing::warn!(
                         session = %id,
                         user = %connection.user_id,

@@ -287,6 +287,7 @@ impl Task {
             match self.connect().await {
                 Ok(pubsub) => {
                     if connected_before {
+                        crate::telemetry::pubsub_reconnect();
                         tracing::info!(
                             prefix = self.store.prefix(),
                             "Redis pub/sub connection recovered; subscribing again"
@@ -392,6 +393,7 @@ impl Task {
                 }
                 current.extend(batch.iter().cloned());
                 lock(&self.shared.wanted).confirm(batch);
+                crate::telemetry::hub_subscriptions(current.len());
                 tracing::debug!(channels = batch.len(), "subscribed");
             }
             for batch in drop_.chunks(BATCH) {
@@ -402,6 +404,7 @@ impl Task {
                 for channel in batch {
                     current.remove(channel);
                 }
+                crate::telemetry::hub_subscriptions(current.len());
                 tracing::debug!(channels = batch.len(), "unsubscribed");
             }
             // A change made while the batches were out has stored a wake-up: it is served on

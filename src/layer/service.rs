@@ -192,6 +192,7 @@ async fn create(
         }
     };
     tracing::debug!(session = %id, user = %user_id, "session created");
+    crate::telemetry::created();
     Ok(WsSession::open(
         Arc::clone(registry),
         id,

@@ -72,6 +72,11 @@ pub(crate) async fn reattach(
             return Err(error);
         }
     };
+    crate::telemetry::resumed();
+    registry.detached_here.resumed(&id);
+    if resumed.previous_node.is_some() {
+        crate::telemetry::takeover();
+    }
     if let Some(previous) = resumed.previous_node.as_deref()
         && previous != &**node.id()
     {
@@ -183,6 +188,7 @@ fn read_from(id: &str, user_id: &str, resumed: &Resumed, presented: &Presented) 
 }
 
 fn refused(refusal: Refusal, identified: Option<&str>) {
+    crate::telemetry::refused(refusal.as_str());
     tracing::info!(
         reason = refusal.as_str(),
         user = identified.unwrap_or("(anonymous)"),

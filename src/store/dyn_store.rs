@@ -60,6 +60,14 @@ pub(crate) trait DynStore: Send + Sync + 'static {
     fn touch<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Vec<String>>>;
 }
 
+/// Runs a store operation, and records its time and any failure of the store's.
+async fn measured<T>(operation: &'static str, run: impl Future<Output = Result<T>>) -> Result<T> {
+    let started = std::time::Instant::now();
+    let result = run.await;
+    crate::telemetry::store_operation(operation, started.elapsed(), &result);
+    result
+}
+
 impl<S: SessionStore> DynStore for S {
     fn limits(&self) -> Limits {
         SessionStore::enforced_limits(self)
@@ -73,12 +81,16 @@ impl<S: SessionStore> DynStore for S {
         user_id: &'a str,
         attach: &'a Attach<'a>,
     ) -> BoxFuture<'a, Result<Session>> {
-        Box::pin(SessionStore::create_attached_session(
-            self, id, user_id, attach,
+        Box::pin(measured(
+            "create_attached_session",
+            SessionStore::create_attached_session(self, id, user_id, attach),
         ))
     }
     fn claim_session<'a>(&'a self, claim: &'a Claim<'a>) -> BoxFuture<'a, Result<Claimed>> {
-        Box::pin(SessionStore::claim_session(self, claim))
+        Box::pin(measured(
+            "claim_session",
+            SessionStore::claim_session(self, claim),
+        ))
     }
     fn detach_session<'a>(
         &'a self,
@@ -86,25 +98,43 @@ impl<S: SessionStore> DynStore for S {
         epoch: u64,
         detach: &'a Detach,
     ) -> BoxFuture<'a, Result<Detached>> {
-        Box::pin(SessionStore::detach_session(self, id, epoch, detach))
+        Box::pin(measured(
+            "detach_session",
+            SessionStore::detach_session(self, id, epoch, detach),
+        ))
     }
     fn session_node<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
-        Box::pin(SessionStore::session_node(self, id))
+        Box::pin(measured(
+            "session_node",
+            SessionStore::session_node(self, id),
+        ))
     }
     fn join_room<'a>(&'a self, id: &'a str, room: &'a str) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(SessionStore::join_room(self, id, room))
+        Box::pin(measured(
+            "join_room",
+            SessionStore::join_room(self, id, room),
+        ))
     }
     fn leave_room<'a>(&'a self, id: &'a str, room: &'a str) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(SessionStore::leave_room(self, id, room))
+        Box::pin(measured(
+            "leave_room",
+            SessionStore::leave_room(self, id, room),
+        ))
     }
     fn room_members<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<Vec<Member>>> {
-        Box::pin(SessionStore::room_members(self, room))
+        Box::pin(measured(
+            "room_members",
+            SessionStore::room_members(self, room),
+        ))
     }
     fn remove_user_sessions<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<Vec<String>>> {
-        Box::pin(SessionStore::remove_user_sessions(self, user_id))
+        Box::pin(measured(
+            "remove_user_sessions",
+            SessionStore::remove_user_sessions(self, user_id),
+        ))
     }
     fn get_session<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Session>>> {
-        Box::pin(SessionStore::get_session(self, id))
+        Box::pin(measured("get_session", SessionStore::get_session(self, id)))
     }
     fn set_session_data<'a>(
         &'a self,
@@ -112,35 +142,56 @@ impl<S: SessionStore> DynStore for S {
         key: &'a str,
         value: Value,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(SessionStore::set_session_data(self, id, key, value))
+        Box::pin(measured(
+            "set_session_data",
+            SessionStore::set_session_data(self, id, key, value),
+        ))
     }
     fn get_session_data<'a>(
         &'a self,
         id: &'a str,
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<Value>>> {
-        Box::pin(SessionStore::get_session_data(self, id, key))
+        Box::pin(measured(
+            "get_session_data",
+            SessionStore::get_session_data(self, id, key),
+        ))
     }
     fn update_session_data<'a>(
         &'a self,
         id: &'a str,
         data: SessionData,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(SessionStore::update_session_data(self, id, data))
+        Box::pin(measured(
+            "update_session_data",
+            SessionStore::update_session_data(self, id, data),
+        ))
     }
     fn delete_session_data<'a>(&'a self, id: &'a str, key: &'a str) -> BoxFuture<'a, Result<()>> {
-        Box::pin(SessionStore::delete_session_data(self, id, key))
+        Box::pin(measured(
+            "delete_session_data",
+            SessionStore::delete_session_data(self, id, key),
+        ))
     }
     fn clear_session_data<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
-        Box::pin(SessionStore::clear_session_data(self, id))
+        Box::pin(measured(
+            "clear_session_data",
+            SessionStore::clear_session_data(self, id),
+        ))
     }
     fn remove_session<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
-        Box::pin(SessionStore::remove_session(self, id))
+        Box::pin(measured(
+            "remove_session",
+            SessionStore::remove_session(self, id),
+        ))
     }
     fn get_user_sessions<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<Vec<Session>>> {
-        Box::pin(SessionStore::get_user_sessions(self, user_id))
+        Box::pin(measured(
+            "get_user_sessions",
+            SessionStore::get_user_sessions(self, user_id),
+        ))
     }
     fn touch<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Vec<String>>> {
-        Box::pin(SessionStore::touch(self, ids))
+        Box::pin(measured("touch", SessionStore::touch(self, ids)))
     }
 }

@@ -146,6 +146,7 @@ impl Inner {
         for (id, entry) in &dead {
             self.forget(id, entry);
             if entry.detached_at.is_some() {
+                crate::telemetry::expired(1);
                 tracing::debug!(session = %id, user = %entry.user_id, "detached session expired");
             }
         }

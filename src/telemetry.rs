@@ -1,0 +1,169 @@
+//! The crate's metrics, through the [`metrics`](https://docs.rs/metrics) facade (feature
+//! `metrics`): every name and label in this one place, and README's table says what each
+//! counts. Without the feature, or without a recorder installed, each function here costs
+//! nothing.
+
+#![cfg_attr(not(feature = "metrics"), allow(unused_variables, dead_code))]
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+
+/// Gauge: connections open on this instance.
+pub(crate) const OPEN_SESSIONS: &str = "ws_session_open_sessions";
+/// Gauge: sessions this instance detached that are within their window and were not resumed
+/// here.
+pub(crate) const DETACHED_SESSIONS: &str = "ws_session_detached_sessions";
+/// Gauge: hub topics (channels) this instance is subscribed to.
+pub(crate) const HUB_SUBSCRIPTIONS: &str = "ws_session_hub_subscriptions";
+/// Counter: sessions created.
+pub(crate) const CREATED: &str = "ws_session_sessions_created_total";
+/// Counter: sessions removed when their connection went (no resume window).
+pub(crate) const REMOVED: &str = "ws_session_sessions_removed_total";
+/// Counter: sessions detached when their connection went.
+pub(crate) const DETACHED: &str = "ws_session_sessions_detached_total";
+/// Counter: detached sessions found expired.
+pub(crate) const EXPIRED: &str = "ws_session_detached_expired_total";
+/// Counter: sessions resumed.
+pub(crate) const RESUMED: &str = "ws_session_sessions_resumed_total";
+/// Counter: resume claims refused, by `reason`.
+pub(crate) const REFUSED: &str = "ws_session_resume_refused_total";
+/// Counter: resumes that took a session over from a connection still attached.
+pub(crate) const TAKEOVERS: &str = "ws_session_takeovers_total";
+/// Counter: users kicked.
+pub(crate) const KICKS: &str = "ws_session_kicks_total";
+/// Counter: connections closed with 4001, their inbox overflowed.
+pub(crate) const SLOW_CONSUMERS: &str = "ws_session_slow_consumer_closes_total";
+/// Counter: store operations that failed, by `kind`.
+pub(crate) const STORE_ERRORS: &str = "ws_session_store_errors_total";
+/// Counter: Redis pub/sub connections lost and made again.
+pub(crate) const PUBSUB_RECONNECTS: &str = "ws_session_pubsub_reconnects_total";
+/// Histogram: store operation time in seconds, by `operation`.
+pub(crate) const STORE_SECONDS: &str = "ws_session_store_operation_seconds";
+
+#[cfg(feature = "metrics")]
+fn count(name: &'static str, by: u64) {
+    metrics::counter!(name).increment(by);
+}
+
+#[cfg(not(feature = "metrics"))]
+fn count(_: &'static str, _: u64) {}
+
+#[cfg(feature = "metrics")]
+fn set(name: &'static str, value: usize) {
+    metrics::gauge!(name).set(value as f64);
+}
+
+#[cfg(not(feature = "metrics"))]
+fn set(_: &'static str, _: usize) {}
+
+pub(crate) fn open_sessions(open: usize) {
+    set(OPEN_SESSIONS, open);
+}
+
+pub(crate) fn hub_subscriptions(topics: usize) {
+    set(HUB_SUBSCRIPTIONS, topics);
+}
+
+pub(crate) fn created() {
+    count(CREATED, 1);
+}
+
+pub(crate) fn removed() {
+    count(REMOVED, 1);
+}
+
+pub(crate) fn expired(sessions: usize) {
+    if sessions > 0 {
+        count(EXPIRED, sessions as u64);
+    }
+}
+
+pub(crate) fn resumed() {
+    count(RESUMED, 1);
+}
+
+pub(crate) fn refused(reason: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(REFUSED, "reason" => reason).increment(1);
+}
+
+pub(crate) fn takeover() {
+    count(TAKEOVERS, 1);
+}
+
+pub(crate) fn kick() {
+    count(KICKS, 1);
+}
+
+pub(crate) fn slow_consumer() {
+    count(SLOW_CONSUMERS, 1);
+}
+
+pub(crate) fn pubsub_reconnect() {
+    count(PUBSUB_RECONNECTS, 1);
+}
+
+/// The time a store operation took, and its failure if it was the store's (not the caller's:
+/// a missing session or a broken limit is an answer, not a failure).
+pub(crate) fn store_operation<T>(
+    operation: &'static str,
+    took: Duration,
+    result: &Result<T, Error>,
+) {
+    #[cfg(feature = "metrics")]
+    {
+        metrics::histogram!(STORE_SECONDS, "operation" => operation).record(took.as_secs_f64());
+        let kind = match result {
+            Err(Error::Unavailable { .. }) => Some("unavailable"),
+            Err(Error::Backend(_)) => Some("backend"),
+            Err(Error::Corrupt { .. }) => Some("corrupt"),
+            Err(Error::Serialization { .. }) => Some("serialization"),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            metrics::counter!(STORE_ERRORS, "kind" => kind, "operation" => operation).increment(1);
+        }
+    }
+}
+
+/// The sessions this instance detached, until their window passes or they are resumed here:
+/// what [`DETACHED_SESSIONS`] shows.
+#[derive(Default)]
+pub(crate) struct DetachedHere {
+    until: Mutex<HashMap<String, Instant>>,
+}
+
+impl DetachedHere {
+    pub(crate) fn detached(&self, id: &str, window: Duration) {
+        count(DETACHED, 1);
+        let mut until = self.lock();
+        until.insert(id.to_owned(), Instant::now() + window);
+        Self::publish(&mut until);
+    }
+
+    pub(crate) fn resumed(&self, id: &str) {
+        let mut until = self.lock();
+        until.remove(id);
+        Self::publish(&mut until);
+    }
+
+    /// Drops what passed its window and sets the gauge.
+    pub(crate) fn refresh(&self) {
+        Self::publish(&mut self.lock());
+    }
+
+    fn publish(until: &mut HashMap<String, Instant>) {
+        let now = Instant::now();
+        until.retain(|_, at| *at > now);
+        set(DETACHED_SESSIONS, until.len());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
