@@ -541,3 +541,21 @@ async fn a_full_redis_gives_503_and_upgrades_recover_when_it_has_room() {
     let (_again, _) = join(addr, "ivy").await;
     assert_eq!(sessions.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_example_decodes_the_user_name() {
+    let store = MemoryStore::new().limits(app::limits());
+    let (addr, _sessions) = serve_chat(store.clone()).await;
+    for (query, user) in [
+        ("%C3%A9", "é"),
+        ("a%20b", "a b"),
+        ("a+b", "a b"),
+        ("x%26y", "x&y"),
+    ] {
+        let mut client = connect(addr, query).await;
+        let welcome = recv(&mut client).await;
+        assert_eq!(welcome["user"], user, "?user={query}");
+        let id = welcome["session"].as_str().unwrap();
+        assert_eq!(store.get_session(id).await.unwrap().unwrap().user_id, user);
+    }
+}
