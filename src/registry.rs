@@ -2,6 +2,7 @@
 //! their handle goes. Which connections are open, and to whom they belong, is the hub node's
 //! state; the registry keeps them alive and tracks their removal from the store.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -61,27 +62,34 @@ impl Registry {
     /// still owned its session, the session is detached (when `detach` and a resume window
     /// allow) or removed, in a tracked task. A connection that was taken over, kicked or shut
     /// down no longer owns its session and leaves it as it is.
+    ///
+    /// The store's task is tracked before the connection leaves the node, so whoever sees the
+    /// connection gone and then waits for the removals waits for this one too.
     pub(crate) fn release(&self, id: &str, connection: &Arc<Connection>, detach: bool) {
-        self.node.unregister(id, connection);
-        if !connection.release() {
-            return;
+        if connection.release() {
+            let detach = self.detach().filter(|_| detach);
+            let store = Arc::clone(&self.store);
+            let here = Arc::clone(&self.detached_here);
+            let owned_id = id.to_owned();
+            let epoch = connection.epoch;
+            self.track(id, async move {
+                let_go(&*store, &here, &owned_id, epoch, detach).await;
+            });
         }
-        let detach = self.detach().filter(|_| detach);
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(
+        self.node.unregister(id, connection);
+    }
+
+    /// Runs `work` for session `id` as a tracked task, or says why it cannot.
+    fn track(&self, id: &str, work: impl Future<Output = ()> + Send + 'static) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                self.removals.spawn_on(work, &runtime);
+            }
+            Err(_) => tracing::warn!(
                 session = %id,
                 "session handle dropped outside a Tokio runtime; the session will expire by TTL"
-            );
-            return;
-        };
-        let store = Arc::clone(&self.store);
-        let here = Arc::clone(&self.detached_here);
-        let id = id.to_owned();
-        let epoch = connection.epoch;
-        self.removals.spawn_on(
-            async move { let_go(&*store, &here, &id, epoch, detach).await },
-            &runtime,
-        );
+            ),
+        }
     }
 
     /// The handle of a resumed session whose upgrade failed lets go of `connection`: the session
@@ -94,23 +102,16 @@ impl Registry {
         current: &ResumeToken,
         previous: TokenHash,
     ) {
-        self.node.unregister(id, connection);
-        if !connection.release() {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let registry = Arc::clone(self);
-        let (user_id, current) = (user_id.to_owned(), current.clone());
-        let detach = self.detach();
-        self.removals.spawn_on(
-            async move {
+        if connection.release() {
+            let registry = Arc::clone(self);
+            let (user_id, current) = (user_id.to_owned(), current.clone());
+            let detach = self.detach();
+            self.track(id, async move {
                 crate::resume::open::give_back(&registry, &user_id, &current, previous, detach)
                     .await;
-            },
-            &runtime,
-        );
+            });
+        }
+        self.node.unregister(id, connection);
     }
 
     /// Closes every connection here with 1001 and detaches their sessions (removes them without
