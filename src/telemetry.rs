@@ -5,9 +5,13 @@
 
 #![cfg_attr(not(feature = "metrics"), allow(unused_variables, dead_code))]
 
-use std::collections::HashMap;
+#[cfg(feature = "metrics")]
+use std::collections::{HashMap, VecDeque};
+#[cfg(feature = "metrics")]
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(feature = "metrics")]
+use std::time::Instant;
 
 use crate::error::Error;
 
@@ -130,39 +134,70 @@ pub(crate) fn store_operation<T>(
 }
 
 /// The sessions this instance detached, until their window passes or they are resumed here:
-/// what [`DETACHED_SESSIONS`] shows.
+/// what [`DETACHED_SESSIONS`] shows. Each update costs O(1) amortized: ids leave in the order
+/// their windows end. Kept only with the `metrics` feature.
 #[derive(Default)]
 pub(crate) struct DetachedHere {
-    until: Mutex<HashMap<String, Instant>>,
+    #[cfg(feature = "metrics")]
+    state: Mutex<Windows>,
+}
+
+/// Detached ids and the end of their windows, and the same in the order the windows end (the
+/// window is one for a layer, so that is the order of the detaches).
+#[cfg(feature = "metrics")]
+#[derive(Default)]
+struct Windows {
+    until: HashMap<String, Instant>,
+    order: VecDeque<(Instant, String)>,
+}
+
+#[cfg(feature = "metrics")]
+impl Windows {
+    /// Forgets the ids whose window has ended, and sets the gauge.
+    fn publish(&mut self) {
+        let now = Instant::now();
+        while self.order.front().is_some_and(|(end, _)| *end <= now) {
+            if let Some((end, id)) = self.order.pop_front()
+                && self.until.get(&id) == Some(&end)
+            {
+                self.until.remove(&id);
+            }
+        }
+        set(DETACHED_SESSIONS, self.until.len());
+    }
 }
 
 impl DetachedHere {
     pub(crate) fn detached(&self, id: &str, window: Duration) {
         count(DETACHED, 1);
-        let mut until = self.lock();
-        until.insert(id.to_owned(), Instant::now() + window);
-        Self::publish(&mut until);
+        #[cfg(feature = "metrics")]
+        {
+            let end = Instant::now() + window;
+            let mut windows = self.lock();
+            windows.until.insert(id.to_owned(), end);
+            windows.order.push_back((end, id.to_owned()));
+            windows.publish();
+        }
     }
 
     pub(crate) fn resumed(&self, id: &str) {
-        let mut until = self.lock();
-        until.remove(id);
-        Self::publish(&mut until);
+        #[cfg(feature = "metrics")]
+        {
+            let mut windows = self.lock();
+            windows.until.remove(id);
+            windows.publish();
+        }
     }
 
-    /// Drops what passed its window and sets the gauge.
+    /// Forgets what passed its window and sets the gauge.
     pub(crate) fn refresh(&self) {
-        Self::publish(&mut self.lock());
+        #[cfg(feature = "metrics")]
+        self.lock().publish();
     }
 
-    fn publish(until: &mut HashMap<String, Instant>) {
-        let now = Instant::now();
-        until.retain(|_, at| *at > now);
-        set(DETACHED_SESSIONS, until.len());
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
-        self.until
+    #[cfg(feature = "metrics")]
+    fn lock(&self) -> std::sync::MutexGuard<'_, Windows> {
+        self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
