@@ -63,6 +63,60 @@ fn set(name: &'static str, value: usize) {
 #[cfg(not(feature = "metrics"))]
 fn set(_: &'static str, _: usize) {}
 
+/// Describes every metric to the recorder (its `# HELP` line), and makes every counter without
+/// labels show from the start, at 0. Called when a layer is made.
+pub(crate) fn describe() {
+    #[cfg(feature = "metrics")]
+    {
+        use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+        describe_gauge!(OPEN_SESSIONS, "Connections open on this instance.");
+        describe_gauge!(
+            DETACHED_SESSIONS,
+            "Sessions this instance detached, within their window and not resumed here."
+        );
+        describe_gauge!(
+            HUB_SUBSCRIPTIONS,
+            "Hub topics this instance is subscribed to."
+        );
+        let counters = [
+            (CREATED, "Sessions created for upgrades."),
+            (REMOVED, "Sessions removed when their connection went."),
+            (DETACHED, "Sessions detached when their connection went."),
+            (EXPIRED, "Detached sessions found expired."),
+            (RESUMED, "Sessions resumed with their token."),
+            (REFUSED, "Resume claims refused, by reason."),
+            (
+                TAKEOVERS,
+                "Resumes that took over a connection still attached.",
+            ),
+            (KICKS, "Users kicked."),
+            (
+                SLOW_CONSUMERS,
+                "Connections closed with 4001, their inbox overflowed.",
+            ),
+            (
+                STORE_ERRORS,
+                "Store operations that failed, by kind and operation.",
+            ),
+            (
+                PUBSUB_RECONNECTS,
+                "Redis pub/sub connections lost and opened again.",
+            ),
+        ];
+        for (name, help) in counters {
+            describe_counter!(name, help);
+            if name != REFUSED && name != STORE_ERRORS {
+                metrics::counter!(name).increment(0);
+            }
+        }
+        describe_histogram!(
+            STORE_SECONDS,
+            Unit::Seconds,
+            "Time of store operations, by operation."
+        );
+    }
+}
+
 pub(crate) fn open_sessions(open: usize) {
     set(OPEN_SESSIONS, open);
 }

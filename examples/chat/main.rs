@@ -30,6 +30,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
 
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    // The crate's metrics (feature `metrics`, on by default), served in the Prometheus text
+    // format; installed before the layer is made, which describes them.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+
     let ttl = seconds("SESSION_TTL_SECS", 60)?;
     let window = seconds("RESUME_SECS", 120)?;
 
@@ -61,8 +65,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = tcp.set_nodelay(true);
     });
     let closing = sessions.clone();
-    // The crate's metrics (feature `metrics`, on by default) in the Prometheus text format.
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     let router = app::router(layer).route(
         "/metrics",
         axum::routing::get(move || std::future::ready(metrics.render())),

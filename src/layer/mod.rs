@@ -89,6 +89,7 @@ const DEFAULT_REFRESH_BATCH: usize = 1000;
 impl SessionLayer {
     /// A layer keeping its sessions in `store`.
     pub fn new(store: impl SessionStore) -> Self {
+        crate::telemetry::describe();
         let refresh_interval = (store.ttl() / 3).max(Duration::from_millis(10));
         SessionLayer {
             registry: Arc::new(Registry::new(Arc::new(store))),
