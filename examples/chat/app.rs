@@ -116,19 +116,24 @@ const MAX_IN_FLIGHT: usize = 64;
 const BATCH: usize = 64;
 
 async fn serve_socket(mut socket: WebSocket, session: WsSession) {
-    let mut welcome = json!({
-        "type": "welcome",
-        "session": session.id(),
-        "user": session.user_id(),
-        "resume": session.resume_token().expose(),
-        "recovered": session.recovered(),
-    });
-    if let Some(recovery) = session.recovery() {
-        // The missed messages wait first in the inbox: they follow the welcome.
-        welcome["missed"] = json!(recovery.missed);
-        welcome["complete"] = json!(recovery.complete);
-    }
-    if send(&mut socket, &welcome).await.is_err() {
+    // The welcome's JSON is dropped before the loop: a connection that sits idle holds none
+    // of it.
+    let welcome = {
+        let mut welcome = json!({
+            "type": "welcome",
+            "session": session.id(),
+            "user": session.user_id(),
+            "resume": session.resume_token().expose(),
+            "recovered": session.recovered(),
+        });
+        if let Some(recovery) = session.recovery() {
+            // The missed messages wait first in the inbox: they follow the welcome.
+            welcome["missed"] = json!(recovery.missed);
+            welcome["complete"] = json!(recovery.complete);
+        }
+        Message::Text(welcome.to_string().into())
+    };
+    if send_frame(&mut socket, welcome).await.is_err() {
         return;
     }
     // Grows with the largest batch taken: an idle connection holds none.
