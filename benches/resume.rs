@@ -283,14 +283,9 @@ async fn commands(conn: &mut redis::aio::MultiplexedConnection) -> (u64, Vec<(St
 }
 
 async fn used_memory(conn: &mut redis::aio::MultiplexedConnection) -> i64 {
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(conn)
+    redis_server::info_field(conn, "memory", "used_memory")
         .await
-        .unwrap();
-    info.lines()
-        .find_map(|line| line.strip_prefix("used_memory:"))
-        .and_then(|value| value.trim().parse().ok())
+        .parse()
         .unwrap()
 }
 

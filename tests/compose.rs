@@ -5,6 +5,8 @@
 //! the session is created, kept alive while its socket is open (past the request timeout and
 //! past the session TTL) and removed when the socket closes.
 
+mod support;
+
 #[path = "../examples/auth.rs"]
 #[allow(dead_code)]
 mod auth;
@@ -175,15 +177,7 @@ async fn lifecycle(
     assert_eq!(live.len(), 1);
     socket.close(None).await.unwrap();
     while let Some(Ok(_)) = socket.next().await {}
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !live.is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name}: the session stayed open"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    live.wait_for_removals().await;
+    support::chat::settle(live, 0).await;
     assert!(
         store.get_session(&id).await.unwrap().is_none(),
         "{name}: removed"

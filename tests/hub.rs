@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::Kind;
+
 #[path = "../examples/chat/app.rs"]
 #[allow(dead_code)]
 mod app;
@@ -20,13 +22,6 @@ use ws_session::hub::{InboxLimits, Payload};
 use ws_session::{Error, InvalidInput, MemoryStore, RedisStore, SessionStore};
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-/// Where the instances of a test keep their sessions.
-#[derive(Clone, Copy, Debug)]
-enum Kind {
-    Memory,
-    Redis,
-}
 
 /// The instances of one test, and a store to look behind their back.
 struct Cluster {
@@ -85,28 +80,12 @@ async fn redis_cluster(url: &str, prefix: &str, n: usize, inbox: InboxLimits) ->
     }
 }
 
-/// One test per kind of store: `$name::memory` and `$name::redis`.
-macro_rules! hub_test {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn memory() {
-                super::$name(super::Kind::Memory).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn redis() {
-                super::$name(super::Kind::Redis).await;
-            }
-        }
-    };
-}
-
-hub_test!(every_kind_of_send_reaches_exactly_its_targets);
-hub_test!(members_are_listed_across_instances);
-hub_test!(kick_closes_every_connection_of_the_user_everywhere);
-hub_test!(disconnect_closes_one_session);
-hub_test!(leaving_and_closing_leave_nothing_behind);
-hub_test!(broken_limits_are_errors_and_send_nothing);
+each_store!(every_kind_of_send_reaches_exactly_its_targets);
+each_store!(members_are_listed_across_instances);
+each_store!(kick_closes_every_connection_of_the_user_everywhere);
+each_store!(disconnect_closes_one_session);
+each_store!(leaving_and_closing_leave_nothing_behind);
+each_store!(broken_limits_are_errors_and_send_nothing);
 
 /// Every client reads until `marker`, said by `by`, and must have seen exactly `expected`
 /// (texts, in order) before it.
@@ -502,8 +481,8 @@ async fn keys_under(store: &RedisStore) -> Vec<String> {
     support::redis_server::keys_under(&mut raw(store).await, store).await
 }
 
-hub_test!(a_slow_client_is_closed_with_4001_and_others_keep_receiving);
-hub_test!(a_node_without_members_of_a_room_receives_nothing_for_it);
+each_store!(a_slow_client_is_closed_with_4001_and_others_keep_receiving);
+each_store!(a_node_without_members_of_a_room_receives_nothing_for_it);
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -834,7 +813,7 @@ async fn nodes_resubscribe_by_themselves_after_losing_pubsub() {
     assert_eq!(subscriptions, [4, 4]);
 }
 
-hub_test!(sends_keep_their_call_order_even_awaited_together);
+each_store!(sends_keep_their_call_order_even_awaited_together);
 
 async fn sends_keep_their_call_order_even_awaited_together(kind: Kind) {
     let Some(cluster) = cluster(kind, 2).await else {
@@ -885,7 +864,7 @@ async fn sends_keep_their_call_order_even_awaited_together(kind: Kind) {
     assert_eq!(texts_got, expected);
 }
 
-hub_test!(closing_all_sockets_for_a_shutdown_sends_1001_and_removes_the_sessions);
+each_store!(closing_all_sockets_for_a_shutdown_sends_1001_and_removes_the_sessions);
 
 async fn closing_all_sockets_for_a_shutdown_sends_1001_and_removes_the_sessions(kind: Kind) {
     let Some(cluster) = cluster(kind, 2).await else {

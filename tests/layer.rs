@@ -520,24 +520,12 @@ async fn a_full_redis_gives_503_and_upgrades_recover_when_it_has_room() {
     let client = ::redis::Client::open(server.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     for (name, value) in [("maxmemory-policy", "noeviction"), ("maxmemory", "1")] {
-        ::redis::cmd("CONFIG")
-            .arg("SET")
-            .arg(name)
-            .arg(value)
-            .exec_async(&mut conn)
-            .await
-            .unwrap();
+        support::redis_server::config_set(&mut conn, name, value).await;
     }
     // Full (OOM): unavailable for now, like an unreachable Redis, not a 500.
     assert_eq!(refused_status(addr, "?user=ivy").await, 503);
     assert_eq!(sessions.len(), 1);
-    ::redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg("0")
-        .exec_async(&mut conn)
-        .await
-        .unwrap();
+    support::redis_server::config_set(&mut conn, "maxmemory", "0").await;
     let (_again, _) = join(addr, "ivy").await;
     assert_eq!(sessions.len(), 2);
 }

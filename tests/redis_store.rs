@@ -384,15 +384,10 @@ async fn any_prefix_works_and_names_exactly_its_keys() {
 
 /// How many scripts the server holds in its script cache.
 async fn cached_scripts(conn: &mut MultiplexedConnection) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(conn)
+    support::redis_server::info_field(conn, "memory", "number_of_cached_scripts")
         .await
-        .unwrap();
-    info.lines()
-        .find_map(|line| line.strip_prefix("number_of_cached_scripts:"))
-        .map(|n| n.trim().parse().unwrap())
-        .expect("INFO memory reports number_of_cached_scripts")
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -837,15 +832,7 @@ async fn a_full_or_read_only_redis_is_unavailable_and_says_why() {
     store.create_session("c1", "alice").await.unwrap();
     let config = |name: &'static str, value: &'static str| {
         let mut conn = conn.clone();
-        async move {
-            redis::cmd("CONFIG")
-                .arg("SET")
-                .arg(name)
-                .arg(value)
-                .exec_async(&mut conn)
-                .await
-                .unwrap();
-        }
+        async move { support::redis_server::config_set(&mut conn, name, value).await }
     };
 
     // At maxmemory with noeviction, every write is refused with OOM.

@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::Kind;
+
 #[path = "../examples/chat/app.rs"]
 #[allow(dead_code)]
 mod app;
@@ -18,12 +20,6 @@ use ws_session::{MemoryStore, RedisStore, SessionLayer, SessionStore};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const WINDOW: Duration = Duration::from_secs(60);
-
-#[derive(Clone, Copy, Debug)]
-enum Kind {
-    Memory,
-    Redis,
-}
 
 /// `n` chat instances on one store of `kind`, each layer made resumable by `resume`; `None`
 /// when Redis is wanted and missing.
@@ -59,31 +55,15 @@ async fn cluster(kind: Kind, n: usize, resume: Resume) -> Option<Vec<Instance>> 
     Some(instances)
 }
 
-/// One test per kind of store: `$name::memory` and `$name::redis`.
-macro_rules! resume_test {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn memory() {
-                super::$name(super::Kind::Memory).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn redis() {
-                super::$name(super::Kind::Redis).await;
-            }
-        }
-    };
-}
-
-resume_test!(a_dropped_session_resumes_on_the_same_and_on_another_instance);
-resume_test!(failed_claims_get_fresh_sessions_and_change_nothing);
-resume_test!(two_racing_claims_with_one_token_have_one_winner);
-resume_test!(a_resume_takes_over_a_connection_still_open);
-resume_test!(missed_messages_come_first_in_order_and_once);
-resume_test!(an_offset_older_than_the_history_says_incomplete);
-resume_test!(the_oldest_detached_session_goes_past_the_cap);
-resume_test!(shutdown_detaches_and_clients_resume_elsewhere);
-resume_test!(a_kicked_session_cannot_be_resumed);
+each_store!(a_dropped_session_resumes_on_the_same_and_on_another_instance);
+each_store!(failed_claims_get_fresh_sessions_and_change_nothing);
+each_store!(two_racing_claims_with_one_token_have_one_winner);
+each_store!(a_resume_takes_over_a_connection_still_open);
+each_store!(missed_messages_come_first_in_order_and_once);
+each_store!(an_offset_older_than_the_history_says_incomplete);
+each_store!(the_oldest_detached_session_goes_past_the_cap);
+each_store!(shutdown_detaches_and_clients_resume_elsewhere);
+each_store!(a_kicked_session_cannot_be_resumed);
 
 async fn get(client: &mut Client, key: &str) -> Value {
     client.ask(json!({"op": "get", "key": key})).await["value"].clone()

@@ -1,9 +1,10 @@
 //! `SessionLayer` as a plain tower layer, with no axum router: around a `tower::service_fn`,
 //! served by hyper directly, which upgrades the connection itself.
 
+mod support;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum_core::body::Body;
 use futures_util::{SinkExt, StreamExt};
@@ -146,14 +147,6 @@ async fn the_layer_wraps_a_plain_tower_service_served_by_hyper() {
 
     socket.close(None).await.unwrap();
     while let Some(Ok(_)) = socket.next().await {}
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !live.is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the session stayed open"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    live.wait_for_removals().await;
+    support::chat::settle(&live, 0).await;
     assert!(store.get_session(id).await.unwrap().is_none(), "removed");
 }

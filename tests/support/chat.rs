@@ -28,17 +28,23 @@ impl Instance {
     /// Waits until this instance holds `open` connections and everything their drops started
     /// (removals, detaches) has reached the store.
     pub async fn settle(&self, open: usize) {
-        let deadline = tokio::time::Instant::now() + FRAME_WAIT;
-        while self.sessions.len() != open {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{} connections open, not {open}",
-                self.sessions.len()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        self.sessions.wait_for_removals().await;
+        settle(&self.sessions, open).await;
     }
+}
+
+/// Waits until `sessions` counts `open` connections and everything their drops started
+/// (removals, detaches) has reached the store.
+pub async fn settle(sessions: &LiveSessions, open: usize) {
+    let deadline = tokio::time::Instant::now() + FRAME_WAIT;
+    while sessions.len() != open {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} connections open, not {open}",
+            sessions.len()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    sessions.wait_for_removals().await;
 }
 
 /// Serves the chat router built from `layer` on a free loopback port.

@@ -24,3 +24,30 @@ macro_rules! require_redis {
         }
     };
 }
+
+/// Where the instances of a test keep their sessions.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    /// One `MemoryStore` shared by the layers of the test's process.
+    Memory,
+    /// `RedisStore`s on one Redis.
+    Redis,
+}
+
+/// One test per kind of store for the async fn `$name(kind: Kind)` of the calling file:
+/// `$name::memory` and `$name::redis`.
+#[macro_export]
+macro_rules! each_store {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                super::$name($crate::support::Kind::Memory).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::$name($crate::support::Kind::Redis).await;
+            }
+        }
+    };
+}

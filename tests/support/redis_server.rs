@@ -288,3 +288,32 @@ pub async fn keys_under(
     }
     keys
 }
+
+/// Field `field` of `INFO section`, as text.
+pub async fn info_field(
+    conn: &mut redis::aio::MultiplexedConnection,
+    section: &str,
+    field: &str,
+) -> String {
+    let info: String = redis::cmd("INFO")
+        .arg(section)
+        .query_async(conn)
+        .await
+        .unwrap();
+    let prefix = format!("{field}:");
+    info.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .map(|value| value.trim().to_owned())
+        .unwrap_or_else(|| panic!("INFO {section} reports no {field}"))
+}
+
+/// `CONFIG SET name value` on `conn`.
+pub async fn config_set(conn: &mut redis::aio::MultiplexedConnection, name: &str, value: &str) {
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(name)
+        .arg(value)
+        .exec_async(conn)
+        .await
+        .unwrap();
+}
