@@ -124,7 +124,7 @@ impl Envelope {
         out.put_u8(self.kind());
         out.put_u8(u8::try_from(offset.len()).unwrap_or(0));
         out.put_slice(offset.as_bytes());
-        out.put_slice(&self.target());
+        self.put_target(&mut out);
         match &self.body {
             Body::Message(payload) => out.put_slice(payload.as_bytes()),
             Body::Close(reason) => {
@@ -138,13 +138,17 @@ impl Envelope {
 
     /// The target part of the wire form: the session id's length (two bytes) and the id.
     pub(crate) fn target(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(2 + self.to.as_deref().map_or(0, str::len));
+        self.put_target(&mut out);
+        out
+    }
+
+    fn put_target(&self, out: &mut impl BufMut) {
         let to = self.to.as_deref().unwrap_or("");
         // Session ids are at most `Limits::max_id_len` bytes, far below 64 KiB.
         let len = to.len().min(usize::from(u16::MAX));
-        let mut out = Vec::with_capacity(2 + len);
-        out.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_be_bytes());
-        out.extend_from_slice(&to.as_bytes()[..len]);
-        out
+        out.put_u16(u16::try_from(len).unwrap_or(u16::MAX));
+        out.put_slice(&to.as_bytes()[..len]);
     }
 
     /// The envelope `bytes` encode, or `None` when they are not one. Only a binary payload is

@@ -17,10 +17,11 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::envelope::{Body, Envelope, Topic};
 use super::history::{HistoryPolicy, ReadFrom, Replayed};
+use super::message::Payload;
 use super::node::Node;
 use crate::RedisStore;
 use crate::error::{Error, Result};
-use crate::store::redis::hub::HubSend;
+use crate::store::redis::hub::{HubSend, KeptMessage};
 
 /// Most channels in one `SUBSCRIBE` or `UNSUBSCRIBE`.
 const BATCH: usize = 500;
@@ -153,10 +154,7 @@ impl RedisTransport {
             (Body::Message(payload), Some(stream)) if policy.is_on() => HubSend::Kept {
                 channel,
                 stream,
-                kind: envelope.kind(),
-                target: envelope.target(),
-                payload: payload.clone(),
-                policy,
+                message: kept(envelope, payload, policy),
             },
             _ => HubSend::Plain {
                 channel,
@@ -178,10 +176,7 @@ impl RedisTransport {
         };
         let send = HubSend::Session {
             id: envelope.to.clone().unwrap_or_default(),
-            kind: envelope.kind(),
-            target: envelope.target(),
-            payload: payload.clone(),
-            policy,
+            message: kept(envelope, payload, policy),
         };
         self.queue(send).await
     }
@@ -478,6 +473,16 @@ async fn publish_queued(store: RedisStore, mut waiting: mpsc::Receiver<Outgoing>
                 }
             }
         }
+    }
+}
+
+/// The message of `envelope` as the scripts that keep it take it.
+fn kept(envelope: &Envelope, payload: &Payload, policy: HistoryPolicy) -> KeptMessage {
+    KeptMessage {
+        kind: envelope.kind(),
+        target: envelope.target(),
+        payload: payload.clone(),
+        policy,
     }
 }
 

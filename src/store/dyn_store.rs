@@ -61,11 +61,18 @@ pub(crate) trait DynStore: Send + Sync + 'static {
 }
 
 /// Runs a store operation, and records its time and any failure of the store's.
+#[cfg(feature = "metrics")]
 async fn measured<T>(operation: &'static str, run: impl Future<Output = Result<T>>) -> Result<T> {
     let started = std::time::Instant::now();
     let result = run.await;
     crate::telemetry::store_operation(operation, started.elapsed(), &result);
     result
+}
+
+/// Without the `metrics` feature, nothing is measured.
+#[cfg(not(feature = "metrics"))]
+async fn measured<T>(_: &'static str, run: impl Future<Output = Result<T>>) -> Result<T> {
+    run.await
 }
 
 impl<S: SessionStore> DynStore for S {

@@ -18,24 +18,36 @@ use crate::hub::{Delivery, Payload};
 pub(crate) enum HubSend {
     /// A `PUBLISH` of an envelope, kept nowhere.
     Plain { channel: Vec<u8>, envelope: Bytes },
-    /// A message kept in `stream`'s history, then published with its offset.
+    /// A message kept in `stream`'s history, then published on `channel` with its offset.
     Kept {
         channel: Vec<u8>,
         stream: Stream,
-        kind: u8,
-        target: Vec<u8>,
-        payload: Payload,
-        policy: HistoryPolicy,
+        message: KeptMessage,
     },
-    /// A message to one session: kept in its history (when `policy` keeps one) and published to
-    /// its node. Fails with `NotFound` when there is no such session.
-    Session {
-        id: String,
-        kind: u8,
-        target: Vec<u8>,
-        payload: Payload,
-        policy: HistoryPolicy,
-    },
+    /// A message to session `id` alone: kept in its history (when the policy keeps one) and
+    /// published to its node. Fails with `NotFound` when there is no such session.
+    Session { id: String, message: KeptMessage },
+}
+
+/// A message as the scripts that keep it take it: its kind byte, its envelope's target part,
+/// its payload, and what the history keeps.
+pub(crate) struct KeptMessage {
+    pub(crate) kind: u8,
+    pub(crate) target: Vec<u8>,
+    pub(crate) payload: Payload,
+    pub(crate) policy: HistoryPolicy,
+}
+
+impl KeptMessage {
+    /// The scripts' last five arguments.
+    fn args(&self, command: &mut Command<'_>) {
+        command
+            .arg(&[self.kind][..])
+            .arg(&self.target)
+            .arg(self.payload.as_bytes())
+            .arg(self.policy.keep)
+            .arg(self.policy.retention_ms());
+    }
 }
 
 impl RedisStore {
@@ -93,40 +105,23 @@ impl RedisStore {
             HubSend::Kept {
                 channel,
                 stream,
-                kind,
-                target,
-                payload,
-                policy,
+                message,
             } => {
                 let mut command = Command::script(&scripts.publish, 2);
                 command
                     .arg(&keys.clock)
                     .arg(keys.history(stream))
-                    .arg(channel)
-                    .arg(&[*kind][..])
-                    .arg(target)
-                    .arg(payload.as_bytes())
-                    .arg(policy.keep)
-                    .arg(policy.retention_ms());
+                    .arg(channel);
+                message.args(&mut command);
                 pipeline.add_command(command.cmd().clone());
             }
-            HubSend::Session {
-                id,
-                kind,
-                target,
-                payload,
-                policy,
-            } => {
+            HubSend::Session { id, message } => {
                 let mut command = Command::script(&scripts.send, 3);
                 command
                     .joined(&keys.session, id)
                     .arg(&keys.clock)
-                    .arg(keys.history(&Stream::Session(id.clone())))
-                    .arg(&[*kind][..])
-                    .arg(target)
-                    .arg(payload.as_bytes())
-                    .arg(policy.keep)
-                    .arg(policy.retention_ms());
+                    .arg(keys.history(&Stream::Session(id.clone())));
+                message.args(&mut command);
                 pipeline.add_command(command.cmd().clone());
             }
         }

@@ -70,14 +70,14 @@ impl RedisStore {
         let limits = &self.inner.limits;
         limits.check_session_id(id)?;
         limits.check_room(room)?;
-        // The join script reads the hub's clock too.
-        let joins = std::ptr::eq(script, &self.inner.scripts.join);
-        let mut command = Command::script(script, if joins { 2 } else { 1 });
-        command.joined(&self.inner.keys.session, id);
-        if joins {
-            command.arg(&self.inner.keys.clock);
-        }
-        command.arg(now_ms()).arg(id).arg(room);
+        // Both scripts name the hub's clock, which a join reads for the room's offset.
+        let mut command = Command::script(script, 2);
+        command
+            .joined(&self.inner.keys.session, id)
+            .arg(&self.inner.keys.clock)
+            .arg(now_ms())
+            .arg(id)
+            .arg(room);
         self.run_changed(id, &command).await
     }
 

@@ -1,4 +1,4 @@
--- KEYS[1] session hash
+-- KEYS[1] session hash, KEYS[2] the hub's clock (read by a join, not by a leave)
 -- ARGV[1] now ms, ARGV[2] session id, ARGV[3] room
 -- Returns OK when the session left the room, UNCHANGED when it was not in it. A set left
 -- empty is deleted by Redis itself, so a room without members leaves no key behind.
