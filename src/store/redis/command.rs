@@ -38,6 +38,36 @@ impl<'s> Command<'s> {
         }
     }
 
+    /// A list of arguments to be copied into a command later (see [`append`](Self::append)).
+    pub(super) fn parts() -> Self {
+        Command {
+            cmd: Cmd::new(),
+            script: None,
+        }
+    }
+
+    /// Appends every argument of `parts`, in order.
+    pub(super) fn append(&mut self, parts: &Command<'_>) -> &mut Self {
+        // The store builds its parts from plain arguments only: no cursors.
+        for arg in parts.cmd.args_iter() {
+            if let ::redis::Arg::Simple(bytes) = arg {
+                self.cmd.arg(bytes);
+            }
+        }
+        self
+    }
+
+    /// How many bytes the command's arguments hold together.
+    pub(super) fn bytes(&self) -> usize {
+        self.cmd
+            .args_iter()
+            .map(|arg| match arg {
+                ::redis::Arg::Simple(arg) => arg.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// Appends one argument.
     pub(super) fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
         self.cmd.arg(arg);

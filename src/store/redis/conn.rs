@@ -51,6 +51,18 @@ impl ErrorSink<RedisError> for LogConnectionErrors {
     }
 }
 
+/// Why a command got no answer. It can be cloned, so that every caller of one group commit
+/// is told the same.
+#[derive(Clone, Debug)]
+pub(super) enum Failure {
+    /// The server answered with an error, or the connection failed.
+    Redis(RedisError),
+    /// The pool gave no connection in time.
+    NoConnection,
+    /// The answer did not come in time.
+    TimedOut,
+}
+
 impl RedisStore {
     /// Sends one command and returns the server's answer, all within the store's timeout.
     ///
@@ -58,6 +70,22 @@ impl RedisStore {
     /// and the command sent again, within the same time.
     pub(super) async fn run(&self, command: &Command<'_>) -> Result<Value> {
         let deadline = Instant::now() + self.inner.timeout;
+        self.run_until(command, deadline)
+            .await
+            .map_err(|failure| self.error(failure))
+    }
+
+    /// [`run`](Self::run), with the answer awaited until `deadline`, and a failure that can be
+    /// handed to several callers.
+    ///
+    /// When the failure shows that a connection is dead (its server went away), the pool is
+    /// healed before it is returned, so that the store works again as soon as Redis is back.
+    /// The command is not retried: it may have reached the server before the connection broke.
+    pub(super) async fn run_until(
+        &self,
+        command: &Command<'_>,
+        deadline: Instant,
+    ) -> std::result::Result<Value, Failure> {
         let mut conn = self.connection(deadline).await?;
         let mut reply = send(&mut conn, command.cmd(), deadline).await;
         if let Some(script) = command.script_called()
@@ -68,7 +96,22 @@ impl RedisStore {
                 Err(err) => Err(err),
             };
         }
-        self.outcome(reply).await
+        match reply {
+            Ok(value) => Ok(value),
+            Err(err) => Err(self.failed(err).await),
+        }
+    }
+
+    /// The error a caller gets for `failure`.
+    pub(super) fn error(&self, failure: Failure) -> Error {
+        match failure {
+            Failure::Redis(err) => redis_error(err),
+            Failure::TimedOut => Error::timed_out(self.inner.timeout),
+            Failure::NoConnection => Error::Unavailable {
+                reason: "no Redis connection available in the pool".to_owned(),
+                source: Some(Box::new(RunError::<RedisError>::TimedOut)),
+            },
+        }
     }
 
     /// Sends `count` commands at once and waits for all their answers, within the store's
@@ -80,7 +123,10 @@ impl RedisStore {
         count: usize,
     ) -> Result<Vec<Value>> {
         let deadline = Instant::now() + self.inner.timeout;
-        let mut conn = self.connection(deadline).await?;
+        let mut conn = self
+            .connection(deadline)
+            .await
+            .map_err(|failure| self.error(failure))?;
         let left = deadline.saturating_duration_since(Instant::now());
         let reply = if left.is_zero() {
             Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into())
@@ -88,7 +134,10 @@ impl RedisStore {
             conn.set_response_timeout(left);
             conn.send_packed_commands(pipeline, 0, count).await
         };
-        self.outcome(reply).await
+        match reply {
+            Ok(values) => Ok(values),
+            Err(err) => Err(self.error(self.failed(err).await)),
+        }
     }
 
     /// A handle on one of the pool's connections, waiting for it until `deadline` at most.
@@ -98,38 +147,29 @@ impl RedisStore {
     /// clone its handle and puts it straight back. Concurrent operations then share the pool's
     /// connections and are pipelined on them, instead of each holding a connection of its own
     /// for a whole round trip.
-    async fn connection(&self, deadline: Instant) -> Result<MultiplexedConnection> {
-        let pooled = match tokio::time::timeout_at(deadline, self.inner.pool.get()).await {
-            Ok(Ok(pooled)) => pooled,
-            Ok(Err(RunError::User(err))) => return Err(redis_error(err)),
-            Ok(Err(RunError::TimedOut)) => {
-                return Err(Error::Unavailable {
-                    reason: "no Redis connection available in the pool".to_owned(),
-                    source: Some(Box::new(RunError::<RedisError>::TimedOut)),
-                });
-            }
-            Err(_) => return Err(Error::timed_out(self.inner.timeout)),
-        };
-        Ok((*pooled).clone())
+    async fn connection(
+        &self,
+        deadline: Instant,
+    ) -> std::result::Result<MultiplexedConnection, Failure> {
+        match tokio::time::timeout_at(deadline, self.inner.pool.get()).await {
+            Ok(Ok(pooled)) => Ok((*pooled).clone()),
+            Ok(Err(RunError::User(err))) => Err(Failure::Redis(err)),
+            Ok(Err(RunError::TimedOut)) => Err(Failure::NoConnection),
+            Err(_) => Err(Failure::TimedOut),
+        }
     }
 
-    /// Maps a reply to a result. When the error shows that a connection is dead (its server
-    /// went away), the pool is healed before the error is returned, so that the store works
-    /// again as soon as Redis is back. The failed operation is not retried: it may have
-    /// reached the server before the connection broke.
-    async fn outcome<T>(&self, reply: RedisResult<T>) -> Result<T> {
-        let err = match reply {
-            Ok(value) => return Ok(value),
-            Err(err) => err,
-        };
+    /// What a failed reply means, after healing the pool when the error shows that a
+    /// connection is dead.
+    async fn failed(&self, err: RedisError) -> Failure {
         if err.is_timeout() {
-            return Err(Error::timed_out(self.inner.timeout));
+            return Failure::TimedOut;
         }
         if connection_lost(&err) {
             tracing::debug!(error = %err, "a Redis connection is dead; checking the pool");
             self.heal_pool().await;
         }
-        Err(redis_error(err))
+        Failure::Redis(err)
     }
 
     /// Checks every connection of the pool with a `PING` and replaces the dead ones in place

@@ -65,12 +65,14 @@
 
 mod command;
 mod conn;
+mod group_commit;
 pub(crate) mod hub;
 pub(crate) mod keys;
 mod reply;
 mod resume;
 mod rooms;
 mod scripts;
+mod write;
 
 use std::fmt;
 use std::sync::Arc;
@@ -85,13 +87,15 @@ use crate::error::{Error, Result};
 use crate::hub::{Broker, Member};
 use crate::limits::Limits;
 use crate::resume::{Attach, Claim, Claimed, Detach, Detached};
-use crate::session::{Session, SessionData, now_ms};
+use crate::session::{Session, SessionData};
 use crate::store::SessionStore;
 use command::Command;
 use conn::{DEFAULT_TIMEOUT, pool_builder, redis_error};
+use group_commit::GroupCommit;
 use keys::Keys;
 use reply::{bytes, decode_json, decode_session, hash_fields, missing_field, string, unexpected};
 use scripts::{Scripts, StoreScript};
+use write::Write;
 
 /// The connection pool a [`RedisStore`] runs on.
 pub type RedisPool = bb8::Pool<RedisConnectionManager>;
@@ -135,6 +139,9 @@ struct Inner {
     timeout: Duration,
     /// Set while one operation checks the pool for dead connections.
     healing: Arc<AtomicBool>,
+    /// The writes waiting to share the next call of the write script. Clones of the store
+    /// share it; a store given other limits (other scripts) gets its own.
+    commit: Arc<GroupCommit>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -178,6 +185,7 @@ impl RedisStore {
                 scripts,
                 timeout: DEFAULT_TIMEOUT,
                 healing: Arc::new(AtomicBool::new(false)),
+                commit: Arc::default(),
             }),
         }
     }
@@ -207,6 +215,7 @@ impl RedisStore {
     pub fn limits(mut self, limits: Limits) -> Self {
         let inner = Arc::make_mut(&mut self.inner);
         inner.scripts = scripts_for(&inner.keys, inner.ttl, &limits);
+        inner.commit = Arc::default();
         inner.limits = limits;
         self
     }
@@ -265,7 +274,15 @@ impl RedisStore {
     /// Runs a script that answers with a status code: `true` for `OK`, `false` for
     /// `UNCHANGED`, and the error each other code stands for.
     async fn run_changed(&self, id: &str, command: &Command<'_>) -> Result<bool> {
-        match self.run(command).await? {
+        let reply = self.run(command).await?;
+        self.status(id, reply)
+    }
+
+    /// The meaning of a script's status code for session `id`: `true` for `OK`, `false` for
+    /// `UNCHANGED`, and the error each other code stands for. An error reply of Redis in its
+    /// place (a write of the write script refused by a failed read) is that error.
+    fn status(&self, id: &str, reply: Value) -> Result<bool> {
+        match reply {
             Value::Int(scripts::OK) => Ok(true),
             Value::Int(scripts::UNCHANGED) => Ok(false),
             Value::Int(scripts::NOT_FOUND) => Err(Error::not_found(id)),
@@ -283,8 +300,15 @@ impl RedisStore {
                     max: self.inner.limits.max_rooms,
                 }))
             }
+            Value::ServerError(err) => Err(redis_error(err.into())),
             other => Err(unexpected("a status code", &other)),
         }
+    }
+
+    /// Sends a write of `id` through the group commit and maps its status.
+    async fn write_status(&self, id: &str, write: Write) -> Result<()> {
+        let reply = self.commit(write).await?;
+        self.status(id, reply).map(drop)
     }
 
     /// A command that names the session hash of `id` as its first argument.
@@ -299,23 +323,6 @@ impl RedisStore {
         let mut command = Command::script(script, 1);
         command.joined(&self.inner.keys.session, id);
         command
-    }
-
-    /// The write script's call for `entries`, each key checked and each value encoded once,
-    /// straight into the command.
-    fn write_command<'a>(
-        &self,
-        id: &str,
-        entries: impl IntoIterator<Item = (&'a str, &'a Json)>,
-    ) -> Result<Command<'_>> {
-        let limits = &self.inner.limits;
-        let mut command = self.script_on_session(&self.inner.scripts.set, id);
-        command.arg(now_ms());
-        for (key, value) in entries {
-            limits.check_key(key)?;
-            command.joined(DATA, key).json(key, value, limits)?;
-        }
-        Ok(command)
     }
 }
 
@@ -398,9 +405,10 @@ impl SessionStore for RedisStore {
     }
 
     async fn set_session_data(&self, id: &str, key: &str, value: Json) -> Result<()> {
-        self.inner.limits.check_session_id(id)?;
-        let command = self.write_command(id, [(key, &value)])?;
-        self.run_status(id, &command).await
+        let inner = &*self.inner;
+        inner.limits.check_session_id(id)?;
+        let write = Write::set(&inner.keys, &inner.limits, id, [(key, &value)].into_iter())?;
+        self.write_status(id, write).await
     }
 
     async fn get_session_data(&self, id: &str, key: &str) -> Result<Option<Json>> {
@@ -430,24 +438,23 @@ impl SessionStore for RedisStore {
         let limits = &self.inner.limits;
         limits.check_session_id(id)?;
         limits.check_key_count(id, data.len())?;
-        let command = self.write_command(id, data.iter().map(|(k, v)| (k.as_str(), v)))?;
-        self.run_status(id, &command).await
+        let entries = data.iter().map(|(k, v)| (k.as_str(), v));
+        let write = Write::set(&self.inner.keys, limits, id, entries)?;
+        self.write_status(id, write).await
     }
 
     async fn delete_session_data(&self, id: &str, key: &str) -> Result<()> {
         let limits = &self.inner.limits;
         limits.check_session_id(id)?;
         limits.check_key(key)?;
-        let mut command = self.script_on_session(&self.inner.scripts.delete, id);
-        command.arg(now_ms()).joined(DATA, key);
-        self.run_status(id, &command).await
+        let write = Write::delete(&self.inner.keys, id, key);
+        self.write_status(id, write).await
     }
 
     async fn clear_session_data(&self, id: &str) -> Result<()> {
         self.inner.limits.check_session_id(id)?;
-        let mut command = self.script_on_session(&self.inner.scripts.clear, id);
-        command.arg(now_ms());
-        self.run_status(id, &command).await
+        let write = Write::clear(&self.inner.keys, id);
+        self.write_status(id, write).await
     }
 
     async fn remove_session(&self, id: &str) -> Result<()> {
@@ -483,13 +490,10 @@ impl SessionStore for RedisStore {
         for id in ids {
             self.inner.limits.check_session_id(id)?;
         }
-        let mut command = Command::script(&self.inner.scripts.touch, ids.len());
-        for id in ids {
-            command.joined(&self.inner.keys.session, id);
-        }
-        command.arg(now_ms());
-        match self.run(&command).await? {
+        let write = Write::touch(&self.inner.keys, ids);
+        match self.commit(write).await? {
             Value::Array(missing) => missing.into_iter().map(string).collect(),
+            Value::ServerError(err) => Err(redis_error(err.into())),
             other => Err(unexpected("a list of session ids", &other)),
         }
     }

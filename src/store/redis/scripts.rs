@@ -53,12 +53,10 @@ pub(super) struct Config<'a> {
 /// The scripts of one store.
 pub(super) struct Scripts {
     pub(super) create: StoreScript,
-    pub(super) set: StoreScript,
-    pub(super) delete: StoreScript,
-    pub(super) clear: StoreScript,
+    /// The writes of one group commit: sets, updates, deletes, clears and touches.
+    pub(super) write: StoreScript,
     pub(super) remove: StoreScript,
     pub(super) list: StoreScript,
-    pub(super) touch: StoreScript,
     pub(super) join: StoreScript,
     pub(super) leave: StoreScript,
     pub(super) rooms: StoreScript,
@@ -75,7 +73,12 @@ pub(super) struct Scripts {
 const OWNER_OF: &str = include_str!("lua/lib/owner_of.lua");
 const OUTLIVE: &str = include_str!("lua/lib/outlive.lua");
 const DATA_FIELDS: &str = include_str!("lua/lib/data_fields.lua");
-const KEEP_ROOMS: &str = include_str!("lua/lib/keep_rooms.lua");
+const KEEP_LISTED_ROOMS: &str = include_str!("lua/lib/keep_listed_rooms.lua");
+/// `keep_rooms` calls `keep_listed_rooms`, so it comes with it.
+const KEEP_ROOMS: &str = concat!(
+    include_str!("lua/lib/keep_listed_rooms.lua"),
+    include_str!("lua/lib/keep_rooms.lua")
+);
 const FORGET: &str = include_str!("lua/lib/forget.lua");
 const HISTORY: &str = include_str!("lua/lib/history.lua");
 
@@ -93,21 +96,12 @@ impl Scripts {
         };
         Scripts {
             create: script(&[OUTLIVE, HISTORY], include_str!("lua/create.lua")),
-            set: script(
-                &[OUTLIVE, KEEP_ROOMS, DATA_FIELDS],
-                include_str!("lua/set.lua"),
-            ),
-            delete: script(
-                &[OWNER_OF, OUTLIVE, KEEP_ROOMS],
-                include_str!("lua/delete.lua"),
-            ),
-            clear: script(
-                &[OWNER_OF, OUTLIVE, KEEP_ROOMS],
-                include_str!("lua/clear.lua"),
+            write: script(
+                &[OUTLIVE, KEEP_LISTED_ROOMS, DATA_FIELDS],
+                include_str!("lua/write.lua"),
             ),
             remove: script(&[FORGET], include_str!("lua/remove.lua")),
             list: script(&[], include_str!("lua/list.lua")),
-            touch: script(&[OUTLIVE, KEEP_ROOMS], include_str!("lua/touch.lua")),
             join: script(
                 &[OWNER_OF, OUTLIVE, KEEP_ROOMS, HISTORY],
                 include_str!("lua/join.lua"),
@@ -277,9 +271,9 @@ mod tests {
             max_rooms: 64,
         };
         let a = Scripts::new(&config(60, 10));
-        assert_eq!(a.set.hash(), Scripts::new(&config(60, 10)).set.hash());
-        assert_ne!(a.set.hash(), Scripts::new(&config(61, 10)).set.hash());
-        assert_ne!(a.set.hash(), Scripts::new(&config(60, 11)).set.hash());
-        assert_ne!(a.set.hash(), a.create.hash());
+        assert_eq!(a.write.hash(), Scripts::new(&config(60, 10)).write.hash());
+        assert_ne!(a.write.hash(), Scripts::new(&config(61, 10)).write.hash());
+        assert_ne!(a.write.hash(), Scripts::new(&config(60, 11)).write.hash());
+        assert_ne!(a.write.hash(), a.create.hash());
     }
 }

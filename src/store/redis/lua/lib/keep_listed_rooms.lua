@@ -1,0 +1,9 @@
+-- Keeps the rooms of a session in step with its TTL, which was just set to TTL_MS: the
+-- session's hash of rooms (`rooms_key`, whose fields are `rooms`) gets the same TTL, and each
+-- room's set of members is kept alive past it as a user set is (see `outlive`).
+local function keep_listed_rooms(rooms_key, rooms, members_prefix, ttl_ms, floor_ms, set_ttl_ms)
+  redis.call('PEXPIRE', rooms_key, ttl_ms)
+  for _, room in ipairs(rooms) do
+    outlive(members_prefix .. room, floor_ms, set_ttl_ms)
+  end
+end
