@@ -9,7 +9,9 @@
 //! Instruction counts do not drift with the machine's load the way times do. The counts are
 //! the whole server's: reading requests, running the script, writing replies, and its idle
 //! loop while it waits (small: the phases keep it busy). Needs `valgrind` and `redis-server`;
-//! without them the bench says so and does nothing.
+//! without them the bench says so and does nothing. With `KEEP_DUMPS` set, the callgrind
+//! dumps are kept for `callgrind_annotate`; `WRITE_COST_OPS=set,touch` runs only the
+//! operations whose names start with one of these.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -72,7 +74,11 @@ fn main() {
     );
     println!("{:<32} {:>6} {:>16}", "operation", "tasks", "instructions");
     let mut dump = 0;
-    for op in Op::ALL {
+    // `WRITE_COST_OPS=set,touch` runs only the operations whose names start with these.
+    let only = std::env::var("WRITE_COST_OPS").unwrap_or_default();
+    let chosen =
+        |op: Op| only.is_empty() || only.split(',').any(|prefix| op.name().starts_with(prefix));
+    for op in Op::ALL.into_iter().filter(|&op| chosen(op)) {
         for tasks in TASKS {
             let sessions = rt.block_on(prepare(&store, tasks));
             // A warm-up outside the count: scripts loaded, connection busy.
@@ -92,7 +98,11 @@ fn main() {
     }
     let _ = server.kill();
     let _ = server.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("KEEP_DUMPS").is_some() {
+        println!("dumps kept in {} (cg.out.N: phase N)", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 fn installed(program: &str) -> bool {

@@ -73,7 +73,6 @@ pub(super) struct Scripts {
 const OWNER_OF: &str = include_str!("lua/lib/owner_of.lua");
 const OUTLIVE: &str = include_str!("lua/lib/outlive.lua");
 const DATA_FIELDS: &str = include_str!("lua/lib/data_fields.lua");
-const KEEP_LISTED_ROOMS: &str = include_str!("lua/lib/keep_listed_rooms.lua");
 /// `keep_rooms` calls `keep_listed_rooms`, so it comes with it.
 const KEEP_ROOMS: &str = concat!(
     include_str!("lua/lib/keep_listed_rooms.lua"),
@@ -96,10 +95,7 @@ impl Scripts {
         };
         Scripts {
             create: script(&[OUTLIVE, HISTORY], include_str!("lua/create.lua")),
-            write: script(
-                &[OUTLIVE, KEEP_LISTED_ROOMS, DATA_FIELDS],
-                include_str!("lua/write.lua"),
-            ),
+            write: script(&[DATA_FIELDS], include_str!("lua/write.lua")),
             remove: script(&[FORGET], include_str!("lua/remove.lua")),
             list: script(&[], include_str!("lua/list.lua")),
             join: script(

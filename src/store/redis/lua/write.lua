@@ -13,164 +13,167 @@
 -- Each write is checked and applied on its own, so a refused write (no such session, too many
 -- keys, a key of the wrong type) writes nothing and leaves the others as they are. Every write
 -- reads all it needs before it writes anything, with `redis.pcall`, so that a read that fails
--- (WRONGTYPE on a corrupt key) refuses that write alone. All writes of the call share `now`
--- and the TTL, so a user's set is kept alive once per call, however many of its sessions the
--- call writes.
+-- (WRONGTYPE on a corrupt key) refuses that write alone; a touch reads all its sessions first.
+-- All writes of the call share `now` and the TTL, so a user's set is kept alive once per call,
+-- however many of its sessions the call writes.
+--
+-- The script runs from the top on every call and defines no functions: every closure it
+-- created would be garbage for Lua's collector, which costs Redis more per call than the
+-- few lines repeated below (`outlive` and `keep_listed_rooms` of `lib/`, written out).
 local now = ARGV[1]
-local kept_users = {}
-
--- What a write of the session hash at `key` needs to know, or nil and the status or error
--- that refuses it. Returns the owner (nil for a hash without one, when `ownerless_ok`), the
--- last-active time, and, for a session in rooms, its rooms key and the names of its rooms.
-local function read(key, ownerless_ok)
-  local meta = redis.pcall('HMGET', key, 'meta:user_id', 'meta:last_active', 'meta:rooms')
-  if meta.err then
-    return false, meta
-  end
-  if not meta[1] and not ownerless_ok then
-    if redis.call('EXISTS', key) == 1 then
-      return false, NO_OWNER
-    end
-    return false, NOT_FOUND
-  end
-  local rooms_key, rooms = false, false
-  if meta[3] then
-    rooms_key = SESSION_ROOMS_PREFIX .. string.sub(key, #SESSION_PREFIX + 1)
-    rooms = redis.pcall('HKEYS', rooms_key)
-    if rooms.err then
-      return false, rooms
-    end
-  end
-  return true, meta[1], meta[2], rooms_key, rooms
-end
-
--- Gives the session hash at `key` its TTL again, and keeps its user's set and its rooms
--- alive past it.
-local function refresh(key, user, rooms_key, rooms)
-  redis.call('PEXPIRE', key, TTL_MS)
-  if user and not kept_users[user] then
-    kept_users[user] = true
-    outlive(USER_SET_PREFIX .. user, SET_FLOOR_MS, SET_TTL_MS)
-  end
-  if rooms_key then
-    keep_listed_rooms(rooms_key, rooms, ROOM_MEMBERS_PREFIX, TTL_MS, SET_FLOOR_MS, SET_TTL_MS)
-  end
-end
-
--- Writes the `n` pairs of ARGV from `first` on, or refuses them all for the key limit.
-local function set(key, last_active, first, n)
-  if n == 1 then
-    -- The common case: write, and count the keys only when HSET says it added one. Over the
-    -- limit, the write is undone before the script ends, so nothing is written.
-    if redis.call('HSET', key, 'meta:last_active', now, ARGV[first], ARGV[first + 1]) > 0
-      and data_fields(key) > MAX_KEYS then
-      redis.call('HDEL', key, ARGV[first])
-      if last_active then
-        redis.call('HSET', key, 'meta:last_active', last_active)
-      else
-        redis.call('HDEL', key, 'meta:last_active')
-      end
-      return TOO_MANY_KEYS
-    end
-    return OK
-  end
-  -- Several keys: count the new ones before writing any. HLEN - 1 (the owner) bounds the
-  -- data fields from above, so only a session near the limit pays for the exact count.
-  local last = first + 2 * n - 1
-  if redis.call('HLEN', key) - 1 + n > MAX_KEYS then
-    local fresh = 0
-    for i = first, last, 2 do
-      if redis.call('HEXISTS', key, ARGV[i]) == 0 then
-        fresh = fresh + 1
-      end
-    end
-    if data_fields(key) + fresh > MAX_KEYS then
-      return TOO_MANY_KEYS
-    end
-  end
-  redis.call('HSET', key, 'meta:last_active', now, unpack(ARGV, first, last))
-  return OK
-end
-
--- Removes every data field of the session hash at `key`.
-local function clear(key)
-  local data = {}
-  for _, field in ipairs(redis.call('HKEYS', key)) do
-    if string.sub(field, 1, 5) == 'data:' then
-      data[#data + 1] = field
-    end
-  end
-  if #data > 0 then
-    redis.call('HDEL', key, unpack(data))
-  end
-  redis.call('HSET', key, 'meta:last_active', now)
-end
-
--- Refreshes the `count` sessions of KEYS from `first` on; returns the ids of those that no
--- longer exist. Every session is read before any is written, so a key of the wrong type
--- refuses the whole touch before it has refreshed anything. A hash without an owner is kept
--- alive, but has no user set.
-local function touch(first, count)
-  local found = {}
-  for i = first, first + count - 1 do
-    local ok, user, _, rooms_key, rooms = read(KEYS[i], true)
-    if not ok then
-      return user
-    end
-    found[i] = { user, rooms_key, rooms }
-  end
-  local missing = {}
-  for i = first, first + count - 1 do
-    local key = KEYS[i]
-    local session = found[i]
-    if session[1] or redis.call('EXISTS', key) == 1 then
-      redis.call('HSET', key, 'meta:last_active', now)
-      refresh(key, session[1], session[2], session[3])
-    else
-      missing[#missing + 1] = string.sub(key, #SESSION_PREFIX + 1)
-    end
-  end
-  return missing
-end
-
+-- Users whose set this call has kept alive.
+local kept = {}
+-- The sessions a write refreshes once it has written: their keys, owners (or false), rooms
+-- keys (or false) and rooms. Reused from write to write.
+local todo_key, todo_user, todo_rooms_key, todo_rooms = {}, {}, {}, {}
 local results = {}
-local k, a = 1, 2
-while a <= #ARGV do
+local k, a, last_arg = 1, 2, #ARGV
+while a <= last_arg do
   local op = ARGV[a]
-  local result
-  if op == 't' then
-    local count = tonumber(ARGV[a + 1])
-    result = touch(k, count)
-    k, a = k + count, a + 2
+  local first, n, count = a + 1, 0, 1
+  if op == 's' then
+    n = tonumber(ARGV[a + 1])
+    first = a + 2
+    a = first + 2 * n
+  elseif op == 't' then
+    count = tonumber(ARGV[a + 1])
+    a = a + 2
+  elseif op == 'd' then
+    a = a + 2
   else
-    local key = KEYS[k]
-    local first, n = a + 1, 0
-    if op == 's' then
-      n = tonumber(ARGV[a + 1])
-      first = a + 2
-      a = first + 2 * n
-    elseif op == 'd' then
-      a = a + 2
-    else
-      a = a + 1
+    a = a + 1
+  end
+
+  -- Read every session of the write before writing any.
+  local result = false
+  local last_active = false
+  local todo = 0
+  for i = k, k + count - 1 do
+    local key = KEYS[i]
+    local meta = redis.pcall('HMGET', key, 'meta:user_id', 'meta:last_active', 'meta:rooms')
+    if meta.err then
+      result = meta
+      break
     end
-    k = k + 1
-    local ok, user, last_active, rooms_key, rooms = read(key, false)
-    if not ok then
-      result = user
-    else
-      if op == 's' then
-        result = set(key, last_active, first, n)
-      elseif op == 'd' then
-        redis.call('HDEL', key, ARGV[first])
-        redis.call('HSET', key, 'meta:last_active', now)
-        result = OK
-      else
-        clear(key)
-        result = OK
+    local rooms_key, rooms = false, false
+    if meta[3] then
+      rooms_key = SESSION_ROOMS_PREFIX .. string.sub(key, #SESSION_PREFIX + 1)
+      rooms = redis.pcall('HKEYS', rooms_key)
+      if rooms.err then
+        result = rooms
+        break
       end
-      if result == OK then
-        refresh(key, user, rooms_key, rooms)
+    end
+    todo = todo + 1
+    todo_key[todo], todo_user[todo] = key, meta[1] or false
+    todo_rooms_key[todo], todo_rooms[todo] = rooms_key, rooms
+    last_active = meta[2]
+  end
+  k = k + count
+
+  if result then
+    -- A read failed: nothing of this write is written.
+    todo = 0
+  elseif op == 't' then
+    -- A hash without an owner is kept alive, but has no user set.
+    local missing = {}
+    local live = 0
+    for j = 1, todo do
+      local key = todo_key[j]
+      if todo_user[j] or redis.call('EXISTS', key) == 1 then
+        redis.call('HSET', key, 'meta:last_active', now)
+        live = live + 1
+        todo_key[live], todo_user[live] = key, todo_user[j]
+        todo_rooms_key[live], todo_rooms[live] = todo_rooms_key[j], todo_rooms[j]
+      else
+        missing[#missing + 1] = string.sub(key, #SESSION_PREFIX + 1)
+      end
+    end
+    todo = live
+    result = missing
+  else
+    local key = todo_key[1]
+    if not todo_user[1] then
+      if redis.call('EXISTS', key) == 1 then
+        result = NO_OWNER
+      else
+        result = NOT_FOUND
+      end
+    elseif op == 's' then
+      result = OK
+      if n == 1 then
+        -- The common case: write, and count the keys only when HSET says it added one. Over
+        -- the limit, the write is undone before the script ends, so nothing is written.
+        if redis.call('HSET', key, 'meta:last_active', now, ARGV[first], ARGV[first + 1]) > 0
+          and data_fields(key) > MAX_KEYS then
+          redis.call('HDEL', key, ARGV[first])
+          if last_active then
+            redis.call('HSET', key, 'meta:last_active', last_active)
+          else
+            redis.call('HDEL', key, 'meta:last_active')
+          end
+          result = TOO_MANY_KEYS
+        end
+      else
+        -- Several keys: count the new ones before writing any. HLEN - 1 (the owner) bounds
+        -- the data fields from above, so only a session near the limit pays for the count.
+        local last = first + 2 * n - 1
+        if redis.call('HLEN', key) - 1 + n > MAX_KEYS then
+          local fresh = 0
+          for i = first, last, 2 do
+            if redis.call('HEXISTS', key, ARGV[i]) == 0 then
+              fresh = fresh + 1
+            end
+          end
+          if data_fields(key) + fresh > MAX_KEYS then
+            result = TOO_MANY_KEYS
+          end
+        end
+        if result == OK then
+          redis.call('HSET', key, 'meta:last_active', now, unpack(ARGV, first, last))
+        end
+      end
+    elseif op == 'd' then
+      redis.call('HDEL', key, ARGV[first])
+      redis.call('HSET', key, 'meta:last_active', now)
+      result = OK
+    else
+      local data = {}
+      for _, field in ipairs(redis.call('HKEYS', key)) do
+        if string.sub(field, 1, 5) == 'data:' then
+          data[#data + 1] = field
+        end
+      end
+      if #data > 0 then
+        redis.call('HDEL', key, unpack(data))
+      end
+      redis.call('HSET', key, 'meta:last_active', now)
+      result = OK
+    end
+    if result ~= OK then
+      todo = 0
+    end
+  end
+
+  -- Give what was written its TTL again, and keep its user's set and its rooms' member sets
+  -- alive past it (a set with less than SET_FLOOR_MS left gets SET_TTL_MS).
+  for j = 1, todo do
+    local key, user, rooms_key = todo_key[j], todo_user[j], todo_rooms_key[j]
+    redis.call('PEXPIRE', key, TTL_MS)
+    if user and not kept[user] then
+      kept[user] = true
+      local set = USER_SET_PREFIX .. user
+      if redis.call('PTTL', set) < SET_FLOOR_MS then
+        redis.call('PEXPIRE', set, SET_TTL_MS)
+      end
+    end
+    if rooms_key then
+      redis.call('PEXPIRE', rooms_key, TTL_MS)
+      for _, room in ipairs(todo_rooms[j]) do
+        local members = ROOM_MEMBERS_PREFIX .. room
+        if redis.call('PTTL', members) < SET_FLOOR_MS then
+          redis.call('PEXPIRE', members, SET_TTL_MS)
+        end
       end
     end
   end
