@@ -290,6 +290,7 @@ async fn the_hash_holds_exactly_the_documented_fields() {
             "meta:last_active",
             "meta:epoch",
             "meta:since",
+            "meta:set_until",
             "data:theme",
             "data:meta:user_id",
             "data:user_id",
@@ -324,10 +325,17 @@ async fn the_hash_holds_exactly_the_documented_fields() {
     let session_expiry = expire_time(&mut conn, &session_key(&store, "c1")).await;
     let set_expiry = expire_time(&mut conn, &user_key(&store, "alice")).await;
     assert!(set_expiry >= session_expiry);
+    // What the hash remembers of the set's life holds: the set lives at least that long.
+    let set_until: i64 = hash["meta:set_until"].parse().unwrap();
+    assert!(set_until <= set_expiry, "{set_until} > {set_expiry}");
+    assert!(
+        set_until >= session_expiry,
+        "{set_until} < {session_expiry}"
+    );
 
     store.clear_session_data("c1").await.unwrap();
     let fields: Vec<String> = conn.hkeys(session_key(&store, "c1")).await.unwrap();
-    assert_eq!(fields.len(), 5, "{fields:?}");
+    assert_eq!(fields.len(), 6, "{fields:?}");
     assert!(fields.iter().all(|f| f.starts_with("meta:")));
 }
 

@@ -5,11 +5,13 @@
 //! sends its writes (`set_session_data`, `update_session_data`, `delete_session_data`,
 //! `clear_session_data` and `touch`) this way:
 //!
-//! - A write that finds no call in flight goes out at once, alone: no timer, no wait.
-//! - Writes that arrive while a call is in flight wait in a queue. When the call has answered,
-//!   the next call takes the queue, up to [`MAX_SESSIONS`] session writes and [`MAX_BYTES`]
-//!   bytes of arguments, so that no call holds Redis for long (a write larger than the bounds
-//!   goes alone).
+//! - A write that finds fewer than [`MAX_IN_FLIGHT`] calls in flight and nothing queued goes
+//!   out at once, alone: no timer, no wait.
+//! - Writes that arrive while [`MAX_IN_FLIGHT`] calls are in flight wait in a queue. When a
+//!   call has answered, the next call takes the queue, up to [`MAX_SESSIONS`] session writes
+//!   and [`MAX_BYTES`] bytes of arguments, so that no call holds Redis for long (a write
+//!   larger than the bounds goes alone). Two calls in flight keep both sides busy: while
+//!   Redis runs one, the application hands out the answers of the other and gathers the next.
 //! - The write script applies the writes in their order, each with its own checks, and answers
 //!   each apart; each caller gets its own answer, or, when the whole call failed (Redis down,
 //!   out of time), the same failure as the others.
@@ -17,8 +19,9 @@
 //! Each caller keeps its own deadline: one that runs out while its write waits gets
 //! `Unavailable`, and a write whose caller has given up before its call is sent is not sent.
 //!
-//! One call at a time is in flight per store (and its clones), whatever the size of its pool:
-//! with several connections, each call goes out on whichever the pool gives.
+//! The bound on calls in flight holds per store (and its clones), whatever the size of its
+//! pool: with several connections, each call goes out on whichever the pool gives. Writes of
+//! one caller, which awaits each, keep their order.
 //!
 //! [`GroupCommit`] owns the queue and the right to send (the turn); it is the only state here.
 
@@ -38,6 +41,8 @@ use crate::error::{Error, Result};
 pub(super) const MAX_SESSIONS: usize = 64;
 /// At most this many bytes of keys and arguments go in one call.
 pub(super) const MAX_BYTES: usize = 256 * 1024;
+/// At most this many calls of the write script are in flight at once.
+pub(super) const MAX_IN_FLIGHT: usize = 2;
 
 /// The queue of writes waiting for the next call, and whether a call is in flight.
 #[derive(Debug, Default)]
@@ -47,8 +52,8 @@ pub(super) struct GroupCommit {
 
 #[derive(Debug, Default)]
 struct State {
-    /// A caller or a drain task holds the turn: it sends the next call.
-    in_flight: bool,
+    /// How many callers or drain tasks hold a turn: each sends a call and waits for it.
+    in_flight: usize,
     queue: VecDeque<Waiting>,
 }
 
@@ -98,15 +103,15 @@ impl GroupCommit {
             }
         }
         if batch.is_empty() {
-            state.in_flight = false;
+            state.in_flight -= 1;
         }
         batch
     }
 
-    /// Gives the turn back, failing every queued write: for a runtime that is going away.
+    /// Gives a turn back, failing every queued write: for a runtime that is going away.
     fn abandon(&self) {
         let mut state = self.lock();
-        state.in_flight = false;
+        state.in_flight -= 1;
         // Dropping their senders tells the waiting callers.
         state.queue.clear();
     }
@@ -120,7 +125,7 @@ impl RedisStore {
         let queue = &self.inner.commit;
         let answer = {
             let mut state = queue.lock();
-            if state.in_flight {
+            if state.in_flight >= MAX_IN_FLIGHT || !state.queue.is_empty() {
                 let (answer, receiver) = oneshot::channel();
                 state.queue.push_back(Waiting {
                     write,
@@ -129,7 +134,7 @@ impl RedisStore {
                 });
                 Err(receiver)
             } else {
-                state.in_flight = true;
+                state.in_flight += 1;
                 Ok(write)
             }
         };
@@ -225,7 +230,7 @@ impl Drop for Turn<'_> {
         {
             let mut state = queue.lock();
             if state.queue.is_empty() {
-                state.in_flight = false;
+                state.in_flight -= 1;
                 return;
             }
         }

@@ -23,6 +23,7 @@
 //! | `meta:epoch`       | which attachment holds the session (1, one more per resume) |
 //! | `meta:since`       | the hub offset when the session was created |
 //! | `meta:node`, `meta:rooms`, `meta:token`, `meta:detached` | the hub node holding its connection, its room count, the SHA-256 of its resume token, when it was detached |
+//! | `meta:set_until`   | a time (Redis's clock, ms) until which the user set is known to live |
 //!
 //! Data fields always start with `data:`, so no data key can collide with a `meta:` field.
 //!
@@ -40,10 +41,13 @@
 //!
 //! Every key carries a TTL. A session hash expires [`ttl`](SessionStore::ttl) after its last
 //! write or [`touch`](SessionStore::touch), each of which also sets `meta:last_active`. Whenever
-//! a session's TTL is set, the same script checks its user set's TTL: if the set would not
-//! outlive the session by at least a second, the set's TTL becomes twice the session TTL plus
-//! a second. So the set always outlives its longest-lived member, and most writes only read the
-//! set's TTL. Ids of expired sessions stay in the set until
+//! a session's TTL is set, the same script makes sure that its user set outlives it by at
+//! least a second: if the set would not, its TTL becomes twice the session TTL plus a second.
+//! So the set always outlives its longest-lived member. The session hash remembers, in
+//! `meta:set_until`, until when the set is known to live (no script shortens a set's TTL or
+//! deletes a set while one of its sessions lives), so a write reads the set's TTL only when
+//! that time is less than a TTL and a second away: about once per TTL for a session written
+//! all the time. Ids of expired sessions stay in the set until
 //! [`get_user_sessions`](SessionStore::get_user_sessions) prunes them, or the set itself
 //! expires.
 //!

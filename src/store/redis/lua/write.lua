@@ -17,15 +17,25 @@
 -- All writes of the call share `now` and the TTL, so a user's set is kept alive once per call,
 -- however many of its sessions the call writes.
 --
+-- A session hash remembers in `meta:set_until` (Redis time, ms) a time until which its user's
+-- set is known to live. No script shortens a user set's TTL or deletes the set while one of its
+-- sessions lives, so while that time is more than SET_FLOOR_MS away, the write needs no look
+-- at the set: a session written all the time reads the set's TTL about once per TTL, not on
+-- every write.
+--
 -- The script runs from the top on every call and defines no functions: every closure it
 -- created would be garbage for Lua's collector, which costs Redis more per call than the
 -- few lines repeated below (`outlive` and `keep_listed_rooms` of `lib/`, written out).
 local now = ARGV[1]
+-- Redis time in ms, for `meta:set_until`.
+local clock = redis.call('TIME')
+clock = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local set_ttl = tonumber(SET_TTL_MS)
 -- Users whose set this call has kept alive.
 local kept = {}
 -- The sessions a write refreshes once it has written: their keys, owners (or false), rooms
--- keys (or false) and rooms. Reused from write to write.
-local todo_key, todo_user, todo_rooms_key, todo_rooms = {}, {}, {}, {}
+-- keys (or false), rooms, and `meta:set_until` (or false). Reused from write to write.
+local todo_key, todo_user, todo_rooms_key, todo_rooms, todo_until = {}, {}, {}, {}, {}
 local results = {}
 local k, a, last_arg = 1, 2, #ARGV
 while a <= last_arg do
@@ -50,7 +60,8 @@ while a <= last_arg do
   local todo = 0
   for i = k, k + count - 1 do
     local key = KEYS[i]
-    local meta = redis.pcall('HMGET', key, 'meta:user_id', 'meta:last_active', 'meta:rooms')
+    local meta = redis.pcall('HMGET', key,
+      'meta:user_id', 'meta:last_active', 'meta:rooms', 'meta:set_until')
     if meta.err then
       result = meta
       break
@@ -67,6 +78,7 @@ while a <= last_arg do
     todo = todo + 1
     todo_key[todo], todo_user[todo] = key, meta[1] or false
     todo_rooms_key[todo], todo_rooms[todo] = rooms_key, rooms
+    todo_until[todo] = meta[4] or false
     last_active = meta[2]
   end
   k = k + count
@@ -85,6 +97,7 @@ while a <= last_arg do
         live = live + 1
         todo_key[live], todo_user[live] = key, todo_user[j]
         todo_rooms_key[live], todo_rooms[live] = todo_rooms_key[j], todo_rooms[j]
+        todo_until[live] = todo_until[j]
       else
         missing[#missing + 1] = string.sub(key, #SESSION_PREFIX + 1)
       end
@@ -160,11 +173,19 @@ while a <= last_arg do
   for j = 1, todo do
     local key, user, rooms_key = todo_key[j], todo_user[j], todo_rooms_key[j]
     redis.call('PEXPIRE', key, TTL_MS)
-    if user and not kept[user] then
+    -- A value that is not a number (corrupt) counts as none.
+    local set_until = todo_until[j] and tonumber(todo_until[j])
+    if user and not kept[user] and not (set_until and set_until - clock >= SET_FLOOR_MS) then
       kept[user] = true
       local set = USER_SET_PREFIX .. user
-      if redis.call('PTTL', set) < SET_FLOOR_MS then
+      local left = redis.call('PTTL', set)
+      if left < SET_FLOOR_MS then
         redis.call('PEXPIRE', set, SET_TTL_MS)
+        left = set_ttl
+      end
+      -- A set that does not exist (-2) is not remembered: the next write looks again.
+      if left >= 0 then
+        redis.call('HSET', key, 'meta:set_until', clock + left)
       end
     end
     if rooms_key then
