@@ -448,7 +448,7 @@ async fn a_restart_mid_batch_gives_each_caller_an_error_or_its_own_result() {
                 let mut i = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     i += 1;
-                    let kind = if i % 3 == 0 {
+                    let kind = if i.is_multiple_of(3) {
                         match store.touch(&[id.clone(), ghost.clone()]).await {
                             // Its own ids only: the ghost, and itself once the session is gone.
                             Ok(missing) => {
