@@ -34,6 +34,8 @@ use world::{Backend, Fixture, Op, World};
 
 /// Tasks in the concurrent runs.
 const WIDE: usize = 32;
+/// Task counts of the peer groups and the interleaved rounds.
+const PEER_TASKS: [usize; 3] = [1, WIDE, 256];
 /// Calls per task in one iteration of a concurrent run.
 const CALLS_PER_TASK: usize = 8;
 
@@ -171,9 +173,9 @@ fn bounds(bencher: &mut Bencher, group: &mut Group<'_>, tasks: usize) {
     bencher.bench(group, minimal, Backend::MinimalWrite, op, tasks);
 }
 
-/// Persisting one value: the store beside tower-sessions, at 1 and 32 tasks.
+/// Persisting one value: the store beside tower-sessions, at 1, 32 and 256 tasks.
 fn peer(bencher: &mut Bencher, c: &mut Criterion) {
-    for tasks in [1, WIDE] {
+    for tasks in PEER_TASKS {
         let mut group = Group::open(c, group_name("peer", tasks));
         let op = Op::SetSessionData;
         bencher.bench(
@@ -428,6 +430,7 @@ fn main() {
             vec![
                 rounds::run(&world, 1, 2_000).await,
                 rounds::run(&world, WIDE, WIDE * 400).await,
+                rounds::run(&world, 256, 256 * 50).await,
             ]
         });
         let (trips, scale_splits) = scale(&mut bencher, &mut c);

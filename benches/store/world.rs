@@ -672,8 +672,43 @@ pub async fn measure(
     total: usize,
     shared: Option<&Arc<Fixture>>,
 ) -> Duration {
+    run_calls(world, backend, op, tasks, total, shared, false)
+        .await
+        .elapsed
+}
+
+/// What [`measure_latencies`] found.
+pub struct Measured {
+    /// The time all the calls took.
+    pub elapsed: Duration,
+    /// The time of each call, from its start to its answer, in no particular order.
+    pub latencies: Vec<Duration>,
+}
+
+/// [`measure`], also timing every call on its own.
+pub async fn measure_latencies(
+    world: &Arc<World>,
+    backend: Backend,
+    op: Op,
+    tasks: usize,
+    total: usize,
+    shared: Option<&Arc<Fixture>>,
+) -> Measured {
+    run_calls(world, backend, op, tasks, total, shared, true).await
+}
+
+async fn run_calls(
+    world: &Arc<World>,
+    backend: Backend,
+    op: Op,
+    tasks: usize,
+    total: usize,
+    shared: Option<&Arc<Fixture>>,
+    timed: bool,
+) -> Measured {
     assert_eq!(total % tasks, 0, "the calls spread evenly over the tasks");
     let mut elapsed = Duration::ZERO;
+    let mut latencies = Vec::with_capacity(if timed { total } else { 0 });
     let mut remaining = total;
     while remaining > 0 {
         let calls = match shared {
@@ -691,14 +726,22 @@ pub async fn measure(
                 let world = Arc::clone(world);
                 let fixture = Arc::clone(&fixture);
                 tokio::spawn(async move {
+                    let mut times = Vec::with_capacity(if timed { per_task } else { 0 });
                     for i in 0..per_task {
-                        exec(&world, backend, op, &fixture, t, i).await;
+                        if timed {
+                            let begun = Instant::now();
+                            exec(&world, backend, op, &fixture, t, i).await;
+                            times.push(begun.elapsed());
+                        } else {
+                            exec(&world, backend, op, &fixture, t, i).await;
+                        }
                     }
+                    times
                 })
             })
             .collect();
         for handle in handles {
-            handle.await.expect("a benchmark task panicked");
+            latencies.extend(handle.await.expect("a benchmark task panicked"));
         }
         elapsed += start.elapsed();
         if shared.is_none() {
@@ -706,7 +749,7 @@ pub async fn measure(
         }
         remaining -= calls;
     }
-    elapsed
+    Measured { elapsed, latencies }
 }
 
 /// One call of `op` by `backend`, the `i`-th of task `t`.
