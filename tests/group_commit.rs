@@ -21,6 +21,13 @@ const HOUR: Duration = Duration::from_secs(3600);
 /// The key limit of the stores here: small, so that sessions reach it.
 const MAX_KEYS: usize = 3;
 
+/// A store on `server` under a prefix of its own, with an hour's TTL.
+async fn store_on(server: &RedisServer) -> RedisStore {
+    RedisStore::connect(&server.url(), unique_prefix(), HOUR)
+        .await
+        .unwrap()
+}
+
 async fn raw(store: &RedisStore) -> MultiplexedConnection {
     store
         .pool()
@@ -276,10 +283,7 @@ async fn many_writers_at_once_each_get_their_own_result() {
     let server = require_redis!(RedisServer::start());
     let limits = Limits::default().max_keys(MAX_KEYS);
     for seed in [1, 2] {
-        let store = RedisStore::connect(&server.url(), unique_prefix(), HOUR)
-            .await
-            .unwrap()
-            .limits(limits);
+        let store = store_on(&server).await.limits(limits);
         many_writers_get_what_the_model_says(store, seed).await;
     }
 }
@@ -304,10 +308,7 @@ async fn the_same_holds_on_a_pool_of_several_connections() {
 async fn writes_that_run_out_of_time_fail_alone_and_the_store_serves_again() {
     let server = require_redis!(RedisServer::start());
     let timeout = Duration::from_millis(300);
-    let store = RedisStore::connect(&server.url(), unique_prefix(), HOUR)
-        .await
-        .unwrap()
-        .timeout(timeout);
+    let store = store_on(&server).await.timeout(timeout);
     for t in 0..16 {
         store
             .create_session(&format!("s{t}"), "alice")
@@ -379,9 +380,7 @@ async fn writes_that_run_out_of_time_fail_alone_and_the_store_serves_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_flushed_between_batches_are_loaded_again() {
     let server = require_redis!(RedisServer::start());
-    let store = RedisStore::connect(&server.url(), unique_prefix(), HOUR)
-        .await
-        .unwrap();
+    let store = store_on(&server).await;
     let mut admin = raw(&store).await;
     for t in 0..32 {
         store
@@ -425,10 +424,7 @@ async fn scripts_flushed_between_batches_are_loaded_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_batch_gives_each_caller_an_error_or_its_own_result() {
     let mut server = require_redis!(RedisServer::start());
-    let store = RedisStore::connect(&server.url(), unique_prefix(), HOUR)
-        .await
-        .unwrap()
-        .timeout(Duration::from_millis(500));
+    let store = store_on(&server).await.timeout(Duration::from_millis(500));
     const TASKS: usize = 32;
     for t in 0..TASKS {
         store
@@ -513,9 +509,7 @@ async fn a_restart_mid_batch_gives_each_caller_an_error_or_its_own_result() {
 #[tokio::test]
 async fn a_session_written_all_the_time_reads_its_user_set_ttl_once() {
     let server = require_redis!(RedisServer::start());
-    let store = RedisStore::connect(&server.url(), unique_prefix(), HOUR)
-        .await
-        .unwrap();
+    let store = store_on(&server).await;
     let mut conn = raw(&store).await;
     store.create_session("c1", "alice").await.unwrap();
     let before = calls(&mut conn, "pttl").await;

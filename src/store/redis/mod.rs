@@ -59,6 +59,14 @@
 //! different keys of one session at the same time never lose each other's writes, and a write
 //! to a session that has expired fails without recreating any part of it.
 //!
+//! Writes (`set_session_data`, `update_session_data`, `delete_session_data`,
+//! `clear_session_data`, `touch`) that are in the air at the same time share one call of the
+//! write script: a *group commit*. A lone write goes out at once; writes that arrive while
+//! two calls are in flight queue for the next call, at most 64 sessions and 256 KiB of
+//! arguments per call. The script applies them in order, each atomically and with its own
+//! checks, and answers each apart, so a write that is refused (or finds a key of the wrong
+//! type) changes nothing and leaves the others as they are; each caller keeps its own timeout.
+//!
 //! The scripts derive the user set's key from the session's `meta:user_id`, so they touch keys
 //! that are not passed as `KEYS`: the store needs a single Redis server (or a primary with
 //! replicas), not Redis Cluster.
