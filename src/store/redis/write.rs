@@ -35,7 +35,11 @@ impl Write {
         entries: impl ExactSizeIterator<Item = (&'a str, &'a Json)>,
     ) -> Result<Write> {
         let mut args = Command::parts();
-        args.arg("s").arg(entries.len());
+        // One entry, the common case, needs no count.
+        match entries.len() {
+            1 => args.arg("s"),
+            n => args.arg("m").arg(n),
+        };
         for (key, value) in entries {
             limits.check_key(key)?;
             args.joined(DATA, key).json(key, value, limits)?;

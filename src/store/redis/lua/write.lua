@@ -3,10 +3,11 @@
 -- KEYS: the session hashes the writes name, in order: one for each set, delete and clear,
 --   `count` for a touch.
 -- ARGV[1] now ms, then each write in turn:
---   's', n, then n pairs of `data:{key}` field and JSON text   set_session_data, update_session_data
---   'd', the `data:{key}` field                                delete_session_data
---   'c'                                                        clear_session_data
---   't', count                                                 touch of `count` sessions
+--   's', a `data:{key}` field and its JSON text             set_session_data
+--   'm', n, then n pairs of `data:{key}` field and JSON text  update_session_data
+--   'd', the `data:{key}` field                              delete_session_data
+--   'c'                                                      clear_session_data
+--   't', count                                               touch of `count` sessions
 -- Returns one result per write, in order: a status code; for a touch, the ids of its sessions
 -- that no longer exist; or the error reply of the read that refused the write.
 --
@@ -23,9 +24,9 @@
 -- at the set: a session written all the time reads the set's TTL about once per TTL, not on
 -- every write.
 --
--- The script runs from the top on every call and defines no functions: every closure it
--- created would be garbage for Lua's collector, which costs Redis more per call than the
--- few lines repeated below (`outlive` and `keep_listed_rooms` of `lib/`, written out).
+-- The script runs from the top on every call, and every closure it makes is garbage for Lua's
+-- collector, which Redis pays for on every call: it makes one (`refresh`), and keeps the
+-- common write (one session) in locals.
 local now = ARGV[1]
 -- Redis time in ms, for `meta:set_until`.
 local clock = redis.call('TIME')
@@ -33,101 +34,126 @@ clock = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local set_ttl = tonumber(SET_TTL_MS)
 -- Users whose set this call has kept alive.
 local kept = {}
--- The sessions a write refreshes once it has written: their keys, owners (or false), rooms
--- keys (or false), rooms, and `meta:set_until` (or false). Reused from write to write.
-local todo_key, todo_user, todo_rooms_key, todo_rooms, todo_until = {}, {}, {}, {}, {}
+
+-- Reads the session hash at `key`: its metadata, then, for a session in rooms, its rooms key
+-- and rooms; or the error of a read that failed.
+local function read(key)
+  local meta = redis.pcall('HMGET', key,
+    'meta:user_id', 'meta:last_active', 'meta:rooms', 'meta:set_until')
+  if meta.err or not meta[3] then
+    return meta, false, false
+  end
+  local rooms_key = SESSION_ROOMS_PREFIX .. string.sub(key, #SESSION_PREFIX + 1)
+  local rooms = redis.pcall('HKEYS', rooms_key)
+  if rooms.err then
+    return rooms, false, false
+  end
+  return meta, rooms_key, rooms
+end
+
+-- Gives the session hash at `key` (owned by `user`, or false; `set_until` as read) its TTL
+-- again, and keeps its user's set and its rooms' member sets alive past it: a set with less
+-- than SET_FLOOR_MS left gets SET_TTL_MS.
+local function refresh(key, user, set_until, rooms_key, rooms)
+  redis.call('PEXPIRE', key, TTL_MS)
+  -- A value that is not a number (corrupt) counts as none.
+  set_until = set_until and tonumber(set_until)
+  if user and not kept[user] and not (set_until and set_until - clock >= SET_FLOOR_MS) then
+    kept[user] = true
+    local set = USER_SET_PREFIX .. user
+    local left = redis.call('PTTL', set)
+    if left < SET_FLOOR_MS then
+      redis.call('PEXPIRE', set, SET_TTL_MS)
+      left = set_ttl
+    end
+    -- A set that does not exist (-2) is not remembered: the next write looks again.
+    if left >= 0 then
+      redis.call('HSET', key, 'meta:set_until', clock + left)
+    end
+  end
+  if rooms_key then
+    redis.call('PEXPIRE', rooms_key, TTL_MS)
+    for _, room in ipairs(rooms) do
+      local members = ROOM_MEMBERS_PREFIX .. room
+      if redis.call('PTTL', members) < SET_FLOOR_MS then
+        redis.call('PEXPIRE', members, SET_TTL_MS)
+      end
+    end
+  end
+end
+
 local results = {}
 local k, a, last_arg = 1, 2, #ARGV
 while a <= last_arg do
   local op = ARGV[a]
-  local first, n, count = a + 1, 0, 1
-  if op == 's' then
-    n = tonumber(ARGV[a + 1])
-    first = a + 2
-    a = first + 2 * n
-  elseif op == 't' then
-    count = tonumber(ARGV[a + 1])
+  local result
+  if op == 't' then
+    -- A touch: read every session, then refresh those that exist. A hash without an owner is
+    -- kept alive, but has no user set.
+    local count = tonumber(ARGV[a + 1])
     a = a + 2
-  elseif op == 'd' then
-    a = a + 2
-  else
-    a = a + 1
-  end
-
-  -- Read every session of the write before writing any.
-  local result = false
-  local last_active = false
-  local todo = 0
-  for i = k, k + count - 1 do
-    local key = KEYS[i]
-    local meta = redis.pcall('HMGET', key,
-      'meta:user_id', 'meta:last_active', 'meta:rooms', 'meta:set_until')
-    if meta.err then
-      result = meta
-      break
-    end
-    local rooms_key, rooms = false, false
-    if meta[3] then
-      rooms_key = SESSION_ROOMS_PREFIX .. string.sub(key, #SESSION_PREFIX + 1)
-      rooms = redis.pcall('HKEYS', rooms_key)
-      if rooms.err then
-        result = rooms
+    local found = {}
+    for i = k, k + count - 1 do
+      local meta, rooms_key, rooms = read(KEYS[i])
+      if meta.err then
+        result = meta
         break
       end
+      found[i] = { meta[1], meta[4], rooms_key, rooms }
     end
-    todo = todo + 1
-    todo_key[todo], todo_user[todo] = key, meta[1] or false
-    todo_rooms_key[todo], todo_rooms[todo] = rooms_key, rooms
-    todo_until[todo] = meta[4] or false
-    last_active = meta[2]
-  end
-  k = k + count
-
-  if result then
-    -- A read failed: nothing of this write is written.
-    todo = 0
-  elseif op == 't' then
-    -- A hash without an owner is kept alive, but has no user set.
-    local missing = {}
-    local live = 0
-    for j = 1, todo do
-      local key = todo_key[j]
-      if todo_user[j] or redis.call('EXISTS', key) == 1 then
-        redis.call('HSET', key, 'meta:last_active', now)
-        live = live + 1
-        todo_key[live], todo_user[live] = key, todo_user[j]
-        todo_rooms_key[live], todo_rooms[live] = todo_rooms_key[j], todo_rooms[j]
-        todo_until[live] = todo_until[j]
-      else
-        missing[#missing + 1] = string.sub(key, #SESSION_PREFIX + 1)
+    if not result then
+      result = {}
+      for i = k, k + count - 1 do
+        local key, session = KEYS[i], found[i]
+        if session[1] or redis.call('EXISTS', key) == 1 then
+          redis.call('HSET', key, 'meta:last_active', now)
+          refresh(key, session[1], session[2], session[3], session[4])
+        else
+          result[#result + 1] = string.sub(key, #SESSION_PREFIX + 1)
+        end
       end
     end
-    todo = live
-    result = missing
+    k = k + count
   else
-    local key = todo_key[1]
-    if not todo_user[1] then
+    local key = KEYS[k]
+    k = k + 1
+    local first, n = a + 1, 1
+    if op == 's' then
+      a = a + 3
+    elseif op == 'm' then
+      n = tonumber(ARGV[a + 1])
+      first = a + 2
+      a = first + 2 * n
+    elseif op == 'd' then
+      a = a + 2
+    else
+      a = a + 1
+    end
+    local meta, rooms_key, rooms = read(key)
+    if meta.err then
+      result = meta
+    elseif not meta[1] then
       if redis.call('EXISTS', key) == 1 then
         result = NO_OWNER
       else
         result = NOT_FOUND
       end
-    elseif op == 's' then
+    else
       result = OK
-      if n == 1 then
-        -- The common case: write, and count the keys only when HSET says it added one. Over
-        -- the limit, the write is undone before the script ends, so nothing is written.
+      if op == 's' then
+        -- Write, and count the keys only when HSET says it added one. Over the limit, the
+        -- write is undone before the script ends, so nothing is written.
         if redis.call('HSET', key, 'meta:last_active', now, ARGV[first], ARGV[first + 1]) > 0
           and data_fields(key) > MAX_KEYS then
           redis.call('HDEL', key, ARGV[first])
-          if last_active then
-            redis.call('HSET', key, 'meta:last_active', last_active)
+          if meta[2] then
+            redis.call('HSET', key, 'meta:last_active', meta[2])
           else
             redis.call('HDEL', key, 'meta:last_active')
           end
           result = TOO_MANY_KEYS
         end
-      else
+      elseif op == 'm' then
         -- Several keys: count the new ones before writing any. HLEN - 1 (the owner) bounds
         -- the data fields from above, so only a session near the limit pays for the count.
         local last = first + 2 * n - 1
@@ -145,56 +171,23 @@ while a <= last_arg do
         if result == OK then
           redis.call('HSET', key, 'meta:last_active', now, unpack(ARGV, first, last))
         end
-      end
-    elseif op == 'd' then
-      redis.call('HDEL', key, ARGV[first])
-      redis.call('HSET', key, 'meta:last_active', now)
-      result = OK
-    else
-      local data = {}
-      for _, field in ipairs(redis.call('HKEYS', key)) do
-        if string.sub(field, 1, 5) == 'data:' then
-          data[#data + 1] = field
+      elseif op == 'd' then
+        redis.call('HDEL', key, ARGV[first])
+        redis.call('HSET', key, 'meta:last_active', now)
+      else
+        local data = {}
+        for _, field in ipairs(redis.call('HKEYS', key)) do
+          if string.sub(field, 1, 5) == 'data:' then
+            data[#data + 1] = field
+          end
         end
-      end
-      if #data > 0 then
-        redis.call('HDEL', key, unpack(data))
-      end
-      redis.call('HSET', key, 'meta:last_active', now)
-      result = OK
-    end
-    if result ~= OK then
-      todo = 0
-    end
-  end
-
-  -- Give what was written its TTL again, and keep its user's set and its rooms' member sets
-  -- alive past it (a set with less than SET_FLOOR_MS left gets SET_TTL_MS).
-  for j = 1, todo do
-    local key, user, rooms_key = todo_key[j], todo_user[j], todo_rooms_key[j]
-    redis.call('PEXPIRE', key, TTL_MS)
-    -- A value that is not a number (corrupt) counts as none.
-    local set_until = todo_until[j] and tonumber(todo_until[j])
-    if user and not kept[user] and not (set_until and set_until - clock >= SET_FLOOR_MS) then
-      kept[user] = true
-      local set = USER_SET_PREFIX .. user
-      local left = redis.call('PTTL', set)
-      if left < SET_FLOOR_MS then
-        redis.call('PEXPIRE', set, SET_TTL_MS)
-        left = set_ttl
-      end
-      -- A set that does not exist (-2) is not remembered: the next write looks again.
-      if left >= 0 then
-        redis.call('HSET', key, 'meta:set_until', clock + left)
-      end
-    end
-    if rooms_key then
-      redis.call('PEXPIRE', rooms_key, TTL_MS)
-      for _, room in ipairs(todo_rooms[j]) do
-        local members = ROOM_MEMBERS_PREFIX .. room
-        if redis.call('PTTL', members) < SET_FLOOR_MS then
-          redis.call('PEXPIRE', members, SET_TTL_MS)
+        if #data > 0 then
+          redis.call('HDEL', key, unpack(data))
         end
+        redis.call('HSET', key, 'meta:last_active', now)
+      end
+      if result == OK then
+        refresh(key, meta[1], meta[4], rooms_key, rooms)
       end
     end
   end
