@@ -162,7 +162,7 @@ impl RedisStore {
     }
 
     /// One call of the write script for `writes`, awaited until `deadline`: one result per
-    /// write, in order.
+    /// write, in order. (The script answers a call of one write with its result alone.)
     async fn send_batch(
         &self,
         writes: &[Write],
@@ -170,6 +170,7 @@ impl RedisStore {
     ) -> std::result::Result<Vec<Value>, Failure> {
         let command = batch_call(&self.inner.scripts.write, writes.iter());
         match self.run_until(&command, deadline).await? {
+            result if writes.len() == 1 => Ok(vec![result]),
             Value::Array(results) if results.len() == writes.len() => Ok(results),
             other => Err(Failure::Redis(RedisError::from((
                 ErrorKind::UnexpectedReturnType,

@@ -9,7 +9,8 @@
 --   'c'                                                      clear_session_data
 --   't', count                                               touch of `count` sessions
 -- Returns one result per write, in order: a status code; for a touch, the ids of its sessions
--- that no longer exist; or the error reply of the read that refused the write.
+-- that no longer exist; or the error reply of the read that refused the write. A call of one
+-- write returns its result alone, not in an array (an array reply costs Redis more to build).
 --
 -- Each write is checked and applied on its own, so a refused write (no such session, too many
 -- keys, a key of the wrong type) writes nothing and leaves the others as they are. Every write
@@ -192,5 +193,8 @@ while a <= last_arg do
     end
   end
   results[#results + 1] = result
+end
+if #results == 1 then
+  return results[1]
 end
 return results
