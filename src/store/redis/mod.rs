@@ -62,7 +62,7 @@
 //! Writes (`set_session_data`, `update_session_data`, `delete_session_data`,
 //! `clear_session_data`, `touch`) that are in the air at the same time share one call of the
 //! write script: a *group commit*. A lone write goes out at once; writes that arrive while
-//! two calls are in flight queue for the next call, at most 64 sessions and 256 KiB of
+//! four calls are in flight queue for the next call, at most 64 sessions and 256 KiB of
 //! arguments per call. The script applies them in order, each atomically and with its own
 //! checks, and answers each apart, so a write that is refused (or finds a key of the wrong
 //! type) changes nothing and leaves the others as they are; each caller keeps its own timeout.
