@@ -44,10 +44,12 @@
 //! a session's TTL is set, the same script makes sure that its user set outlives it by at
 //! least a second: if the set would not, its TTL becomes twice the session TTL plus a second.
 //! So the set always outlives its longest-lived member. The session hash remembers, in
-//! `meta:set_until`, until when the set is known to live (no script shortens a set's TTL or
-//! deletes a set while one of its sessions lives), so a write reads the set's TTL only when
-//! that time is less than a TTL and a second away: about once per TTL for a session written
-//! all the time. Ids of expired sessions stay in the set until
+//! `meta:set_until`, until when the set is known to live (written at creation; no script
+//! shortens a set's TTL or deletes a set while one of its sessions lives), so a write reads
+//! the set's TTL only when that time is less than a TTL and a second away: about once per TTL
+//! for a session written all the time. A [`touch`](SessionStore::touch), the keep-alive of
+//! live sessions, always reads it, so a set whose TTL was changed behind the store's back is
+//! repaired by the next keep-alive. Ids of expired sessions stay in the set until
 //! [`get_user_sessions`](SessionStore::get_user_sessions) prunes them, or the set itself
 //! expires.
 //!

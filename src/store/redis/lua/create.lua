@@ -5,13 +5,18 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return TAKEN
 end
 -- The user set goes first: a WRONGTYPE there fails the script before the session is written.
+-- Its TTL is set before the session is written, so that the session can remember how long the
+-- set lives (`meta:set_until`, see `write.lua`).
 redis.call('SADD', KEYS[2], ARGV[1])
+local server_now = server_ms()
+local set_left = outlive(KEYS[2], SET_FLOOR_MS, SET_TTL_MS)
 redis.call('HSET', KEYS[1],
   'meta:user_id', ARGV[2],
   'meta:created_at', ARGV[3],
   'meta:last_active', ARGV[3],
   'meta:epoch', 1,
-  'meta:since', clock_now(KEYS[3], server_ms()))
+  'meta:since', clock_now(KEYS[3], server_now),
+  'meta:set_until', server_now + set_left)
 if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[1], 'meta:node', ARGV[4])
 end
@@ -19,7 +24,6 @@ if ARGV[5] ~= '' then
   redis.call('HSET', KEYS[1], 'meta:token', ARGV[5])
 end
 redis.call('PEXPIRE', KEYS[1], TTL_MS)
-outlive(KEYS[2], SET_FLOOR_MS, SET_TTL_MS)
 -- An expired session of the same id may have left its rooms and history behind.
 local rooms = SESSION_ROOMS_PREFIX .. ARGV[1]
 for _, room in ipairs(redis.call('HKEYS', rooms)) do

@@ -21,9 +21,11 @@
 --
 -- A session hash remembers in `meta:set_until` (Redis time, ms) a time until which its user's
 -- set is known to live. No script shortens a user set's TTL or deletes the set while one of its
--- sessions lives, so while that time is more than SET_FLOOR_MS away, the write needs no look
--- at the set: a session written all the time reads the set's TTL about once per TTL, not on
--- every write.
+-- sessions lives, so while that time is more than SET_FLOOR_MS away, a write needs no look at
+-- the set: a session written all the time reads the set's TTL about once per TTL, not on
+-- every write. A touch, the keep-alive of live sessions, always looks at the set's TTL
+-- (once per user and call), so a set whose TTL was changed behind the store's back is
+-- repaired within a keep-alive period.
 --
 -- The script runs from the top on every call, and every closure it makes is garbage for Lua's
 -- collector, which Redis pays for on every call: it makes one (`refresh`), and keeps the
@@ -52,10 +54,11 @@ local function read(key)
   return meta, rooms_key, rooms
 end
 
--- Gives the session hash at `key` (owned by `user`, or false; `set_until` as read) its TTL
--- again, and keeps its user's set and its rooms' member sets alive past it: a set with less
--- than SET_FLOOR_MS left gets SET_TTL_MS.
-local function refresh(key, user, set_until, rooms_key, rooms)
+-- Gives the session hash at `key` (owned by `user`, or false) its TTL again, and keeps its
+-- user's set and its rooms' member sets alive past it: a set with less than SET_FLOOR_MS left
+-- gets SET_TTL_MS. A write passes `set_until` as read and `remember` true; a touch passes
+-- false for both, so that it always looks at the set and writes nothing down.
+local function refresh(key, user, set_until, rooms_key, rooms, remember)
   redis.call('PEXPIRE', key, TTL_MS)
   -- A value that is not a number (corrupt) counts as none.
   set_until = set_until and tonumber(set_until)
@@ -67,8 +70,9 @@ local function refresh(key, user, set_until, rooms_key, rooms)
       redis.call('PEXPIRE', set, SET_TTL_MS)
       left = set_ttl
     end
-    -- A set that does not exist (-2) is not remembered: the next write looks again.
-    if left >= 0 then
+    -- A set that does not exist (-2) is not remembered: the next write looks again. A touch
+    -- does not write it down: it looks every time.
+    if left >= 0 and remember then
       redis.call('HSET', key, 'meta:set_until', clock + left)
     end
   end
@@ -100,7 +104,7 @@ while a <= last_arg do
         result = meta
         break
       end
-      found[i] = { meta[1], meta[4], rooms_key, rooms }
+      found[i] = { meta[1], rooms_key, rooms }
     end
     if not result then
       result = {}
@@ -108,7 +112,7 @@ while a <= last_arg do
         local key, session = KEYS[i], found[i]
         if session[1] or redis.call('EXISTS', key) == 1 then
           redis.call('HSET', key, 'meta:last_active', now)
-          refresh(key, session[1], session[2], session[3], session[4])
+          refresh(key, session[1], false, session[2], session[3], false)
         else
           result[#result + 1] = string.sub(key, #SESSION_PREFIX + 1)
         end
@@ -188,7 +192,7 @@ while a <= last_arg do
         redis.call('HSET', key, 'meta:last_active', now)
       end
       if result == OK then
-        refresh(key, meta[1], meta[4], rooms_key, rooms)
+        refresh(key, meta[1], meta[4], rooms_key, rooms, true)
       end
     end
   end
