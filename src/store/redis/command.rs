@@ -46,10 +46,11 @@ impl<'s> Command<'s> {
         }
     }
 
-    /// Appends every argument of `parts`, in order.
-    pub(super) fn append(&mut self, parts: &Command<'_>) -> &mut Self {
+    /// Appends the arguments of `parts` from the `skip`-th on, `take` of them at most, in
+    /// order.
+    pub(super) fn append(&mut self, parts: &Command<'_>, skip: usize, take: usize) -> &mut Self {
         // The store builds its parts from plain arguments only: no cursors.
-        for arg in parts.cmd.args_iter() {
+        for arg in parts.cmd.args_iter().skip(skip).take(take) {
             if let ::redis::Arg::Simple(bytes) = arg {
                 self.cmd.arg(bytes);
             }

@@ -16,10 +16,9 @@ use crate::session::now_ms;
 
 /// One write, encoded.
 pub(super) struct Write {
-    /// The session hashes it writes.
-    keys: Command<'static>,
-    /// What the script reads for it: its kind, then its arguments.
-    args: Command<'static>,
+    /// The session hashes it writes (its first `sessions` arguments), then what the script
+    /// reads for it: its kind, then its arguments.
+    parts: Command<'static>,
     /// How many sessions it writes: one, or a touch's count.
     sessions: usize,
     /// The bytes of its keys and arguments.
@@ -34,42 +33,41 @@ impl Write {
         id: &str,
         entries: impl ExactSizeIterator<Item = (&'a str, &'a Json)>,
     ) -> Result<Write> {
-        let mut args = Command::parts();
+        let mut parts = Write::session(keys, id);
         // One entry, the common case, needs no count.
         match entries.len() {
-            1 => args.arg("s"),
-            n => args.arg("m").arg(n),
+            1 => parts.arg("s"),
+            n => parts.arg("m").arg(n),
         };
         for (key, value) in entries {
             limits.check_key(key)?;
-            args.joined(DATA, key).json(key, value, limits)?;
+            parts.joined(DATA, key).json(key, value, limits)?;
         }
-        Ok(Write::new(Write::session(keys, id), args, 1))
+        Ok(Write::new(parts, 1))
     }
 
     /// Deletes data key `key` of session `id`.
     pub(super) fn delete(keys: &Keys, id: &str, key: &str) -> Write {
-        let mut args = Command::parts();
-        args.arg("d").joined(DATA, key);
-        Write::new(Write::session(keys, id), args, 1)
+        let mut parts = Write::session(keys, id);
+        parts.arg("d").joined(DATA, key);
+        Write::new(parts, 1)
     }
 
     /// Removes every data key of session `id`.
     pub(super) fn clear(keys: &Keys, id: &str) -> Write {
-        let mut args = Command::parts();
-        args.arg("c");
-        Write::new(Write::session(keys, id), args, 1)
+        let mut parts = Write::session(keys, id);
+        parts.arg("c");
+        Write::new(parts, 1)
     }
 
     /// Refreshes the sessions `ids`.
     pub(super) fn touch(keys: &Keys, ids: &[String]) -> Write {
-        let mut session_keys = Command::parts();
+        let mut parts = Command::parts();
         for id in ids {
-            session_keys.joined(&keys.session, id);
+            parts.joined(&keys.session, id);
         }
-        let mut args = Command::parts();
-        args.arg("t").arg(ids.len());
-        Write::new(session_keys, args, ids.len())
+        parts.arg("t").arg(ids.len());
+        Write::new(parts, ids.len())
     }
 
     fn session(keys: &Keys, id: &str) -> Command<'static> {
@@ -78,11 +76,10 @@ impl Write {
         key
     }
 
-    fn new(keys: Command<'static>, args: Command<'static>, sessions: usize) -> Write {
-        let bytes = keys.bytes() + args.bytes();
+    fn new(parts: Command<'static>, sessions: usize) -> Write {
+        let bytes = parts.bytes();
         Write {
-            keys,
-            args,
+            parts,
             sessions,
             bytes,
         }
@@ -108,11 +105,11 @@ pub(super) fn batch_call<'s, 'w>(
     let keys = writes.clone().map(Write::sessions).sum();
     let mut command = Command::script(script, keys);
     for write in writes.clone() {
-        command.append(&write.keys);
+        command.append(&write.parts, 0, write.sessions);
     }
     command.arg(now_ms());
     for write in writes {
-        command.append(&write.args);
+        command.append(&write.parts, write.sessions, usize::MAX);
     }
     command
 }
