@@ -316,13 +316,7 @@ async fn writes_that_run_out_of_time_fail_alone_and_the_store_serves_again() {
             .unwrap();
     }
     let mut admin = raw(&store).await;
-    redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(1200)
-        .arg("ALL")
-        .exec_async(&mut admin)
-        .await
-        .unwrap();
+    support::redis_server::pause_clients(&mut admin, 1200).await;
     // The first write goes out and hangs; the others queue behind it, then time out too.
     let started = Instant::now();
     let handles: Vec<_> = (0..16)

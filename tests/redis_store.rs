@@ -765,13 +765,7 @@ async fn a_server_that_stops_answering_times_out_and_serves_again_afterwards() {
 
     // The server keeps the connection open but runs no command for 1.5 s.
     let mut admin = raw(&store).await;
-    redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(1500)
-        .arg("ALL")
-        .exec_async(&mut admin)
-        .await
-        .unwrap();
+    support::redis_server::pause_clients(&mut admin, 1500).await;
     let paused = Instant::now();
     for attempt in 0..2 {
         let started = Instant::now();

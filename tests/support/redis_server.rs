@@ -317,3 +317,15 @@ pub async fn config_set(conn: &mut redis::aio::MultiplexedConnection, name: &str
         .await
         .unwrap();
 }
+
+/// `CLIENT PAUSE ms ALL` on `conn`: the server keeps its connections open but runs no command
+/// for `ms` milliseconds.
+pub async fn pause_clients(conn: &mut redis::aio::MultiplexedConnection, ms: u64) {
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(ms)
+        .arg("ALL")
+        .exec_async(conn)
+        .await
+        .unwrap();
+}
