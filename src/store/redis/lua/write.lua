@@ -28,8 +28,8 @@
 -- repaired within a keep-alive period.
 --
 -- The script runs from the top on every call, and every closure it makes is garbage for Lua's
--- collector, which Redis pays for on every call: it makes one (`refresh`), and keeps the
--- common write (one session) in locals.
+-- collector, which Redis pays for on every call: it makes three (`data_fields`, `read` and
+-- `refresh`), and keeps the common write (one session) in locals, not in tables.
 local now = ARGV[1]
 -- Redis time in ms, for `meta:set_until`.
 local clock = redis.call('TIME')
