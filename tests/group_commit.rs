@@ -15,26 +15,11 @@ use redis::aio::MultiplexedConnection;
 use serde_json::json;
 use ws_session::{Error, InvalidInput, Limits, RedisStore, SessionData, SessionStore};
 
-use support::redis_server::{RedisServer, keys_under, unique_prefix};
+use support::redis_server::{RedisServer, keys_under, raw_connection, unique_prefix};
 
 const HOUR: Duration = Duration::from_secs(3600);
 /// The key limit of the stores here: small, so that sessions reach it.
 const MAX_KEYS: usize = 3;
-
-/// A store on `server` under a prefix of its own, with an hour's TTL.
-async fn store_on(server: &RedisServer) -> RedisStore {
-    RedisStore::connect(&server.url(), unique_prefix(), HOUR)
-        .await
-        .unwrap()
-}
-
-async fn raw(store: &RedisStore) -> MultiplexedConnection {
-    store
-        .pool()
-        .dedicated_connection()
-        .await
-        .expect("a raw connection")
-}
 
 /// `INFO commandstats` calls of `command` (lower case).
 async fn calls(conn: &mut MultiplexedConnection, command: &str) -> u64 {
@@ -169,7 +154,7 @@ async fn run(store: &RedisStore, id: &str, ghost: &str, op: &Op, stamp: u64) -> 
 /// The many-writers test on `store`: 64 tasks, each owning one session (live, at its key
 /// limit, never created, or expired just before), 40 random writes each, all at once.
 async fn many_writers_get_what_the_model_says(store: RedisStore, seed: u64) {
-    let mut conn = raw(&store).await;
+    let mut conn = raw_connection(&store).await;
     const TASKS: usize = 64;
     let mut models = Vec::with_capacity(TASKS);
     for t in 0..TASKS {
@@ -283,7 +268,7 @@ async fn many_writers_at_once_each_get_their_own_result() {
     let server = require_redis!(RedisServer::start());
     let limits = Limits::default().max_keys(MAX_KEYS);
     for seed in [1, 2] {
-        let store = store_on(&server).await.limits(limits);
+        let store = server.store(HOUR).await.limits(limits);
         many_writers_get_what_the_model_says(store, seed).await;
     }
 }
@@ -308,14 +293,14 @@ async fn the_same_holds_on_a_pool_of_several_connections() {
 async fn writes_that_run_out_of_time_fail_alone_and_the_store_serves_again() {
     let server = require_redis!(RedisServer::start());
     let timeout = Duration::from_millis(300);
-    let store = store_on(&server).await.timeout(timeout);
+    let store = server.store(HOUR).await.timeout(timeout);
     for t in 0..16 {
         store
             .create_session(&format!("s{t}"), "alice")
             .await
             .unwrap();
     }
-    let mut admin = raw(&store).await;
+    let mut admin = raw_connection(&store).await;
     support::redis_server::pause_clients(&mut admin, 1200).await;
     // The first write goes out and hangs; the others queue behind it, then time out too.
     let started = Instant::now();
@@ -374,8 +359,8 @@ async fn writes_that_run_out_of_time_fail_alone_and_the_store_serves_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_flushed_between_batches_are_loaded_again() {
     let server = require_redis!(RedisServer::start());
-    let store = store_on(&server).await;
-    let mut admin = raw(&store).await;
+    let store = server.store(HOUR).await;
+    let mut admin = raw_connection(&store).await;
     for t in 0..32 {
         store
             .create_session(&format!("s{t}"), "alice")
@@ -418,7 +403,7 @@ async fn scripts_flushed_between_batches_are_loaded_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_batch_gives_each_caller_an_error_or_its_own_result() {
     let mut server = require_redis!(RedisServer::start());
-    let store = store_on(&server).await.timeout(Duration::from_millis(500));
+    let store = server.store(HOUR).await.timeout(Duration::from_millis(500));
     const TASKS: usize = 32;
     for t in 0..TASKS {
         store
@@ -503,8 +488,8 @@ async fn a_restart_mid_batch_gives_each_caller_an_error_or_its_own_result() {
 #[tokio::test]
 async fn a_session_written_all_the_time_leaves_its_user_set_ttl_alone() {
     let server = require_redis!(RedisServer::start());
-    let store = store_on(&server).await;
-    let mut conn = raw(&store).await;
+    let store = server.store(HOUR).await;
+    let mut conn = raw_connection(&store).await;
     store.create_session("c1", "alice").await.unwrap();
     let before = calls(&mut conn, "pttl").await;
     for i in 0..50 {

@@ -471,10 +471,7 @@ async fn broken_limits_are_errors_and_send_nothing(kind: Kind) {
 // ---------------------------------------------------------------------------------------------
 // Redis only
 
-/// A raw connection to the store's server.
-async fn raw(store: &RedisStore) -> redis::aio::MultiplexedConnection {
-    store.pool().dedicated_connection().await.unwrap()
-}
+use support::redis_server::raw_connection as raw;
 
 /// Every key under the store's prefix.
 async fn keys_under(store: &RedisStore) -> Vec<String> {

@@ -462,14 +462,10 @@ async fn redis_down_gives_503_and_upgrades_recover() {
     let Some(mut server) = support::redis_server::RedisServer::start() else {
         return;
     };
-    let store = ws_session::RedisStore::connect(
-        &server.url(),
-        &support::redis_server::unique_prefix(),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap()
-    .timeout(Duration::from_millis(500));
+    let store = server
+        .store(Duration::from_secs(60))
+        .await
+        .timeout(Duration::from_millis(500));
     let (addr, sessions) = serve_chat(store).await;
     let (_client, _) = join(addr, "hank").await;
 
@@ -508,13 +504,7 @@ async fn a_full_redis_gives_503_and_upgrades_recover_when_it_has_room() {
     let Some(server) = support::redis_server::RedisServer::start() else {
         return;
     };
-    let store = ws_session::RedisStore::connect(
-        &server.url(),
-        &support::redis_server::unique_prefix(),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let store = server.store(Duration::from_secs(60)).await;
     let (addr, sessions) = serve_chat(store).await;
     let (_client, _) = join(addr, "ivy").await;
     let client = ::redis::Client::open(server.url()).unwrap();

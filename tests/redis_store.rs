@@ -22,11 +22,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 /// A connection of its own to the store's server, for looking behind the store's back.
 async fn raw(store: &RedisStore) -> MultiplexedConnection {
-    store
-        .pool()
-        .dedicated_connection()
-        .await
-        .expect("a raw connection")
+    support::redis_server::raw_connection(store).await
 }
 
 fn session_key(store: &RedisStore, id: &str) -> String {
@@ -402,9 +398,7 @@ async fn cached_scripts(conn: &mut MultiplexedConnection) -> u64 {
 async fn scripts_flushed_from_the_server_are_loaded_again() {
     // A private server: a flush on the shared one would race with other tests' scripts.
     let server = require_redis!(RedisServer::start());
-    let store = RedisStore::connect(&server.url(), unique_prefix(), HOUR)
-        .await
-        .unwrap();
+    let store = server.store(HOUR).await;
     let mut conn = raw(&store).await;
     store.create_session("c1", "alice").await.unwrap();
     assert_eq!(cached_scripts(&mut conn).await, 1);
@@ -630,9 +624,7 @@ async fn command_calls(conn: &mut MultiplexedConnection) -> HashMap<String, u64>
 async fn listing_a_thousand_sessions_is_one_script_call_and_prunes_the_dead() {
     // A private server, so that nothing else moves its command counters.
     let server = require_redis!(RedisServer::start());
-    let store = RedisStore::connect(&server.url(), unique_prefix(), HOUR)
-        .await
-        .unwrap();
+    let store = server.store(HOUR).await;
     let mut conn = raw(&store).await;
     let ids: Vec<String> = (0..1000).map(|i| format!("s{i:04}")).collect();
     stream::iter(&ids)
@@ -700,10 +692,7 @@ async fn the_store_recovers_from_an_outage_on_its_own() {
     let mut server = require_redis!(RedisServer::start());
     let timeout = Duration::from_millis(500);
     let margin = Duration::from_millis(300);
-    let store = RedisStore::connect(&server.url(), unique_prefix(), HOUR)
-        .await
-        .unwrap()
-        .timeout(timeout);
+    let store = server.store(HOUR).await.timeout(timeout);
     store.create_session("before", "alice").await.unwrap();
 
     server.stop();
@@ -756,10 +745,7 @@ async fn a_server_that_stops_answering_times_out_and_serves_again_afterwards() {
     // A private server: pausing the shared one would stall the other tests.
     let server = require_redis!(RedisServer::start());
     let timeout = Duration::from_millis(300);
-    let store = RedisStore::connect(&server.url(), unique_prefix(), HOUR)
-        .await
-        .unwrap()
-        .timeout(timeout);
+    let store = server.store(HOUR).await.timeout(timeout);
     store.create_session("c1", "alice").await.unwrap();
     store.set_session_data("c1", "k", json!(1)).await.unwrap();
 
@@ -828,9 +814,7 @@ async fn connect_fails_fast_when_nothing_listens() {
 async fn a_full_or_read_only_redis_is_unavailable_and_says_why() {
     // A private server: its memory limit and its role change.
     let server = require_redis!(RedisServer::start());
-    let store = RedisStore::connect(&server.url(), unique_prefix(), HOUR)
-        .await
-        .unwrap();
+    let store = server.store(HOUR).await;
     let mut conn = raw(&store).await;
     store.create_session("c1", "alice").await.unwrap();
     let config = |name: &'static str, value: &'static str| {

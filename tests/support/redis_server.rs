@@ -85,6 +85,13 @@ impl RedisServer {
         self.port
     }
 
+    /// A `RedisStore` on this server under a [`unique_prefix`], keeping sessions for `ttl`.
+    pub async fn store(&self, ttl: Duration) -> RedisStore {
+        RedisStore::connect(&self.url(), unique_prefix(), ttl)
+            .await
+            .unwrap_or_else(|err| panic!("cannot connect to {}: {err}", self.url()))
+    }
+
     /// Kills the server and waits until it is gone. Does nothing when it is not running.
     pub fn stop(&mut self) {
         if let Some(Running {
@@ -328,4 +335,13 @@ pub async fn pause_clients(conn: &mut redis::aio::MultiplexedConnection, ms: u64
         .exec_async(conn)
         .await
         .unwrap();
+}
+
+/// A connection of its own to `store`'s server, for looking behind the store's back.
+pub async fn raw_connection(store: &RedisStore) -> redis::aio::MultiplexedConnection {
+    store
+        .pool()
+        .dedicated_connection()
+        .await
+        .expect("a raw connection")
 }
