@@ -47,12 +47,12 @@ pub(super) const MAX_BYTES: usize = 256 * 1024;
 pub(super) const MAX_IN_FLIGHT: usize = 4;
 
 /// The queue of writes waiting for the next call, and whether a call is in flight.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct GroupCommit {
     state: Mutex<State>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct State {
     /// How many callers or drain tasks hold a turn: each sends a call and waits for it.
     in_flight: usize,
@@ -64,14 +64,6 @@ struct Waiting {
     write: Write,
     deadline: Instant,
     answer: oneshot::Sender<std::result::Result<Value, Failure>>,
-}
-
-impl std::fmt::Debug for Waiting {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Waiting")
-            .field("sessions", &self.write.sessions())
-            .finish_non_exhaustive()
-    }
 }
 
 impl GroupCommit {
@@ -185,7 +177,7 @@ impl RedisStore {
 
 /// Sends the queue's batches one after the other until it is empty, holding the turn.
 async fn drain(mut turn: DrainTurn) {
-    let store = turn.store.clone();
+    let store = &turn.store;
     let queue = &store.inner.commit;
     loop {
         // The callers that the last answers woke queue their next writes first.
