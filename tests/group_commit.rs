@@ -502,12 +502,14 @@ async fn a_session_written_all_the_time_leaves_its_user_set_ttl_alone() {
     assert_eq!(calls(&mut conn, "pttl").await - before, 1);
 
     // A set that lost its TTL behind the store's back is repaired once what the session
-    // remembers runs short.
+    // remembers runs short, by the next write that renews the session.
     let key = format!("{}:session:c1", store.prefix());
     let set = format!("{}:user_sessions:alice", store.prefix());
     let _: () = redis::cmd("HSET")
         .arg(&key)
         .arg("meta:set_until")
+        .arg(0)
+        .arg("meta:lives_until")
         .arg(0)
         .query_async(&mut conn)
         .await

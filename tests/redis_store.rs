@@ -14,6 +14,7 @@ use rand::{Rng, SeedableRng};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
+use ws_session::resume::Detach;
 use ws_session::{Error, InvalidInput, Limits, RedisStore, SessionData, SessionStore};
 
 use support::redis_server::{RedisServer, redis_store, shared_url, unique_prefix};
@@ -287,6 +288,7 @@ async fn the_hash_holds_exactly_the_documented_fields() {
             "meta:epoch",
             "meta:since",
             "meta:set_until",
+            "meta:lives_until",
             "data:theme",
             "data:meta:user_id",
             "data:user_id",
@@ -329,9 +331,21 @@ async fn the_hash_holds_exactly_the_documented_fields() {
         "{set_until} < {session_expiry}"
     );
 
+    // What the hash remembers of its own life holds: it lives until then, and a renewal then
+    // gave it the whole TTL.
+    let lives_until: i64 = hash["meta:lives_until"].parse().unwrap();
+    assert!(
+        lives_until <= session_expiry,
+        "{lives_until} > {session_expiry}"
+    );
+    assert!(
+        session_expiry - lives_until < 50,
+        "{lives_until} long before {session_expiry}"
+    );
+
     store.clear_session_data("c1").await.unwrap();
     let fields: Vec<String> = conn.hkeys(session_key(&store, "c1")).await.unwrap();
-    assert_eq!(fields.len(), 6, "{fields:?}");
+    assert_eq!(fields.len(), 7, "{fields:?}");
     assert!(fields.iter().all(|f| f.starts_with("meta:")));
 }
 
@@ -597,6 +611,88 @@ async fn touch_refreshes_sessions_and_their_user_sets() {
     let session = store.get_session("c1").await.unwrap().unwrap();
     assert!(session.last_active > created.last_active);
     assert_eq!(session.created_at, created.created_at);
+}
+
+/// A session written all the time has its TTL renewed at most every 64th of its TTL; one
+/// written less often, on every write. After any write it has at least 63/64 of its TTL left.
+#[tokio::test]
+async fn writes_renew_a_session_at_most_every_64th_of_its_ttl() {
+    // So a write renews a session with less than 6.3 s left.
+    let ttl = Duration::from_millis(6_400);
+    let store = require_redis!(redis_store(ttl).await);
+    let mut conn = raw(&store).await;
+    let key = session_key(&store, "c1");
+    store.create_session("c1", "alice").await.unwrap();
+    let floor = (ttl.as_millis() - 100) as i64;
+
+    // Back to back: the expiry moves at most once per 100 ms, and never falls short.
+    let started = Instant::now();
+    let mut expiries = HashSet::from([expire_time(&mut conn, &key).await]);
+    for i in 0..40 {
+        let before = redis_ms(&mut conn).await;
+        store.set_session_data("c1", "k", json!(i)).await.unwrap();
+        let expiry = expire_time(&mut conn, &key).await;
+        assert!(expiry - before >= floor, "{} ms left", expiry - before);
+        expiries.insert(expiry);
+    }
+    let renewals = expiries.len() - 1;
+    let most = started.elapsed().as_millis() as usize / 100 + 1;
+    assert!(
+        renewals <= most,
+        "{renewals} renewals, at most {most} expected"
+    );
+
+    // A pause longer than that: the next write renews, whichever write it is.
+    for write in ["set", "update", "delete", "clear"] {
+        let last = expire_time(&mut conn, &key).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        match write {
+            "set" => store.set_session_data("c1", "k", json!(1)).await,
+            "update" => {
+                let update = SessionData::from_iter([("k".to_owned(), json!(2))]);
+                store.update_session_data("c1", update).await
+            }
+            "delete" => store.delete_session_data("c1", "k").await,
+            _ => store.clear_session_data("c1").await,
+        }
+        .unwrap();
+        let renewed = expire_time(&mut conn, &key).await;
+        assert!(
+            renewed - last >= 150,
+            "the {write} moved the expiry by {}",
+            renewed - last
+        );
+    }
+
+    // What the hash remembers is checked, not trusted: a time beyond what a renewal gives, or
+    // a text that is not a time, renews.
+    for remembered in ["99999999999999", "9999999999999", "soon"] {
+        let _: () = conn.pexpire(&key, 3_000).await.unwrap();
+        let _: () = conn
+            .hset(&key, "meta:lives_until", remembered)
+            .await
+            .unwrap();
+        store.set_session_data("c1", "k", json!(3)).await.unwrap();
+        let left = pttl(&mut conn, &key).await;
+        assert!(left >= floor, "with {remembered}: {left} ms left");
+    }
+
+    // A detached session lives for its resume window; a write gives it the whole TTL again.
+    let detached = store
+        .detach_session("c1", 1, &Detach::new(Duration::from_millis(500), 10))
+        .await
+        .unwrap();
+    assert!(detached.detached);
+    assert!(pttl(&mut conn, &key).await <= 500);
+    store.set_session_data("c1", "k", json!(4)).await.unwrap();
+    let left = pttl(&mut conn, &key).await;
+    assert!(left >= floor, "after the detach: {left} ms left");
+}
+
+/// Redis's clock, in ms.
+async fn redis_ms(conn: &mut MultiplexedConnection) -> i64 {
+    let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(conn).await.unwrap();
+    secs * 1000 + micros / 1000
 }
 
 /// `(calls per command)` from `INFO commandstats`.

@@ -24,6 +24,7 @@
 //! | `meta:since`       | the hub offset when the session was created |
 //! | `meta:node`, `meta:rooms`, `meta:token`, `meta:detached` | the hub node holding its connection, its room count, the SHA-256 of its resume token, when it was detached |
 //! | `meta:set_until`   | a time (Redis's clock, ms) until which the user set is known to live |
+//! | `meta:lives_until` | when (Redis's clock, ms) the TTL its creation or last renewing write gave it runs out |
 //!
 //! Data fields always start with `data:`, so no data key can collide with a `meta:` field.
 //!
@@ -40,7 +41,13 @@
 //! # TTLs
 //!
 //! Every key carries a TTL. A session hash expires [`ttl`](SessionStore::ttl) after its last
-//! write or [`touch`](SessionStore::touch), each of which also sets `meta:last_active`. Whenever
+//! [`touch`](SessionStore::touch), and at least 63/64 of it after its last write; each of them
+//! also sets `meta:last_active`. Renewing the TTL costs Redis more than the write itself, so a
+//! write renews it only when the hash's `meta:lives_until` (written by its creation and by each
+//! renewing write) is less than 63/64 of a TTL away: a session written all the time is renewed
+//! about once per 64th of its TTL, and at most once a second; a session written less often, on
+//! every write. A write that does not renew moves no expiry, so it has nothing to keep alive
+//! either. A detach, the only script that gives a hash a shorter TTL, deletes the field. Whenever
 //! a session's TTL is set, the same script makes sure that its user set outlives it by at
 //! least a second: if the set would not, its TTL becomes twice the session TTL plus a second.
 //! So the set always outlives its longest-lived member. The session hash remembers, in

@@ -42,6 +42,16 @@ pub(super) const REFUSED_USER: i64 = -12;
 /// A user set is kept alive at least this much longer than any of its members.
 const SET_MARGIN_MS: u64 = 1000;
 
+/// A session written all the time has its TTL renewed at most this often: a 64th of its TTL,
+/// at most a second (see `lua/write.lua`).
+const RENEW_EVERY_MAX_MS: u64 = 1000;
+
+/// How often, at most, the writes to a session renew its TTL, for a store of `ttl_ms`: so a
+/// session has at least 63/64 of its TTL left after any write.
+pub(super) fn renew_every_ms(ttl_ms: u64) -> u64 {
+    (ttl_ms / 64).min(RENEW_EVERY_MAX_MS)
+}
+
 /// What the scripts of one store take as constants.
 pub(super) struct Config<'a> {
     pub(super) keys: &'a Keys,
@@ -169,6 +179,9 @@ fn header(config: &Config<'_>) -> String {
         ),
     );
     constant("SET_MARGIN_MS", &SET_MARGIN_MS.to_string());
+    let renew_every = renew_every_ms(ttl_ms);
+    constant("RENEW_EVERY_MS", &renew_every.to_string());
+    constant("RENEW_BELOW_MS", &(ttl_ms - renew_every).to_string());
     constant("MAX_KEYS", &config.max_keys.to_string());
     constant("MAX_ROOMS", &config.max_rooms.to_string());
     head
@@ -244,6 +257,8 @@ mod tests {
                 "local SET_FLOOR_MS = 61000",
                 "local SET_TTL_MS = '121000'",
                 "local SET_MARGIN_MS = 1000",
+                "local RENEW_EVERY_MS = 937",
+                "local RENEW_BELOW_MS = 59063",
                 "local MAX_KEYS = 10",
                 "local MAX_ROOMS = 5",
             ]

@@ -16,13 +16,15 @@ redis.call('HSET', KEYS[1],
   'meta:last_active', ARGV[3],
   'meta:epoch', 1,
   'meta:since', clock_now(KEYS[3], server_now),
-  'meta:set_until', server_now + set_left)
+  'meta:set_until', server_now + set_left,
+  'meta:lives_until', server_now + TTL_MS)
 if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[1], 'meta:node', ARGV[4])
 end
 if ARGV[5] ~= '' then
   redis.call('HSET', KEYS[1], 'meta:token', ARGV[5])
 end
+-- The TTL that `meta:lives_until` tells (see `write.lua`).
 redis.call('PEXPIRE', KEYS[1], TTL_MS)
 -- An expired session of the same id may have left its rooms and history behind.
 local rooms = SESSION_ROOMS_PREFIX .. ARGV[1]

@@ -16,7 +16,9 @@ end
 local window = tonumber(ARGV[4])
 local floor = window + SET_MARGIN_MS
 local set_ttl = 2 * window + SET_MARGIN_MS
-redis.call('HDEL', key, 'meta:node')
+-- With the window for its TTL, `meta:lives_until` no longer holds: the next write renews
+-- the session (see `write.lua`).
+redis.call('HDEL', key, 'meta:node', 'meta:lives_until')
 redis.call('HSET', key, 'meta:detached', ARGV[3], 'meta:last_active', ARGV[3])
 redis.call('PEXPIRE', key, ARGV[4])
 redis.call('PEXPIRE', HISTORY_SESSION_PREFIX .. ARGV[1], ARGV[4])

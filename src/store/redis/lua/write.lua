@@ -19,39 +19,51 @@
 -- All writes of the call share `now` and the TTL, so a user's set is kept alive once per call,
 -- however many of its sessions the call writes.
 --
--- A session hash remembers in `meta:set_until` (Redis time, ms) a time until which its user's
--- set is known to live. No script shortens a user set's TTL or deletes the set while one of its
--- sessions lives, so while that time is more than SET_FLOOR_MS away, a write needs no look at
--- the set: a session written all the time reads the set's TTL about once per TTL, not on
--- every write. A touch, the keep-alive of live sessions, always looks at the set's TTL
--- (once per user and call), so a set whose TTL was changed behind the store's back is
--- repaired within a keep-alive period.
+-- Renewing a session's TTL (`PEXPIRE` of the hash, then keeping its user set and rooms alive
+-- past it) costs more than the write itself, so a session written all the time is renewed
+-- about once per RENEW_EVERY_MS, not on every write. The hash remembers in `meta:lives_until`
+-- (Redis time, ms) when its TTL, as its creation or its last renewing write set it, runs out.
+-- A write that finds that time more than TTL_MS - RENEW_EVERY_MS away (and no more than
+-- TTL_MS) leaves the TTL as it is, so after any write the session has at least
+-- TTL_MS - RENEW_EVERY_MS left. A write that leaves the TTL alone moves no expiry, so the user
+-- set and rooms need nothing either. Nothing shortens a hash's TTL but a detach, which
+-- deletes the field; a touch (the keep-alive of live sessions) always renews.
+--
+-- A session hash also remembers in `meta:set_until` (Redis time, ms) a time until which its
+-- user's set is known to live. No script shortens a user set's TTL or deletes the set while
+-- one of its sessions lives, so while that time is more than SET_FLOOR_MS away, a renewal
+-- needs no look at the set: a session written all the time reads the set's TTL about once per
+-- TTL. A touch always looks at the set's TTL (once per user and call), so a set whose TTL was
+-- changed behind the store's back is repaired within a keep-alive period.
 --
 -- The script runs from the top on every call, and every closure it makes is garbage for Lua's
--- collector, which Redis pays for on every call: it makes three (`data_fields`, `read` and
--- `refresh`), and keeps the common write (one session) in locals, not in tables.
+-- collector, which Redis pays for on every call: it makes four (`data_fields`, `rooms_of`,
+-- `refresh` and `restore`), and keeps the common write (one session) in locals, not in tables.
 local now = ARGV[1]
--- Redis time in ms, for `meta:set_until`.
+-- Redis time in ms, for `meta:lives_until` and `meta:set_until`.
 local clock = redis.call('TIME')
 clock = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+-- When a hash renewed now lives until, and the time after which a hash's life needs no
+-- renewal yet: as text, as the hash stores it, so that a write compares and writes them
+-- without converting (converting numbers costs Redis more than comparing texts).
+local renew_after = string.format('%d', clock + RENEW_BELOW_MS)
+local renewed_until = string.format('%d', clock + RENEW_BELOW_MS + RENEW_EVERY_MS)
 local set_ttl = tonumber(SET_TTL_MS)
 -- Users whose set this call has kept alive.
 local kept = {}
 
--- Reads the session hash at `key`: its metadata, then, for a session in rooms, its rooms key
--- and rooms; or the error of a read that failed.
-local function read(key)
-  local meta = redis.pcall('HMGET', key,
-    'meta:user_id', 'meta:last_active', 'meta:rooms', 'meta:set_until')
-  if meta.err or not meta[3] then
-    return meta, false, false
+-- The rooms key and rooms of the session hash at `key` when the session is in rooms
+-- (`in_rooms` is its `meta:rooms`), else false and false; or false and the error of the read.
+local function rooms_of(key, in_rooms)
+  if not in_rooms then
+    return false, false
   end
   local rooms_key = SESSION_ROOMS_PREFIX .. string.sub(key, #SESSION_PREFIX + 1)
   local rooms = redis.pcall('HKEYS', rooms_key)
   if rooms.err then
-    return rooms, false, false
+    return false, rooms
   end
-  return meta, rooms_key, rooms
+  return rooms_key, rooms
 end
 
 -- Gives the session hash at `key` (owned by `user`, or false) its TTL again, and keeps its
@@ -87,21 +99,34 @@ local function refresh(key, user, set_until, rooms_key, rooms, remember)
   end
 end
 
+-- Puts `field` of the hash at `key` back to `old` (false: absent), after a refused write.
+local function restore(key, field, old)
+  if old then
+    redis.call('HSET', key, field, old)
+  else
+    redis.call('HDEL', key, field)
+  end
+end
+
 local results = {}
 local k, a, last_arg = 1, 2, #ARGV
 while a <= last_arg do
   local op = ARGV[a]
   local result
   if op == 't' then
-    -- A touch: read every session, then refresh those that exist. A hash without an owner is
+    -- A touch: read every session, then renew those that exist. A hash without an owner is
     -- kept alive, but has no user set.
     local count = tonumber(ARGV[a + 1])
     a = a + 2
     local found = {}
     for i = k, k + count - 1 do
-      local meta, rooms_key, rooms = read(KEYS[i])
-      if meta.err then
-        result = meta
+      local meta = redis.pcall('HMGET', KEYS[i], 'meta:user_id', 'meta:rooms')
+      local rooms_key, rooms = false, false
+      if not meta.err then
+        rooms_key, rooms = rooms_of(KEYS[i], meta[2])
+      end
+      if meta.err or (rooms and rooms.err) then
+        result = meta.err and meta or rooms
         break
       end
       found[i] = { meta[1], rooms_key, rooms }
@@ -134,7 +159,8 @@ while a <= last_arg do
     else
       a = a + 1
     end
-    local meta, rooms_key, rooms = read(key)
+    local meta = redis.pcall('HMGET', key, 'meta:user_id', 'meta:last_active',
+      'meta:lives_until', 'meta:rooms', 'meta:set_until')
     if meta.err then
       result = meta
     elseif not meta[1] then
@@ -144,17 +170,41 @@ while a <= last_arg do
         result = NOT_FOUND
       end
     else
+      -- Renew unless the hash lives more than TTL_MS - RENEW_EVERY_MS longer, by Redis's
+      -- clock. Decimal texts of one length compare as their numbers do; a time beyond a
+      -- renewal's or a text of another length renews. (A corrupt text that compares within
+      -- the window delays a renewal by RENEW_EVERY_MS at most: the window moves on.)
+      local lives_until = meta[3]
+      local renew = not (lives_until and #lives_until == #renewed_until
+        and lives_until > renew_after and lives_until <= renewed_until)
+      local rooms_key, rooms = false, false
+      if renew then
+        rooms_key, rooms = rooms_of(key, meta[4])
+      end
       result = OK
-      if op == 's' then
-        -- Write, and count the keys only when HSET says it added one. Over the limit, the
+      if rooms and rooms.err then
+        result = rooms
+      elseif op == 's' then
+        -- Write, and count the keys only when the data field is new. Over the limit, the
         -- write is undone before the script ends, so nothing is written.
-        if redis.call('HSET', key, 'meta:last_active', now, ARGV[first], ARGV[first + 1]) > 0
-          and data_fields(key) > MAX_KEYS then
+        local added
+        if renew then
+          added = redis.call('HSET', key, 'meta:last_active', now, 'meta:lives_until', renewed_until,
+            ARGV[first], ARGV[first + 1])
+          if not meta[3] then
+            added = added - 1
+          end
+        else
+          added = redis.call('HSET', key, 'meta:last_active', now, ARGV[first], ARGV[first + 1])
+        end
+        if not meta[2] then
+          added = added - 1
+        end
+        if added > 0 and data_fields(key) > MAX_KEYS then
           redis.call('HDEL', key, ARGV[first])
-          if meta[2] then
-            redis.call('HSET', key, 'meta:last_active', meta[2])
-          else
-            redis.call('HDEL', key, 'meta:last_active')
+          restore(key, 'meta:last_active', meta[2])
+          if renew then
+            restore(key, 'meta:lives_until', meta[3])
           end
           result = TOO_MANY_KEYS
         end
@@ -173,26 +223,36 @@ while a <= last_arg do
             result = TOO_MANY_KEYS
           end
         end
-        if result == OK then
+        if result ~= OK then
+          -- Refused: nothing written.
+        elseif renew then
+          redis.call('HSET', key, 'meta:last_active', now, 'meta:lives_until', renewed_until,
+            unpack(ARGV, first, last))
+        else
           redis.call('HSET', key, 'meta:last_active', now, unpack(ARGV, first, last))
         end
-      elseif op == 'd' then
-        redis.call('HDEL', key, ARGV[first])
-        redis.call('HSET', key, 'meta:last_active', now)
       else
-        local data = {}
-        for _, field in ipairs(redis.call('HKEYS', key)) do
-          if string.sub(field, 1, 5) == 'data:' then
-            data[#data + 1] = field
+        if op == 'd' then
+          redis.call('HDEL', key, ARGV[first])
+        else
+          local data = {}
+          for _, field in ipairs(redis.call('HKEYS', key)) do
+            if string.sub(field, 1, 5) == 'data:' then
+              data[#data + 1] = field
+            end
+          end
+          if #data > 0 then
+            redis.call('HDEL', key, unpack(data))
           end
         end
-        if #data > 0 then
-          redis.call('HDEL', key, unpack(data))
+        if renew then
+          redis.call('HSET', key, 'meta:last_active', now, 'meta:lives_until', renewed_until)
+        else
+          redis.call('HSET', key, 'meta:last_active', now)
         end
-        redis.call('HSET', key, 'meta:last_active', now)
       end
-      if result == OK then
-        refresh(key, meta[1], meta[4], rooms_key, rooms, true)
+      if result == OK and renew then
+        refresh(key, meta[1], meta[5], rooms_key, rooms, true)
       end
     end
   end
