@@ -48,7 +48,7 @@ const RENEW_EVERY_MAX_MS: u64 = 1000;
 
 /// How often, at most, the writes to a session renew its TTL, for a store of `ttl_ms`: so a
 /// session has at least 63/64 of its TTL left after any write.
-pub(super) fn renew_every_ms(ttl_ms: u64) -> u64 {
+fn renew_every_ms(ttl_ms: u64) -> u64 {
     (ttl_ms / 64).min(RENEW_EVERY_MAX_MS)
 }
 
