@@ -5,13 +5,16 @@
 //! cargo bench --bench load
 //! ```
 //!
-//! Three servers, each in a child process of this harness (its own executable, run again with
+//! Four servers, each in a child process of this harness (its own executable, run again with
 //! `WS_LOAD_SERVE=bare|memory|redis`), so each has its own file descriptors and its resident
 //! memory can be read alone:
 //!
 //! - **bare**: the chat protocol with no session layer, data in a per-socket map;
 //! - **memory**: `examples/chat/app.rs` with `MemoryStore`;
-//! - **redis**: the same router with `RedisStore` on a private `redis-server` on a free port.
+//! - **redis**: the same router with `RedisStore` on a private `redis-server` on a free port;
+//! - **bare+redis**: the bare server keeping each socket's data in a Redis hash on the same
+//!   server, one plain command (`HSET`, `HGET`) per operation: what the Redis round trips
+//!   alone cost, with no session layer (churn and ops only).
 //!
 //! Scenarios, interleaved over several rounds (the order of the servers rotates each round),
 //! reported as medians:
@@ -77,7 +80,7 @@ fn main() {
         .and_then(|redis| server::redis_process_id(redis.port()));
     let kinds: Vec<Kind> = Kind::ALL
         .into_iter()
-        .filter(|kind| *kind != Kind::Redis || redis_url.is_some())
+        .filter(|kind| !kind.uses_redis() || redis_url.is_some())
         .collect();
 
     report::header(&params, fd_limit, redis_url.as_deref());
@@ -109,7 +112,7 @@ fn main() {
                 let mut run =
                     runtime.block_on(measure(scenario, server, params.clients, params.duration));
                 run.server_cpu = server.cpu_time().saturating_sub(server_cpu);
-                if server.kind == Kind::Redis {
+                if server.kind.uses_redis() {
                     run.redis_cpu = redis_pid
                         .and_then(server::cpu_time)
                         .zip(redis_cpu)
@@ -122,10 +125,16 @@ fn main() {
     }
     drop(servers);
 
-    // Hold: a fresh process per measurement, so every baseline is an idle server.
+    // Hold: a fresh process per measurement, so every baseline is an idle server. (The
+    // bare server on Redis holds a socket as the bare one does.)
+    let held: Vec<Kind> = kinds
+        .iter()
+        .copied()
+        .filter(|kind| *kind != Kind::BareRedis)
+        .collect();
     for round in 0..params.hold_rounds {
-        for turn in 0..kinds.len() {
-            let kind = kinds[(turn + round) % kinds.len()];
+        for turn in 0..held.len() {
+            let kind = held[(turn + round) % held.len()];
             let server = ServerProcess::start(kind, redis_url.as_deref());
             let hold = runtime.block_on(hold(&server, params.hold));
             drop(server);

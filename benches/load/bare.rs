@@ -1,8 +1,11 @@
-//! The baseline server: the chat example's protocol with no session layer.
+//! The baseline servers: the chat example's protocol with no session layer.
 //!
 //! Same routes, same JSON parsing, same replies and the same per-socket broadcast
 //! subscription as `examples/chat/app.rs`; the only difference is where a socket's data
-//! lives: in a map owned by the socket's task instead of a session store. The random client
+//! lives. In [`router`] it is a map owned by the socket's task. In [`redis_router`] it is a
+//! Redis hash per socket, written and read by one plain command per operation (`HSET`,
+//! `HGET`, ...) on one multiplexed connection, with no script, no check and no TTL renewal:
+//! what a Redis round trip costs a server, whatever session layer it has. The random client
 //! id is drawn the same way the layer draws it (128 bits, 32 hex digits).
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,9 +20,16 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
+
+/// The key of a socket's hash in [`redis_router`]'s Redis.
+const KEY_PREFIX: &str = "wsload:bare:";
+/// The TTL of a socket's hash, set once when the socket opens (never renewed).
+const TTL_SECS: i64 = 60;
 
 /// What a client may ask, one JSON text frame each (the chat example's commands).
 #[derive(Debug, Deserialize)]
@@ -48,14 +58,25 @@ struct Record {
 #[derive(Clone)]
 struct Chat {
     said: broadcast::Sender<String>,
+    /// Where the sockets' data lives: `None`, in each socket's task.
+    redis: Option<MultiplexedConnection>,
 }
 
 /// The baseline router: `GET /ws?user=NAME`.
 pub fn router() -> Router {
+    chat_router(None)
+}
+
+/// The baseline router with each socket's data in a Redis hash, by plain commands.
+pub fn redis_router(redis: MultiplexedConnection) -> Router {
+    chat_router(Some(redis))
+}
+
+fn chat_router(redis: Option<MultiplexedConnection>) -> Router {
     let (said, _) = broadcast::channel(1024);
     Router::new()
         .route("/ws", get(upgrade))
-        .with_state(Chat { said })
+        .with_state(Chat { said, redis })
 }
 
 async fn upgrade(
@@ -90,6 +111,16 @@ fn user_from_query(query: Option<&str>) -> Option<String> {
 }
 
 async fn serve_socket(mut socket: WebSocket, mut record: Record, chat: Chat) {
+    if let Some(redis) = chat.redis.clone() {
+        let key = format!("{KEY_PREFIX}{}", record.id);
+        let mut hash = RedisHash { redis, key };
+        if hash.open(&record).await.is_ok() {
+            serve_from_redis(socket, &record, &chat, &mut hash).await;
+        }
+        // A socket whose hash cannot be deleted leaves it to its TTL.
+        let _: redis::RedisResult<()> = hash.redis.del(&hash.key).await;
+        return;
+    }
     let welcome = json!({"type": "welcome", "session": record.id, "user": record.user_id});
     if send(&mut socket, &welcome).await.is_err() {
         return;
@@ -163,6 +194,183 @@ fn answer(text: &str, record: &mut Record, chat: &Chat) -> Option<Value> {
         }
     };
     Some(reply)
+}
+
+/// [`serve_socket`] for a socket whose data lives in Redis.
+async fn serve_from_redis(
+    mut socket: WebSocket,
+    record: &Record,
+    chat: &Chat,
+    hash: &mut RedisHash,
+) {
+    let welcome = json!({"type": "welcome", "session": record.id, "user": record.user_id});
+    if send(&mut socket, &welcome).await.is_err() {
+        return;
+    }
+    let mut heard = chat.said.subscribe();
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                let text = match incoming {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                    Some(Ok(_)) => continue,
+                };
+                let reply = match hash.answer(&text, record, chat).await {
+                    Ok(reply) => reply,
+                    Err(error) => Some(error_reply(format!("redis: {error}"))),
+                };
+                if let Some(reply) = reply
+                    && send(&mut socket, &reply).await.is_err()
+                {
+                    break;
+                }
+            }
+            said = heard.recv() => match said {
+                Ok(message) => {
+                    if socket.send(Message::Text(message.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+        }
+    }
+}
+
+/// One socket's hash in Redis: `meta:*` fields as in a session hash, each key at `data:{key}`
+/// as JSON text.
+struct RedisHash {
+    redis: MultiplexedConnection,
+    key: String,
+}
+
+impl RedisHash {
+    /// Writes the record's fields and the TTL, in one round trip.
+    async fn open(&mut self, record: &Record) -> redis::RedisResult<()> {
+        redis::pipe()
+            .hset_multiple(
+                &self.key,
+                &[
+                    ("meta:user_id", record.user_id.clone()),
+                    ("meta:created_at", record.created_at.to_string()),
+                    ("meta:last_active", record.last_active.to_string()),
+                ],
+            )
+            .ignore()
+            .expire(&self.key, TTL_SECS)
+            .ignore()
+            .query_async(&mut self.redis)
+            .await
+    }
+
+    /// The reply to one client frame, as [`answer`] gives it, with one command per frame.
+    async fn answer(
+        &mut self,
+        text: &str,
+        record: &Record,
+        chat: &Chat,
+    ) -> redis::RedisResult<Option<Value>> {
+        let command = match serde_json::from_str::<Command>(text) {
+            Ok(command) => command,
+            Err(error) => return Ok(Some(error_reply(format!("bad request: {error}")))),
+        };
+        let (key, redis) = (&self.key, &mut self.redis);
+        let reply = match command {
+            Command::Set { key: field, value } => {
+                let () = redis
+                    .hset_multiple(
+                        key,
+                        &[
+                            (format!("data:{field}"), value.to_string()),
+                            ("meta:last_active".to_owned(), now_ms().to_string()),
+                        ],
+                    )
+                    .await?;
+                ok()
+            }
+            Command::Get { key: field } => {
+                let text: Option<String> = redis.hget(key, format!("data:{field}")).await?;
+                let value = text
+                    .and_then(|text| serde_json::from_str(&text).ok())
+                    .unwrap_or(Value::Null);
+                json!({"type": "value", "key": field, "value": value})
+            }
+            Command::Update { data } => {
+                let mut fields: Vec<(String, String)> = data
+                    .into_iter()
+                    .map(|(field, value)| (format!("data:{field}"), value.to_string()))
+                    .collect();
+                fields.push(("meta:last_active".to_owned(), now_ms().to_string()));
+                let () = redis.hset_multiple(key, &fields).await?;
+                ok()
+            }
+            Command::Delete { key: field } => {
+                let () = redis::pipe()
+                    .hdel(key, format!("data:{field}"))
+                    .ignore()
+                    .hset(key, "meta:last_active", now_ms())
+                    .ignore()
+                    .query_async(redis)
+                    .await?;
+                ok()
+            }
+            Command::Clear => {
+                // The hash again with its metadata alone, in one transaction.
+                let () = redis::pipe()
+                    .atomic()
+                    .del(key)
+                    .ignore()
+                    .hset_multiple(
+                        key,
+                        &[
+                            ("meta:user_id", record.user_id.clone()),
+                            ("meta:created_at", record.created_at.to_string()),
+                            ("meta:last_active", now_ms().to_string()),
+                        ],
+                    )
+                    .ignore()
+                    .expire(key, TTL_SECS)
+                    .ignore()
+                    .query_async(redis)
+                    .await?;
+                ok()
+            }
+            Command::Session | Command::Sessions => {
+                let fields: std::collections::HashMap<String, String> = redis.hgetall(key).await?;
+                let data = fields
+                    .iter()
+                    .filter_map(|(field, text)| {
+                        let name = field.strip_prefix("data:")?;
+                        Some((name.to_owned(), serde_json::from_str(text).ok()?))
+                    })
+                    .collect();
+                let last_active = fields
+                    .get("meta:last_active")
+                    .and_then(|at| at.parse().ok())
+                    .unwrap_or(record.last_active);
+                let stored = Record {
+                    id: record.id.clone(),
+                    user_id: record.user_id.clone(),
+                    data,
+                    created_at: record.created_at,
+                    last_active,
+                };
+                if matches!(command, Command::Session) {
+                    json!({"type": "session", "session": stored})
+                } else {
+                    json!({"type": "sessions", "sessions": [stored]})
+                }
+            }
+            Command::Say { text } => {
+                let message = json!({"type": "message", "from": record.user_id, "text": text});
+                let _ = chat.said.send(message.to_string());
+                return Ok(None);
+            }
+        };
+        Ok(Some(reply))
+    }
 }
 
 fn ok() -> Value {

@@ -141,9 +141,14 @@ impl Results {
     /// so each ratio compares them under nearly the same machine load; the median of those
     /// resists drifts in the load that the ratio of the medians does not.
     fn paired_ratio(&self, scenario: Scenario, kind: Kind) -> Option<f64> {
-        let bare = self.rates.get(&(scenario, Kind::Bare))?;
+        self.paired_ratio_to(scenario, kind, Kind::Bare)
+    }
+
+    /// [`paired_ratio`](Self::paired_ratio) of `kind` over `base`.
+    fn paired_ratio_to(&self, scenario: Scenario, kind: Kind, base: Kind) -> Option<f64> {
+        let base = self.rates.get(&(scenario, base))?;
         let other = self.rates.get(&(scenario, kind))?;
-        let ratios: Vec<f64> = bare.iter().zip(other).map(|(b, o)| o / b).collect();
+        let ratios: Vec<f64> = base.iter().zip(other).map(|(b, o)| o / b).collect();
         (!ratios.is_empty()).then(|| median(&ratios))
     }
 
@@ -222,7 +227,7 @@ pub fn progress_run(round: usize, params: &Params, scenario: Scenario, kind: Kin
         None => String::new(),
     };
     println!(
-        "round {}/{} {:<5} {:<6} {:>9.0} {} ({} in {:.2} s; server CPU {:.1} us each{redis}{errors})",
+        "round {}/{} {:<5} {:<10} {:>9.0} {} ({} in {:.2} s; server CPU {:.1} us each{redis}{errors})",
         round + 1,
         params.rounds,
         scenario.name(),
@@ -385,7 +390,7 @@ pub fn table(params: &Params, kinds: &[Kind], results: &Results) {
                     _ => String::new(),
                 };
                 println!(
-                    "  {:<5} {:<6} range over rounds {spread} {}{errors}",
+                    "  {:<5} {:<10} range over rounds {spread} {}{errors}",
                     scenario.name(),
                     kind.name(),
                     scenario.unit()
@@ -395,7 +400,7 @@ pub fn table(params: &Params, kinds: &[Kind], results: &Results) {
     }
     for scenario in [Scenario::Churn, Scenario::Ops] {
         let bare = results.rate(scenario, Kind::Bare);
-        let of_medians: Vec<String> = [Kind::Memory, Kind::Redis]
+        let of_medians: Vec<String> = [Kind::Memory, Kind::Redis, Kind::BareRedis]
             .into_iter()
             .filter(|kind| kinds.contains(kind))
             .filter_map(|kind| {
@@ -426,7 +431,7 @@ pub fn table(params: &Params, kinds: &[Kind], results: &Results) {
             continue;
         };
         let mut line = format!("  {:<5} bare {bare:.1} us", scenario.name());
-        for kind in [Kind::Memory, Kind::Redis] {
+        for kind in [Kind::Memory, Kind::Redis, Kind::BareRedis] {
             let Some(server) = cpu(kind) else {
                 continue;
             };
@@ -443,8 +448,33 @@ pub fn table(params: &Params, kinds: &[Kind], results: &Results) {
         }
         println!("{line}");
     }
+    ceiling(kinds, results);
     for problem in &results.hold_problems {
         println!("  {problem}");
     }
     println!("load average at the end: {}", loadavg());
+}
+
+/// How far Redis's round trips alone bring the bare server, and how much of that the chat
+/// router on `RedisStore` keeps: medians of the per-round ratios.
+fn ceiling(kinds: &[Kind], results: &Results) {
+    if !kinds.contains(&Kind::BareRedis) {
+        return;
+    }
+    println!(
+        "bare+redis: the bare server with each socket's data in a Redis hash, one plain command \
+         per operation (no script, no checks, no TTL renewal), on the same Redis:"
+    );
+    for scenario in [Scenario::Churn, Scenario::Ops] {
+        let (Some(ceiling), Some(redis)) = (
+            results.paired_ratio(scenario, Kind::BareRedis),
+            results.paired_ratio_to(scenario, Kind::Redis, Kind::BareRedis),
+        ) else {
+            continue;
+        };
+        println!(
+            "  {:<5} bare+redis/bare {ceiling:.3}x; redis/bare+redis {redis:.3}x",
+            scenario.name()
+        );
+    }
 }

@@ -28,17 +28,26 @@ pub enum Kind {
     Bare,
     Memory,
     Redis,
+    /// The bare server with each socket's data in Redis, by plain commands: what the Redis
+    /// round trips alone cost (see `bare.rs`).
+    BareRedis,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Bare, Kind::Memory, Kind::Redis];
+    pub const ALL: [Kind; 4] = [Kind::Bare, Kind::Memory, Kind::Redis, Kind::BareRedis];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Bare => "bare",
             Kind::Memory => "memory",
             Kind::Redis => "redis",
+            Kind::BareRedis => "bare+redis",
         }
+    }
+
+    /// Whether the server keeps its data in Redis.
+    pub fn uses_redis(self) -> bool {
+        matches!(self, Kind::Redis | Kind::BareRedis)
     }
 
     fn parse(name: &str) -> Option<Kind> {
@@ -66,12 +75,20 @@ pub fn serve(kind: &str) {
                 MemoryStore::with_ttl(SESSION_TTL).limits(app::limits()),
             )),
             Kind::Redis => {
-                let url = std::env::var(REDIS_URL_ENV)
-                    .unwrap_or_else(|_| panic!("{REDIS_URL_ENV} is not set"));
+                let url = redis_url();
                 let store = RedisStore::connect(&url, "wsload", SESSION_TTL)
                     .await
                     .unwrap_or_else(|err| panic!("cannot connect to Redis at {url}: {err}"));
                 app::router(app::session_layer(store.limits(app::limits())))
+            }
+            Kind::BareRedis => {
+                let url = redis_url();
+                let redis = redis::Client::open(url.as_str())
+                    .expect("a Redis URL")
+                    .get_multiplexed_async_connection()
+                    .await
+                    .unwrap_or_else(|err| panic!("cannot connect to Redis at {url}: {err}"));
+                bare::redis_router(redis)
             }
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -88,6 +105,10 @@ pub fn serve(kind: &str) {
         });
         axum::serve(listener, router).await.expect("serve");
     });
+}
+
+fn redis_url() -> String {
+    std::env::var(REDIS_URL_ENV).unwrap_or_else(|_| panic!("{REDIS_URL_ENV} is not set"))
 }
 
 /// A server child process. Dropping it stops the child and waits for it.
