@@ -40,9 +40,10 @@
 -- collector, which Redis pays for on every call: it makes four (`data_fields`, `rooms_of`,
 -- `refresh` and `restore`), and keeps the common write (one session) in locals, not in tables.
 local now = ARGV[1]
--- Redis time in ms, for `meta:lives_until` and `meta:set_until`.
+-- Redis time in ms, for `meta:lives_until` and `meta:set_until`. (Lua turns TIME's two
+-- decimal texts into numbers for the arithmetic: cheaper than calling `tonumber` on them.)
 local clock = redis.call('TIME')
-clock = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+clock = clock[1] * 1000 + math.floor(clock[2] / 1000)
 -- When a hash renewed now lives until, and the time after which a hash's life needs no
 -- renewal yet: as text, as the hash stores it, so that a write compares and writes them
 -- without converting (converting numbers costs Redis more than comparing texts).
