@@ -535,6 +535,102 @@ async fn corrupt_data_is_reported_with_its_key() {
     assert_eq!(value, "x");
 }
 
+/// What a renewing write reads after its first read: the session's rooms key, which it
+/// refuses to write past when that key is corrupt, and `meta:set_until`, which counts as
+/// unknown when it is not a number.
+#[tokio::test]
+async fn a_renewing_write_refuses_a_corrupt_rooms_key_and_ignores_a_corrupt_set_until() {
+    let store = require_redis!(redis_store(HOUR).await);
+    let mut conn = raw(&store).await;
+    let key = session_key(&store, "r1");
+    let rooms_key = format!("{}:session_rooms:r1", store.prefix());
+
+    store.create_session("r1", "alice").await.unwrap();
+    assert!(store.join_room("r1", "lobby").await.unwrap());
+    // The rooms key, kept aside while a string stands in its place.
+    let aside = format!("{rooms_key}:aside");
+    let corrupt_rooms = |conn: &mut MultiplexedConnection| {
+        let mut conn = conn.clone();
+        let (rooms_key, aside) = (rooms_key.clone(), aside.clone());
+        async move {
+            let _: () = conn.rename(&rooms_key, &aside).await.unwrap();
+            let _: () = conn.set_ex(&rooms_key, "x", 600).await.unwrap();
+        }
+    };
+    let mend_rooms = |conn: &mut MultiplexedConnection| {
+        let mut conn = conn.clone();
+        let (rooms_key, aside) = (rooms_key.clone(), aside.clone());
+        async move {
+            let _: () = conn.rename(&aside, &rooms_key).await.unwrap();
+        }
+    };
+
+    // Without `meta:lives_until`, the next write renews, and reads the rooms key.
+    let _: i64 = conn.hdel(&key, "meta:lives_until").await.unwrap();
+    corrupt_rooms(&mut conn).await;
+    let before: HashMap<String, String> = conn.hgetall(&key).await.unwrap();
+    let err = store
+        .set_session_data("r1", "k", json!(1))
+        .await
+        .unwrap_err();
+    match &err {
+        Error::Backend(source) => {
+            let redis = source
+                .downcast_ref::<redis::RedisError>()
+                .expect("the Redis error is kept");
+            assert_eq!(redis.code(), Some("WRONGTYPE"), "{redis:?}");
+        }
+        other => panic!("expected Backend, got {other:?}"),
+    }
+    let after: HashMap<String, String> = conn.hgetall(&key).await.unwrap();
+    assert_eq!(after, before, "a refused write wrote nothing");
+
+    // Mended, the renewing write goes through; the next one leaves the TTL alone and reads
+    // neither, so the same corruption does not stop it.
+    mend_rooms(&mut conn).await;
+    store.set_session_data("r1", "k", json!(2)).await.unwrap();
+    let renewed: Option<String> = conn.hget(&key, "meta:lives_until").await.unwrap();
+    assert!(
+        renewed.is_some(),
+        "the renewing write wrote meta:lives_until"
+    );
+    corrupt_rooms(&mut conn).await;
+    store.set_session_data("r1", "k", json!(3)).await.unwrap();
+    assert_eq!(
+        store.get_session_data("r1", "k").await.unwrap(),
+        Some(json!(3))
+    );
+    let _: () = conn.del(&rooms_key).await.unwrap();
+    mend_rooms(&mut conn).await;
+
+    // A corrupt `meta:set_until`: the renewing write looks at the user set and repairs both.
+    let set = user_key(&store, "alice");
+    let _: () = redis::pipe()
+        .hset(&key, "meta:set_until", "soon")
+        .ignore()
+        .hdel(&key, "meta:lives_until")
+        .ignore()
+        .pexpire(&set, 5_000)
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    store.set_session_data("r1", "k", json!(4)).await.unwrap();
+    let (session_left, set_left) = (pttl(&mut conn, &key).await, pttl(&mut conn, &set).await);
+    assert!(session_left > 3_500_000, "renewed: {session_left} ms left");
+    assert!(
+        set_left > session_left,
+        "the user set outlives its member: {set_left} ms against {session_left} ms"
+    );
+    let set_until: String = conn.hget(&key, "meta:set_until").await.unwrap();
+    let set_until: i64 = set_until.parse().expect("a number again");
+    let now = redis_ms(&mut conn).await;
+    assert!(
+        (set_until - now - set_left).abs() < 1_000,
+        "meta:set_until {set_until} tells the set's TTL ({set_left} ms from {now})"
+    );
+}
+
 #[tokio::test]
 async fn a_write_after_expiry_does_not_recreate_the_session() {
     let store = require_redis!(redis_store(Duration::from_millis(300)).await);
