@@ -513,7 +513,22 @@ async fn corrupt_data_is_reported_with_its_key() {
         .set_ex(session_key(&store, "str"), "x", 60)
         .await
         .unwrap();
-    let backend = |err: Error| match err {
+    assert_wrong_type(store.get_session("str").await.unwrap_err());
+    assert_wrong_type(store.get_session_data("str", "k").await.unwrap_err());
+    assert_wrong_type(
+        store
+            .set_session_data("str", "k", json!(1))
+            .await
+            .unwrap_err(),
+    );
+    assert_wrong_type(store.touch(&["c1".into(), "str".into()]).await.unwrap_err());
+    let value: String = conn.get(session_key(&store, "str")).await.unwrap();
+    assert_eq!(value, "x");
+}
+
+/// Asserts that `err` is Redis's `WRONGTYPE`, passed on as a backend error.
+fn assert_wrong_type(err: Error) {
+    match err {
         Error::Backend(source) => {
             let redis = source
                 .downcast_ref::<redis::RedisError>()
@@ -521,18 +536,7 @@ async fn corrupt_data_is_reported_with_its_key() {
             assert_eq!(redis.code(), Some("WRONGTYPE"), "{redis:?}");
         }
         other => panic!("expected Backend, got {other:?}"),
-    };
-    backend(store.get_session("str").await.unwrap_err());
-    backend(store.get_session_data("str", "k").await.unwrap_err());
-    backend(
-        store
-            .set_session_data("str", "k", json!(1))
-            .await
-            .unwrap_err(),
-    );
-    backend(store.touch(&["c1".into(), "str".into()]).await.unwrap_err());
-    let value: String = conn.get(session_key(&store, "str")).await.unwrap();
-    assert_eq!(value, "x");
+    }
 }
 
 /// What a renewing write reads after its first read: the session's rooms key, which it
@@ -573,15 +577,7 @@ async fn a_renewing_write_refuses_a_corrupt_rooms_key_and_ignores_a_corrupt_set_
         .set_session_data("r1", "k", json!(1))
         .await
         .unwrap_err();
-    match &err {
-        Error::Backend(source) => {
-            let redis = source
-                .downcast_ref::<redis::RedisError>()
-                .expect("the Redis error is kept");
-            assert_eq!(redis.code(), Some("WRONGTYPE"), "{redis:?}");
-        }
-        other => panic!("expected Backend, got {other:?}"),
-    }
+    assert_wrong_type(err);
     let after: HashMap<String, String> = conn.hgetall(&key).await.unwrap();
     assert_eq!(after, before, "a refused write wrote nothing");
 

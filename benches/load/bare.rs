@@ -110,19 +110,37 @@ fn user_from_query(query: Option<&str>) -> Option<String> {
         .filter(|value| !value.is_empty())
 }
 
+/// Where a socket's data lives.
+enum Home {
+    /// In its record, owned by the socket's task.
+    Local,
+    /// In a Redis hash.
+    Redis(RedisHash),
+}
+
 async fn serve_socket(mut socket: WebSocket, mut record: Record, chat: Chat) {
-    if let Some(redis) = chat.redis.clone() {
-        let key = format!("{KEY_PREFIX}{}", record.id);
-        let mut hash = RedisHash { redis, key };
-        if hash.open(&record).await.is_ok() {
-            serve_from_redis(socket, &record, &chat, &mut hash).await;
+    let mut home = match chat.redis.clone() {
+        None => Home::Local,
+        Some(redis) => {
+            let key = format!("{KEY_PREFIX}{}", record.id);
+            let mut hash = RedisHash { redis, key };
+            if hash.open(&record).await.is_err() {
+                return;
+            }
+            Home::Redis(hash)
         }
+    };
+    serve_frames(&mut socket, &mut record, &chat, &mut home).await;
+    if let Home::Redis(mut hash) = home {
         // A socket whose hash cannot be deleted leaves it to its TTL.
         let _: redis::RedisResult<()> = hash.redis.del(&hash.key).await;
-        return;
     }
+}
+
+/// Answers the socket's frames and forwards the broadcast until the socket is done.
+async fn serve_frames(socket: &mut WebSocket, record: &mut Record, chat: &Chat, home: &mut Home) {
     let welcome = json!({"type": "welcome", "session": record.id, "user": record.user_id});
-    if send(&mut socket, &welcome).await.is_err() {
+    if send(socket, &welcome).await.is_err() {
         return;
     }
     let mut heard = chat.said.subscribe();
@@ -134,8 +152,15 @@ async fn serve_socket(mut socket: WebSocket, mut record: Record, chat: Chat) {
                     Some(Ok(Message::Close(_)) | Err(_)) | None => break,
                     Some(Ok(_)) => continue,
                 };
-                if let Some(reply) = answer(&text, &mut record, &chat)
-                    && send(&mut socket, &reply).await.is_err()
+                let reply = match home {
+                    Home::Local => answer(&text, record, chat),
+                    Home::Redis(hash) => hash
+                        .answer(&text, record, chat)
+                        .await
+                        .unwrap_or_else(|error| Some(error_reply(format!("redis: {error}")))),
+                };
+                if let Some(reply) = reply
+                    && send(socket, &reply).await.is_err()
                 {
                     break;
                 }
@@ -194,49 +219,6 @@ fn answer(text: &str, record: &mut Record, chat: &Chat) -> Option<Value> {
         }
     };
     Some(reply)
-}
-
-/// [`serve_socket`] for a socket whose data lives in Redis.
-async fn serve_from_redis(
-    mut socket: WebSocket,
-    record: &Record,
-    chat: &Chat,
-    hash: &mut RedisHash,
-) {
-    let welcome = json!({"type": "welcome", "session": record.id, "user": record.user_id});
-    if send(&mut socket, &welcome).await.is_err() {
-        return;
-    }
-    let mut heard = chat.said.subscribe();
-    loop {
-        tokio::select! {
-            incoming = socket.recv() => {
-                let text = match incoming {
-                    Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
-                    Some(Ok(_)) => continue,
-                };
-                let reply = match hash.answer(&text, record, chat).await {
-                    Ok(reply) => reply,
-                    Err(error) => Some(error_reply(format!("redis: {error}"))),
-                };
-                if let Some(reply) = reply
-                    && send(&mut socket, &reply).await.is_err()
-                {
-                    break;
-                }
-            }
-            said = heard.recv() => match said {
-                Ok(message) => {
-                    if socket.send(Message::Text(message.into())).await.is_err() {
-                        break;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => break,
-            },
-        }
-    }
 }
 
 /// One socket's hash in Redis: `meta:*` fields as in a session hash, each key at `data:{key}`
