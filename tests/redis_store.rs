@@ -539,6 +539,12 @@ fn assert_wrong_type(err: Error) {
     }
 }
 
+/// Moves `key` to `aside` and puts a string in its place.
+async fn corrupt(conn: &mut MultiplexedConnection, key: &str, aside: &str) {
+    let _: () = conn.rename(key, aside).await.unwrap();
+    let _: () = conn.set_ex(key, "x", 600).await.unwrap();
+}
+
 /// What a renewing write reads after its first read: the session's rooms key, which it
 /// refuses to write past when that key is corrupt, and `meta:set_until`, which counts as
 /// unknown when it is not a number.
@@ -553,25 +559,10 @@ async fn a_renewing_write_refuses_a_corrupt_rooms_key_and_ignores_a_corrupt_set_
     assert!(store.join_room("r1", "lobby").await.unwrap());
     // The rooms key, kept aside while a string stands in its place.
     let aside = format!("{rooms_key}:aside");
-    let corrupt_rooms = |conn: &mut MultiplexedConnection| {
-        let mut conn = conn.clone();
-        let (rooms_key, aside) = (rooms_key.clone(), aside.clone());
-        async move {
-            let _: () = conn.rename(&rooms_key, &aside).await.unwrap();
-            let _: () = conn.set_ex(&rooms_key, "x", 600).await.unwrap();
-        }
-    };
-    let mend_rooms = |conn: &mut MultiplexedConnection| {
-        let mut conn = conn.clone();
-        let (rooms_key, aside) = (rooms_key.clone(), aside.clone());
-        async move {
-            let _: () = conn.rename(&aside, &rooms_key).await.unwrap();
-        }
-    };
 
     // Without `meta:lives_until`, the next write renews, and reads the rooms key.
     let _: i64 = conn.hdel(&key, "meta:lives_until").await.unwrap();
-    corrupt_rooms(&mut conn).await;
+    corrupt(&mut conn, &rooms_key, &aside).await;
     let before: HashMap<String, String> = conn.hgetall(&key).await.unwrap();
     let err = store
         .set_session_data("r1", "k", json!(1))
@@ -583,21 +574,21 @@ async fn a_renewing_write_refuses_a_corrupt_rooms_key_and_ignores_a_corrupt_set_
 
     // Mended, the renewing write goes through; the next one leaves the TTL alone and reads
     // neither, so the same corruption does not stop it.
-    mend_rooms(&mut conn).await;
+    let _: () = conn.rename(&aside, &rooms_key).await.unwrap();
     store.set_session_data("r1", "k", json!(2)).await.unwrap();
     let renewed: Option<String> = conn.hget(&key, "meta:lives_until").await.unwrap();
     assert!(
         renewed.is_some(),
         "the renewing write wrote meta:lives_until"
     );
-    corrupt_rooms(&mut conn).await;
+    corrupt(&mut conn, &rooms_key, &aside).await;
     store.set_session_data("r1", "k", json!(3)).await.unwrap();
     assert_eq!(
         store.get_session_data("r1", "k").await.unwrap(),
         Some(json!(3))
     );
     let _: () = conn.del(&rooms_key).await.unwrap();
-    mend_rooms(&mut conn).await;
+    let _: () = conn.rename(&aside, &rooms_key).await.unwrap();
 
     // A corrupt `meta:set_until`: the renewing write looks at the user set and repairs both.
     let set = user_key(&store, "alice");

@@ -152,12 +152,22 @@ async fn serve_frames(socket: &mut WebSocket, record: &mut Record, chat: &Chat, 
                     Some(Ok(Message::Close(_)) | Err(_)) | None => break,
                     Some(Ok(_)) => continue,
                 };
-                let reply = match home {
-                    Home::Local => answer(&text, record, chat),
-                    Home::Redis(hash) => hash
-                        .answer(&text, record, chat)
-                        .await
-                        .unwrap_or_else(|error| Some(error_reply(format!("redis: {error}")))),
+                let reply = match serde_json::from_str::<Command>(&text) {
+                    Err(error) => Some(error_reply(format!("bad request: {error}"))),
+                    Ok(Command::Say { text }) => {
+                        // No reply: the echo arrives through the broadcast.
+                        let message =
+                            json!({"type": "message", "from": record.user_id, "text": text});
+                        let _ = chat.said.send(message.to_string());
+                        None
+                    }
+                    Ok(command) => Some(match home {
+                        Home::Local => answer(command, record),
+                        Home::Redis(hash) => hash
+                            .answer(command, record)
+                            .await
+                            .unwrap_or_else(|error| error_reply(format!("redis: {error}"))),
+                    }),
                 };
                 if let Some(reply) = reply
                     && send(socket, &reply).await.is_err()
@@ -178,13 +188,10 @@ async fn serve_frames(socket: &mut WebSocket, record: &mut Record, chat: &Chat, 
     }
 }
 
-/// The reply to one client frame; `None` for `say`, whose echo arrives through the broadcast.
-fn answer(text: &str, record: &mut Record, chat: &Chat) -> Option<Value> {
-    let command = match serde_json::from_str::<Command>(text) {
-        Ok(command) => command,
-        Err(error) => return Some(error_reply(format!("bad request: {error}"))),
-    };
-    let reply = match command {
+/// The reply to `command` (any but `say`, which [`serve_frames`] sends) for a socket whose
+/// data lives in its record.
+fn answer(command: Command, record: &mut Record) -> Value {
+    match command {
         Command::Set { key, value } => {
             record.data.insert(key, value);
             record.last_active = now_ms();
@@ -212,13 +219,8 @@ fn answer(text: &str, record: &mut Record, chat: &Chat) -> Option<Value> {
         Command::Session => json!({"type": "session", "session": &*record}),
         // Without a shared store a socket knows only its own record.
         Command::Sessions => json!({"type": "sessions", "sessions": [&*record]}),
-        Command::Say { text } => {
-            let message = json!({"type": "message", "from": record.user_id, "text": text});
-            let _ = chat.said.send(message.to_string());
-            return None;
-        }
-    };
-    Some(reply)
+        Command::Say { .. } => unreachable!("serve_frames sends `say` itself"),
+    }
 }
 
 /// One socket's hash in Redis: `meta:*` fields as in a session hash, each key at `data:{key}`
@@ -231,33 +233,13 @@ struct RedisHash {
 impl RedisHash {
     /// Writes the record's fields and the TTL, in one round trip.
     async fn open(&mut self, record: &Record) -> redis::RedisResult<()> {
-        redis::pipe()
-            .hset_multiple(
-                &self.key,
-                &[
-                    ("meta:user_id", record.user_id.clone()),
-                    ("meta:created_at", record.created_at.to_string()),
-                    ("meta:last_active", record.last_active.to_string()),
-                ],
-            )
-            .ignore()
-            .expire(&self.key, TTL_SECS)
-            .ignore()
-            .query_async(&mut self.redis)
-            .await
+        let mut pipe = redis::pipe();
+        write_meta(&mut pipe, &self.key, record, record.last_active);
+        pipe.query_async(&mut self.redis).await
     }
 
-    /// The reply to one client frame, as [`answer`] gives it, with one command per frame.
-    async fn answer(
-        &mut self,
-        text: &str,
-        record: &Record,
-        chat: &Chat,
-    ) -> redis::RedisResult<Option<Value>> {
-        let command = match serde_json::from_str::<Command>(text) {
-            Ok(command) => command,
-            Err(error) => return Ok(Some(error_reply(format!("bad request: {error}")))),
-        };
+    /// The reply to `command` (any but `say`), as [`answer`] gives it, with one round trip.
+    async fn answer(&mut self, command: Command, record: &Record) -> redis::RedisResult<Value> {
         let (key, redis) = (&self.key, &mut self.redis);
         let reply = match command {
             Command::Set { key: field, value } => {
@@ -300,23 +282,10 @@ impl RedisHash {
             }
             Command::Clear => {
                 // The hash again with its metadata alone, in one transaction.
-                let () = redis::pipe()
-                    .atomic()
-                    .del(key)
-                    .ignore()
-                    .hset_multiple(
-                        key,
-                        &[
-                            ("meta:user_id", record.user_id.clone()),
-                            ("meta:created_at", record.created_at.to_string()),
-                            ("meta:last_active", now_ms().to_string()),
-                        ],
-                    )
-                    .ignore()
-                    .expire(key, TTL_SECS)
-                    .ignore()
-                    .query_async(redis)
-                    .await?;
+                let mut pipe = redis::pipe();
+                pipe.atomic().del(key).ignore();
+                write_meta(&mut pipe, key, record, now_ms());
+                let () = pipe.query_async(redis).await?;
                 ok()
             }
             Command::Session | Command::Sessions => {
@@ -345,14 +314,25 @@ impl RedisHash {
                     json!({"type": "sessions", "sessions": [stored]})
                 }
             }
-            Command::Say { text } => {
-                let message = json!({"type": "message", "from": record.user_id, "text": text});
-                let _ = chat.said.send(message.to_string());
-                return Ok(None);
-            }
+            Command::Say { .. } => unreachable!("serve_frames sends `say` itself"),
         };
-        Ok(Some(reply))
+        Ok(reply)
     }
+}
+
+/// Adds to `pipe` the writes of a socket hash's metadata and its TTL.
+fn write_meta(pipe: &mut redis::Pipeline, key: &str, record: &Record, last_active: u64) {
+    pipe.hset_multiple(
+        key,
+        &[
+            ("meta:user_id", record.user_id.clone()),
+            ("meta:created_at", record.created_at.to_string()),
+            ("meta:last_active", last_active.to_string()),
+        ],
+    )
+    .ignore()
+    .expire(key, TTL_SECS)
+    .ignore();
 }
 
 fn ok() -> Value {
