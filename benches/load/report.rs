@@ -29,11 +29,12 @@ impl Scenario {
         }
     }
 
-    /// The least memory/bare and redis/bare ratios the scenario should reach.
+    /// The least memory/bare and redis/bare ratios the scenario should reach. (For `ops` on
+    /// Redis: the target of the Redis writes' group commit, 0.65x.)
     fn targets(self) -> (f64, f64) {
         match self {
             Scenario::Churn => (0.85, 0.50),
-            Scenario::Ops => (0.90, 0.50),
+            Scenario::Ops => (0.90, 0.65),
         }
     }
 }
