@@ -161,6 +161,24 @@ pub enum InvalidInput {
         /// The limit.
         max: usize,
     },
+    /// The write would leave the session holding more than
+    /// [`Limits::max_session_bytes`](crate::Limits::max_session_bytes) bytes of data.
+    SessionTooLarge {
+        /// The session.
+        id: String,
+        /// The bytes it would hold.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// The user has [`Limits::max_user_sessions`](crate::Limits::max_user_sessions) sessions
+    /// already; no new one is created.
+    TooManySessions {
+        /// The user.
+        user_id: String,
+        /// The limit.
+        max: usize,
+    },
     /// A session id or user id was empty.
     EmptyId {
         /// `"session id"` or `"user id"`.
@@ -220,6 +238,13 @@ impl fmt::Display for InvalidInput {
             ),
             InvalidInput::TooManyKeys { id, max } => {
                 write!(f, "session {id:?} would hold more than {max} keys")
+            }
+            InvalidInput::SessionTooLarge { id, len, max } => write!(
+                f,
+                "session {id:?} would hold {len} bytes of data, over the limit of {max}"
+            ),
+            InvalidInput::TooManySessions { user_id, max } => {
+                write!(f, "user {user_id:?} has {max} sessions already, the limit")
             }
             InvalidInput::EmptyId { what } => write!(f, "{what} is empty"),
             InvalidInput::IdTooLong { what, len, max } => {

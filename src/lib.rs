@@ -21,7 +21,7 @@ pub use error::{Chain, Error, InvalidInput, Result};
 pub use extract::MissingSessionLayer;
 pub use handle::WsSession;
 pub use identify::{Identification, UserId};
-pub use layer::{ResponseFuture, SessionLayer, SessionService};
+pub use layer::{OriginCheck, ResponseFuture, SessionLayer, SessionService};
 pub use limits::Limits;
 pub use registry::LiveSessions;
 pub use session::{Session, SessionData, from_value, new_session_id, to_value};

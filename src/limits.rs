@@ -36,6 +36,12 @@ pub struct Limits {
     pub max_rooms: usize,
     /// Largest message the hub sends, in bytes of text or binary payload (default 64 KiB).
     pub max_message_len: usize,
+    /// Most data one session may hold, in bytes: the length of every key plus the JSON length
+    /// of every value (default 1 MiB).
+    pub max_session_bytes: usize,
+    /// Most sessions one user may have at once, live or detached (default 64). A session past
+    /// it is not created: the layer answers the upgrade with `429 Too Many Requests`.
+    pub max_user_sessions: usize,
 }
 
 impl Default for Limits {
@@ -48,6 +54,8 @@ impl Default for Limits {
             max_room_len: 256,
             max_rooms: 64,
             max_message_len: 64 * 1024,
+            max_session_bytes: 1024 * 1024,
+            max_user_sessions: 64,
         }
     }
 }
@@ -100,6 +108,32 @@ impl Limits {
     pub fn max_message_len(mut self, bytes: usize) -> Self {
         self.max_message_len = bytes;
         self
+    }
+
+    /// Sets [`max_session_bytes`](Self::max_session_bytes).
+    #[must_use]
+    pub fn max_session_bytes(mut self, bytes: usize) -> Self {
+        self.max_session_bytes = bytes;
+        self
+    }
+
+    /// Sets [`max_user_sessions`](Self::max_user_sessions) (at least 1).
+    #[must_use]
+    pub fn max_user_sessions(mut self, sessions: usize) -> Self {
+        self.max_user_sessions = sessions.max(1);
+        self
+    }
+
+    /// Checks the data bytes a session would hold after a write.
+    pub(crate) fn check_session_bytes(&self, id: &str, bytes: usize) -> Result<(), InvalidInput> {
+        if bytes > self.max_session_bytes {
+            return Err(InvalidInput::SessionTooLarge {
+                id: id.to_owned(),
+                len: bytes,
+                max: self.max_session_bytes,
+            });
+        }
+        Ok(())
     }
 
     /// Checks a room name.

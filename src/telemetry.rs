@@ -34,6 +34,9 @@ pub(crate) const EXPIRED: &str = "ws_session_detached_expired_total";
 pub(crate) const RESUMED: &str = "ws_session_sessions_resumed_total";
 /// Counter: resume claims refused, by `reason`.
 pub(crate) const REFUSED: &str = "ws_session_resume_refused_total";
+/// Counter: upgrade requests refused before a session was opened, by `reason` (`origin`,
+/// `user_sessions`, `rate`).
+pub(crate) const UPGRADES_REFUSED: &str = "ws_session_upgrades_refused_total";
 /// Counter: resumes that took a session over from a connection still attached.
 pub(crate) const TAKEOVERS: &str = "ws_session_takeovers_total";
 /// Counter: users kicked.
@@ -86,6 +89,10 @@ pub(crate) fn describe() {
             (RESUMED, "Sessions resumed with their token."),
             (REFUSED, "Resume claims refused, by reason."),
             (
+                UPGRADES_REFUSED,
+                "Upgrade requests refused before a session was opened, by reason.",
+            ),
+            (
                 TAKEOVERS,
                 "Resumes that took over a connection still attached.",
             ),
@@ -105,7 +112,7 @@ pub(crate) fn describe() {
         ];
         for (name, help) in counters {
             describe_counter!(name, help);
-            if name != REFUSED && name != STORE_ERRORS {
+            if name != REFUSED && name != STORE_ERRORS && name != UPGRADES_REFUSED {
                 metrics::counter!(name).increment(0);
             }
         }
@@ -146,6 +153,11 @@ pub(crate) fn resumed() {
 pub(crate) fn refused(reason: &'static str) {
     #[cfg(feature = "metrics")]
     metrics::counter!(REFUSED, "reason" => reason).increment(1);
+}
+
+pub(crate) fn refused_upgrade(reason: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(UPGRADES_REFUSED, "reason" => reason).increment(1);
 }
 
 pub(crate) fn takeover() {

@@ -91,6 +91,8 @@ macro_rules! with_every_case {
             large_values_are_rejected_and_nothing_is_written,
             too_many_keys_through_set_are_rejected,
             too_many_keys_through_update_are_rejected,
+            session_data_is_bounded_in_bytes,
+            live_sessions_per_user_are_capped,
             typed_reads_name_the_key_of_a_value_of_the_wrong_shape,
             json_values_of_every_kind_round_trip,
             keys_may_hold_any_text,
@@ -942,6 +944,102 @@ async fn too_many_keys_through_set_are_rejected<B: Backend>() {
     assert_eq!(
         session(&store, "c1").await.data,
         data(json!({"a": "A", "b": "b", "d": "d"}))
+    );
+}
+
+async fn session_data_is_bounded_in_bytes<B: Backend>() {
+    // A key counts its own length and its value's JSON length.
+    let Some(store) = B::open(LONG, Limits::default().max_session_bytes(40)).await else {
+        return;
+    };
+    let too_large = |len| InvalidInput::SessionTooLarge {
+        id: "c1".into(),
+        len,
+        max: 40,
+    };
+    store.create_session("c1", "alice").await.unwrap();
+    // "a" + "\"xxxxxxxx\"" = 1 + 10, twice: 22 bytes.
+    store
+        .update_session_data("c1", data(json!({"a": "xxxxxxxx", "b": "xxxxxxxx"})))
+        .await
+        .unwrap();
+    let before = session(&store, "c1").await;
+    sleep(TICK).await;
+
+    // 22 + 1 + 20 = 43 > 40: refused, nothing written, whichever way it comes.
+    let twenty = json!("x".repeat(18));
+    assert_invalid(
+        store.set_session_data("c1", "c", twenty.clone()).await,
+        too_large(43),
+    );
+    assert_invalid(
+        store
+            .update_session_data("c1", data(json!({"c": twenty.clone()})))
+            .await,
+        too_large(43),
+    );
+    assert_eq!(session(&store, "c1").await, before);
+
+    // An overwrite counts what it replaces: "a" grows from 11 to 21 bytes, 32 in all.
+    store
+        .set_session_data("c1", "a", twenty.clone())
+        .await
+        .unwrap();
+    assert_invalid(
+        store.set_session_data("c1", "c", json!("xxxxxxx")).await,
+        too_large(42),
+    );
+    // A delete frees its bytes, a clear frees them all.
+    store.delete_session_data("c1", "a").await.unwrap();
+    store
+        .set_session_data("c1", "c", twenty.clone())
+        .await
+        .unwrap();
+    assert_invalid(
+        store.set_session_data("c1", "d", twenty.clone()).await,
+        too_large(53),
+    );
+    store.clear_session_data("c1").await.unwrap();
+    store.set_session_data("c1", "d", twenty).await.unwrap();
+    assert_eq!(session(&store, "c1").await.data.len(), 1);
+}
+
+async fn live_sessions_per_user_are_capped<B: Backend>() {
+    let Some(store) = B::open(
+        Duration::from_millis(300),
+        Limits::default().max_user_sessions(2),
+    )
+    .await
+    else {
+        return;
+    };
+    store.create_session("c1", "alice").await.unwrap();
+    store.create_session("c2", "alice").await.unwrap();
+    let refused = store.create_session("c3", "alice").await;
+    assert_invalid(
+        refused,
+        InvalidInput::TooManySessions {
+            user_id: "alice".into(),
+            max: 2,
+        },
+    );
+    // The refusal created nothing.
+    assert_eq!(store.get_session("c3").await.unwrap(), None);
+    assert_eq!(
+        ids(&store.get_user_sessions("alice").await.unwrap()),
+        set_of(["c1", "c2"])
+    );
+    // Other users are not held back.
+    store.create_session("c4", "bob").await.unwrap();
+    // A removed session frees its place; so does an expired one.
+    store.remove_session("c1").await.unwrap();
+    store.create_session("c3", "alice").await.unwrap();
+    sleep(Duration::from_millis(400)).await;
+    store.create_session("c5", "alice").await.unwrap();
+    store.create_session("c6", "alice").await.unwrap();
+    assert_eq!(
+        ids(&store.get_user_sessions("alice").await.unwrap()),
+        set_of(["c5", "c6"])
     );
 }
 

@@ -1,6 +1,7 @@
 //! [`SessionLayer`]: gives every WebSocket upgrade a session that lives as long as its socket.
 
 mod future;
+mod origin;
 mod service;
 
 use std::future::Future;
@@ -11,6 +12,7 @@ use http::request::Parts;
 use tower_layer::Layer;
 
 pub use self::future::ResponseFuture;
+pub use self::origin::OriginCheck;
 pub use self::service::SessionService;
 use crate::hub::{Hub, InboxLimits};
 use crate::identify::{Identification, Identifier, from_extensions, identifier};
@@ -21,6 +23,8 @@ use crate::store::SessionStore;
 /// A tower [`Layer`] that opens a session for each WebSocket upgrade request.
 ///
 /// For an upgrade (HTTP/1.1 `Upgrade: websocket`, or HTTP/2 extended CONNECT) it
+/// 0. checks the request's `Origin` ([`OriginCheck`]; by default the page must come from the
+///    same host and port, or the request must carry no `Origin`) — a foreign one gets `403`;
 /// 1. identifies the user — by default from a [`UserId`](crate::UserId) that an earlier
 ///    authentication layer put into the request extensions; nobody identified → `401`,
 ///    unless [anonymous sessions](Self::allow_anonymous) are allowed;
@@ -69,6 +73,8 @@ pub struct SessionLayer {
 /// What a layer's services need besides the registry.
 #[derive(Clone)]
 pub(crate) struct Config {
+    /// Which web pages may open a socket.
+    pub(crate) origin: OriginCheck,
     pub(crate) identify: Identifier,
     /// Whether `identify` is the default step, which reads a [`UserId`](crate::UserId) from
     /// the extensions (so a missing one points at the order of the layers).
@@ -94,6 +100,7 @@ impl SessionLayer {
         SessionLayer {
             registry: Arc::new(Registry::new(Arc::new(store))),
             config: Arc::new(Config {
+                origin: OriginCheck::same_origin(),
                 identify: from_extensions(),
                 identifies_from_extensions: true,
                 allow_anonymous: false,
@@ -144,6 +151,22 @@ impl SessionLayer {
     /// Shuts this instance's sessions down gracefully: see [`LiveSessions::shutdown`].
     pub async fn shutdown(&self) -> usize {
         self.live_sessions().shutdown().await
+    }
+
+    /// Replaces the check of the `Origin` of upgrade requests (default:
+    /// [`OriginCheck::same_origin`]). A refused upgrade gets `403 Forbidden` before the user
+    /// is identified, and nothing is created.
+    ///
+    /// ```
+    /// use ws_session::{MemoryStore, OriginCheck, SessionLayer};
+    ///
+    /// let layer = SessionLayer::new(MemoryStore::new())
+    ///     .check_origin(OriginCheck::allow_list(["https://app.example.com"]));
+    /// ```
+    #[must_use]
+    pub fn check_origin(mut self, check: OriginCheck) -> Self {
+        Arc::make_mut(&mut self.config).origin = check;
+        self
     }
 
     /// Replaces the identification step.
@@ -228,6 +251,7 @@ impl<S> Layer<S> for SessionLayer {
 impl std::fmt::Debug for SessionLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionLayer")
+            .field("origin", &self.config.origin)
             .field("allow_anonymous", &self.config.allow_anonymous)
             .field("refresh_interval", &self.config.refresh_interval)
             .field("refresh_batch", &self.config.refresh_batch)

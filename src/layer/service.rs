@@ -79,6 +79,16 @@ where
     S: Service<Request<ReqBody>, Response = Response>,
 {
     let (mut parts, body) = request.into_parts();
+    if !config.origin.allows(&parts) {
+        // The origin is the page's, not a secret; the query may hold one, so only the path.
+        tracing::info!(
+            path = parts.uri.path(),
+            origin = ?parts.headers.get(http::header::ORIGIN),
+            "WebSocket upgrade refused with 403: origin not allowed"
+        );
+        crate::telemetry::refused_upgrade("origin");
+        return Ok((StatusCode::FORBIDDEN, "origin not allowed").into_response());
+    }
     let identified = match (config.identify)(&parts).await {
         Ok(Some(user_id)) => Some(user_id),
         Ok(None) if config.allow_anonymous => None,
@@ -87,7 +97,7 @@ where
                 // An authentication layer in front would have put a `UserId` here, or refused
                 // the request itself: most likely it runs after this layer, or not at all.
                 tracing::warn!(
-                    uri = %parts.uri,
+                    path = parts.uri.path(),
                     "WebSocket upgrade rejected with 401: the request has no `UserId`. The \
                      authentication layer must run before SessionLayer: with tower, \
                      `ServiceBuilder::new().layer(auth).layer(session_layer)`; with axum's \
@@ -96,13 +106,16 @@ where
                      `SessionLayer::identify`, or allow anonymous sessions."
                 );
             } else {
-                tracing::info!(uri = %parts.uri, "WebSocket upgrade rejected: nobody identified");
+                tracing::info!(
+                    path = parts.uri.path(),
+                    "WebSocket upgrade rejected: nobody identified"
+                );
             }
             return Ok((StatusCode::UNAUTHORIZED, "no identity for this WebSocket").into_response());
         }
         Err(response) => {
             tracing::info!(
-                uri = %parts.uri,
+                path = parts.uri.path(),
                 status = %response.status(),
                 "WebSocket upgrade rejected by the identification step"
             );
@@ -206,6 +219,10 @@ async fn create(
 fn creation_failed(error: &Error) -> Response {
     let status = match error {
         Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Error::InvalidInput(crate::InvalidInput::TooManySessions { .. }) => {
+            crate::telemetry::refused_upgrade("user_sessions");
+            StatusCode::TOO_MANY_REQUESTS
+        }
         Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
@@ -213,6 +230,7 @@ fn creation_failed(error: &Error) -> Response {
     let body = match status {
         StatusCode::SERVICE_UNAVAILABLE => "session store unavailable, try again later",
         StatusCode::BAD_REQUEST => "the identity does not fit the session store's limits",
+        StatusCode::TOO_MANY_REQUESTS => "this user has as many sessions as it may have",
         _ => "session could not be created",
     };
     (status, body).into_response()

@@ -46,6 +46,8 @@ pub(super) type EntryGuard<'a> = RefMut<'a, String, Entry>;
 pub(super) struct Entry {
     pub(super) user_id: String,
     pub(super) data: SessionData,
+    /// The bytes of `data`, as [`Limits::max_session_bytes`](crate::Limits) counts them.
+    pub(super) data_bytes: usize,
     pub(super) created_at: u64,
     pub(super) last_active: u64,
     pub(super) expires_at: Instant,
@@ -64,6 +66,27 @@ pub(super) struct Entry {
 }
 
 impl Entry {
+    /// What one key and its value count towards the session's data bytes.
+    pub(super) fn size_of(key: &str, value: &serde_json::Value) -> usize {
+        key.len() + crate::limits::json_len(value)
+    }
+
+    /// The data bytes the session would hold with `entries` written over its data.
+    pub(super) fn bytes_after<'a>(
+        &self,
+        entries: impl IntoIterator<Item = (&'a String, usize)>,
+    ) -> usize {
+        entries
+            .into_iter()
+            .fold(self.data_bytes, |bytes, (key, size)| {
+                let old = self
+                    .data
+                    .get(key)
+                    .map_or(0, |held| Self::size_of(key, held));
+                bytes - old + size
+            })
+    }
+
     pub(super) fn is_live(&self, now: Instant) -> bool {
         self.expires_at > now
     }

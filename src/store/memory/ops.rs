@@ -32,9 +32,25 @@ impl MemoryStore {
                 Some(ids) => ids,
                 None => inner.users.entry(user_id.to_owned()).or_default(),
             };
+            // At the cap, ids of sessions that are gone are dropped before counting again.
+            let max_sessions = inner.limits.max_user_sessions;
+            if ids.len() >= max_sessions && !ids.contains(id) {
+                ids.retain(|other| {
+                    inner
+                        .read(other, |entry| entry.user_id == user_id)
+                        .unwrap_or(false)
+                });
+                if ids.len() >= max_sessions {
+                    return Err(Error::InvalidInput(InvalidInput::TooManySessions {
+                        user_id: user_id.to_owned(),
+                        max: max_sessions,
+                    }));
+                }
+            }
             let fresh = |now| Entry {
                 user_id: user_id.to_owned(),
                 data: SessionData::new(),
+                data_bytes: 0,
                 created_at: created,
                 last_active: created,
                 expires_at: inner.expiry(now),
@@ -123,12 +139,18 @@ impl SessionStore for MemoryStore {
         limits.check_session_id(id)?;
         limits.check_key(key)?;
         limits.check_value(key, &value)?;
+        let size = Entry::size_of(key, &value);
+        let key = key.to_owned();
         let replaced = self.inner.write(id, |entry| {
-            if let Some(held) = entry.data.get_mut(key) {
+            let bytes = entry.bytes_after([(&key, size)]);
+            limits.check_session_bytes(id, bytes)?;
+            if let Some(held) = entry.data.get_mut(&key) {
+                entry.data_bytes = bytes;
                 return Ok(Some(std::mem::replace(held, value)));
             }
             limits.check_key_count(id, entry.data.len() + 1)?;
-            entry.data.insert(key.to_owned(), value);
+            entry.data.insert(key, value);
+            entry.data_bytes = bytes;
             Ok(None)
         })?;
         // Dropped here, with the session's guard released.
@@ -151,7 +173,17 @@ impl SessionStore for MemoryStore {
         limits.check_session_id(id)?;
         limits.check_key_count(id, data.len())?;
         limits.check_entries(&data)?;
-        let replaced = inner.write(id, |entry| inner.merge(id, &mut entry.data, data))?;
+        let sizes: Vec<usize> = data
+            .iter()
+            .map(|(key, value)| Entry::size_of(key, value))
+            .collect();
+        let replaced = inner.write(id, |entry| {
+            let bytes = entry.bytes_after(data.keys().zip(sizes.iter().copied()));
+            limits.check_session_bytes(id, bytes)?;
+            let replaced = inner.merge(id, &mut entry.data, data)?;
+            entry.data_bytes = bytes;
+            Ok(replaced)
+        })?;
         // Dropped here, with the session's guard released.
         drop(replaced);
         Ok(())
@@ -161,7 +193,13 @@ impl SessionStore for MemoryStore {
         let limits = &self.inner.limits;
         limits.check_session_id(id)?;
         limits.check_key(key)?;
-        let removed = self.inner.write(id, |entry| Ok(entry.data.remove(key)))?;
+        let removed = self.inner.write(id, |entry| {
+            let removed = entry.data.remove(key);
+            if let Some(value) = &removed {
+                entry.data_bytes -= Entry::size_of(key, value);
+            }
+            Ok(removed)
+        })?;
         // Dropped here, with the session's guard released.
         drop(removed);
         Ok(())
@@ -169,9 +207,10 @@ impl SessionStore for MemoryStore {
 
     async fn clear_session_data(&self, id: &str) -> Result<()> {
         self.inner.limits.check_session_id(id)?;
-        let cleared = self
-            .inner
-            .write(id, |entry| Ok(std::mem::take(&mut entry.data)))?;
+        let cleared = self.inner.write(id, |entry| {
+            entry.data_bytes = 0;
+            Ok(std::mem::take(&mut entry.data))
+        })?;
         // Dropped here, with the session's guard released.
         drop(cleared);
         Ok(())

@@ -118,6 +118,29 @@ use reply::{bytes, decode_json, decode_session, hash_fields, missing_field, stri
 use scripts::{Scripts, StoreScript};
 use write::Write;
 
+/// `url` as it may be logged: the password of a `redis://user:password@host` URL replaced by
+/// `***`. Text that is not a URL is not shown at all.
+///
+/// ```
+/// use ws_session::store::redis::redacted_url;
+///
+/// assert_eq!(redacted_url("redis://app:s3cret@db:6379/0"), "redis://app:***@db:6379/0");
+/// assert_eq!(redacted_url("redis://db:6379"), "redis://db:6379");
+/// assert_eq!(redacted_url("not a url s3cret"), "(not a URL)");
+/// ```
+pub fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                // A URL with a password has a host, so this cannot fail.
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => "(not a URL)".to_owned(),
+    }
+}
+
 /// The connection pool a [`RedisStore`] runs on.
 pub type RedisPool = bb8::Pool<RedisConnectionManager>;
 
@@ -315,6 +338,17 @@ impl RedisStore {
                 }))
             }
             Value::Int(scripts::TAKEN) => Err(Error::already_exists(id)),
+            Value::Array(items) if items.first() == Some(&Value::Int(scripts::TOO_LARGE)) => {
+                let len = match items.get(1) {
+                    Some(Value::Int(len)) => usize::try_from(*len).unwrap_or(usize::MAX),
+                    _ => usize::MAX,
+                };
+                Err(Error::InvalidInput(crate::InvalidInput::SessionTooLarge {
+                    id: id.to_owned(),
+                    len,
+                    max: self.inner.limits.max_session_bytes,
+                }))
+            }
             Value::Int(scripts::TOO_MANY_ROOMS) => {
                 Err(Error::InvalidInput(crate::InvalidInput::TooManyRooms {
                     id: id.to_owned(),
@@ -354,6 +388,8 @@ fn scripts_for(keys: &Keys, ttl: Duration, limits: &Limits) -> Arc<Scripts> {
         ttl,
         max_keys: limits.max_keys,
         max_rooms: limits.max_rooms,
+        max_session_bytes: limits.max_session_bytes,
+        max_user_sessions: limits.max_user_sessions,
     }))
 }
 

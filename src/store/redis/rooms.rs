@@ -6,7 +6,7 @@ use ::redis::Value;
 use super::RedisStore;
 use super::command::Command;
 use super::reply::{string, unexpected};
-use super::scripts::StoreScript;
+use super::scripts::{self, StoreScript};
 use super::{META_NODE, META_USER_ID};
 use crate::error::{Error, Result};
 use crate::hub::Member;
@@ -40,7 +40,15 @@ impl RedisStore {
             .arg(now)
             .arg(attach.map_or("", |attach| attach.node_id))
             .arg(token);
-        self.run_status(id, &command).await?;
+        match self.run(&command).await? {
+            Value::Int(scripts::TOO_MANY_SESSIONS) => {
+                Err(Error::InvalidInput(crate::InvalidInput::TooManySessions {
+                    user_id: user_id.to_owned(),
+                    max: limits.max_user_sessions,
+                }))
+            }
+            reply => self.status(id, reply).map(drop),
+        }?;
         Ok(Session::new(id, user_id, now))
     }
 

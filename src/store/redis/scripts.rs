@@ -29,6 +29,11 @@ pub(super) const TOO_MANY_KEYS: i64 = -3;
 pub(super) const TAKEN: i64 = -4;
 /// Joining would put the session in too many rooms; nothing was written.
 pub(super) const TOO_MANY_ROOMS: i64 = -5;
+/// The write would leave the session with too many bytes of data; nothing was written. The
+/// script answers `{TOO_LARGE, bytes}`.
+pub(super) const TOO_LARGE: i64 = -6;
+/// The user has too many sessions for another; nothing was written.
+pub(super) const TOO_MANY_SESSIONS: i64 = -7;
 /// The session was in the room already (join), was not in it (leave), or is held by a newer
 /// connection (detach).
 pub(super) const UNCHANGED: i64 = 0;
@@ -58,6 +63,8 @@ pub(super) struct Config<'a> {
     pub(super) ttl: Duration,
     pub(super) max_keys: usize,
     pub(super) max_rooms: usize,
+    pub(super) max_session_bytes: usize,
+    pub(super) max_user_sessions: usize,
 }
 
 /// The scripts of one store.
@@ -184,6 +191,8 @@ fn header(config: &Config<'_>) -> String {
     constant("RENEW_BELOW_MS", &(ttl_ms - renew_every).to_string());
     constant("MAX_KEYS", &config.max_keys.to_string());
     constant("MAX_ROOMS", &config.max_rooms.to_string());
+    constant("MAX_SESSION_BYTES", &config.max_session_bytes.to_string());
+    constant("MAX_USER_SESSIONS", &config.max_user_sessions.to_string());
     head
 }
 
@@ -240,6 +249,8 @@ mod tests {
             ttl: Duration::from_secs(60),
             max_keys: 10,
             max_rooms: 5,
+            max_session_bytes: 1000,
+            max_user_sessions: 3,
         });
         assert_eq!(
             head.lines().skip(1).collect::<Vec<_>>(),
@@ -261,6 +272,8 @@ mod tests {
                 "local RENEW_BELOW_MS = 59063",
                 "local MAX_KEYS = 10",
                 "local MAX_ROOMS = 5",
+                "local MAX_SESSION_BYTES = 1000",
+                "local MAX_USER_SESSIONS = 3",
             ]
         );
     }
@@ -280,6 +293,8 @@ mod tests {
             ttl: Duration::from_secs(ttl),
             max_keys,
             max_rooms: 64,
+            max_session_bytes: 1 << 20,
+            max_user_sessions: 64,
         };
         let a = Scripts::new(&config(60, 10));
         assert_eq!(a.write.hash(), Scripts::new(&config(60, 10)).write.hash());

@@ -4,6 +4,21 @@
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return TAKEN
 end
+-- A user with MAX_USER_SESSIONS sessions gets no more. Only a user at the cap pays for the
+-- count, which first drops the ids of sessions that are gone.
+if redis.call('SCARD', KEYS[2]) >= MAX_USER_SESSIONS then
+  local live = 0
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    if redis.call('EXISTS', SESSION_PREFIX .. id) == 1 then
+      live = live + 1
+    else
+      redis.call('SREM', KEYS[2], id)
+    end
+  end
+  if live >= MAX_USER_SESSIONS then
+    return TOO_MANY_SESSIONS
+  end
+end
 -- The user set goes first: a WRONGTYPE there fails the script before the session is written.
 -- Its TTL is set before the session is written, so that the session can remember how long the
 -- set lives (`meta:set_until`, see `write.lua`).

@@ -37,8 +37,9 @@
 -- changed behind the store's back is repaired within a keep-alive period.
 --
 -- The script runs from the top on every call, and every closure it makes is garbage for Lua's
--- collector, which Redis pays for on every call: it makes four (`data_fields`, `rooms_of`,
--- `refresh` and `restore`), and keeps the common write (one session) in locals, not in tables.
+-- collector, which Redis pays for on every call: it makes five (`data_fields`, `rooms_of`,
+-- `refresh`, `restore` and `resized`), and keeps the common write (one session) in locals,
+-- not in tables.
 local now = ARGV[1]
 -- Redis time in ms, for `meta:lives_until` and `meta:set_until`. (Lua turns TIME's two
 -- decimal texts into numbers for the arithmetic: cheaper than calling `tonumber` on them.)
@@ -109,6 +110,25 @@ local function restore(key, field, old)
   end
 end
 
+-- A session's data size (`meta:bytes`, as read: false for none, and a corrupt text counts as
+-- none) after the field `field` (`data:{key}`) that holds `held` bytes of JSON (0: absent) is
+-- given a value of `len` bytes, or deleted when `deleting`. A key counts its own length and
+-- its value's.
+local function resized(bytes, field, held, len, deleting)
+  local size = tonumber(bytes) or 0
+  local key_len = #field - 5
+  if held > 0 then
+    size = size - key_len - held
+  end
+  if not deleting then
+    size = size + key_len + len
+  end
+  if size < 0 then
+    size = 0
+  end
+  return size
+end
+
 local results = {}
 local k, a, last_arg = 1, 2, #ARGV
 while a <= last_arg do
@@ -165,11 +185,15 @@ while a <= last_arg do
     -- session exists), `meta:lives_until`, and for a set, which may be refused and then puts
     -- it back, `meta:last_active`. A renewing write reads the rest after (each field read
     -- costs Redis about 2,000 instructions, a sixteenth of a write in a batch).
+    -- `meta:bytes` is the session's data size (see MAX_SESSION_BYTES); a clear needs none.
     local meta
     if op == 's' then
-      meta = redis.pcall('HMGET', key, 'meta:user_id', 'meta:lives_until', 'meta:last_active')
-    else
+      meta = redis.pcall('HMGET', key, 'meta:user_id', 'meta:lives_until', 'meta:bytes',
+        'meta:last_active')
+    elseif op == 'c' then
       meta = redis.pcall('HMGET', key, 'meta:user_id', 'meta:lives_until')
+    else
+      meta = redis.pcall('HMGET', key, 'meta:user_id', 'meta:lives_until', 'meta:bytes')
     end
     if meta.err then
       result = meta
@@ -198,30 +222,31 @@ while a <= last_arg do
       if rooms and rooms.err then
         result = rooms
       elseif op == 's' then
-        -- Write, and count the keys only when the data field is new. Over the limit, the
-        -- write is undone before the script ends, so nothing is written.
+        -- The size check comes before the write; the key count, only for a new key, after it:
+        -- over the limit, the write is undone before the script ends, so nothing is written.
         -- Each write spells out its `HSET` with and without `meta:lives_until`: a helper that
         -- took the pairs as `...` measured 3,000 instructions more per lone write.
-        local added
-        if renew then
-          added = redis.call('HSET', key, 'meta:last_active', now,
-            'meta:lives_until', renewed_until, ARGV[first], ARGV[first + 1])
-          if not meta[2] then
-            added = added - 1
-          end
+        local field, value = ARGV[first], ARGV[first + 1]
+        local held = redis.call('HSTRLEN', key, field)
+        local bytes = resized(meta[3], field, held, #value)
+        if bytes > MAX_SESSION_BYTES then
+          result = { TOO_LARGE, bytes }
         else
-          added = redis.call('HSET', key, 'meta:last_active', now, ARGV[first], ARGV[first + 1])
-        end
-        if not meta[3] then
-          added = added - 1
-        end
-        if added > 0 and data_fields(key) > MAX_KEYS then
-          redis.call('HDEL', key, ARGV[first])
-          restore(key, 'meta:last_active', meta[3])
           if renew then
-            restore(key, 'meta:lives_until', meta[2])
+            redis.call('HSET', key, 'meta:last_active', now, 'meta:lives_until', renewed_until,
+              'meta:bytes', bytes, field, value)
+          else
+            redis.call('HSET', key, 'meta:last_active', now, 'meta:bytes', bytes, field, value)
           end
-          result = TOO_MANY_KEYS
+          if held == 0 and data_fields(key) > MAX_KEYS then
+            redis.call('HDEL', key, field)
+            restore(key, 'meta:last_active', meta[4])
+            restore(key, 'meta:bytes', meta[3])
+            if renew then
+              restore(key, 'meta:lives_until', meta[2])
+            end
+            result = TOO_MANY_KEYS
+          end
         end
       elseif op == 'm' then
         -- Several keys: count the new ones before writing any. HLEN - 1 (the owner) bounds
@@ -238,16 +263,31 @@ while a <= last_arg do
             result = TOO_MANY_KEYS
           end
         end
+        local bytes = tonumber(meta[3]) or 0
+        if result == OK then
+          for i = first, last, 2 do
+            bytes = resized(bytes, ARGV[i], redis.call('HSTRLEN', key, ARGV[i]), #ARGV[i + 1])
+          end
+          if bytes > MAX_SESSION_BYTES then
+            result = { TOO_LARGE, bytes }
+          end
+        end
         if result == OK and renew then
           redis.call('HSET', key, 'meta:last_active', now, 'meta:lives_until', renewed_until,
-            unpack(ARGV, first, last))
+            'meta:bytes', bytes, unpack(ARGV, first, last))
         elseif result == OK then
-          redis.call('HSET', key, 'meta:last_active', now, unpack(ARGV, first, last))
+          redis.call('HSET', key, 'meta:last_active', now, 'meta:bytes', bytes,
+            unpack(ARGV, first, last))
         end
       else
         if op == 'd' then
-          redis.call('HDEL', key, ARGV[first])
+          local held = redis.call('HSTRLEN', key, ARGV[first])
+          if held > 0 then
+            redis.call('HDEL', key, ARGV[first])
+            redis.call('HSET', key, 'meta:bytes', resized(meta[3], ARGV[first], held, 0, true))
+          end
         else
+          redis.call('HDEL', key, 'meta:bytes')
           local data = {}
           for _, field in ipairs(redis.call('HKEYS', key)) do
             if string.sub(field, 1, 5) == 'data:' then
