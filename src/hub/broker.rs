@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::{Arc, Weak};
 
 use super::envelope::{Envelope, Stream, Topic};
-use super::history::{HistoryPolicy, ReadFrom, Replayed};
+use super::history::{HistoryPolicy, ReadBudget, ReadFrom, Replayed};
 use super::local::{LocalBus, LocalTransport};
 use super::message::Payload;
 use super::node::Node;
@@ -182,7 +182,8 @@ impl Transport {
         }
     }
 
-    /// What the histories `from` hold after their starting points.
+    /// The newest messages the histories `from` hold after their starting points, as many
+    /// as fit `budget`.
     ///
     /// # Errors
     ///
@@ -191,6 +192,7 @@ impl Transport {
         &self,
         from: &[ReadFrom],
         policy: HistoryPolicy,
+        budget: ReadBudget,
     ) -> Result<Replayed> {
         if !policy.is_on() || from.is_empty() {
             return Ok(Replayed {
@@ -199,9 +201,9 @@ impl Transport {
             });
         }
         match self {
-            Transport::Local(local) => Ok(local.replay(from, policy)),
+            Transport::Local(local) => Ok(local.replay(from, policy, budget)),
             #[cfg(feature = "redis")]
-            Transport::Redis(redis) => redis.replay(from, policy).await,
+            Transport::Redis(redis) => redis.replay(from, budget).await,
         }
     }
 

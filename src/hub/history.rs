@@ -15,18 +15,24 @@ use super::envelope::Stream;
 use super::message::{Delivery, Offset, Payload};
 use crate::session::now_ms;
 
-/// How much history the hub keeps: at most `keep` messages per target, none older than
-/// `retention`. `keep == 0` keeps nothing (no resume window).
+/// How much history the hub keeps: at most `keep` messages and `keep_bytes` bytes per target,
+/// none older than `retention`, and at most `total_bytes` for every target together (past it,
+/// the targets written to least recently lose their history first). `keep == 0` keeps nothing
+/// (no resume window).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct HistoryPolicy {
     pub(crate) keep: usize,
     pub(crate) retention: Duration,
+    pub(crate) keep_bytes: usize,
+    pub(crate) total_bytes: usize,
 }
 
 impl HistoryPolicy {
     pub(crate) const OFF: HistoryPolicy = HistoryPolicy {
         keep: 0,
         retention: Duration::ZERO,
+        keep_bytes: 0,
+        total_bytes: 0,
     };
 
     pub(crate) fn is_on(&self) -> bool {
@@ -39,6 +45,36 @@ impl HistoryPolicy {
             .unwrap_or(u64::MAX)
             .max(1)
     }
+}
+
+/// What one resume may read of the histories: the bounds of the inbox it goes into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReadBudget {
+    pub(crate) messages: usize,
+    pub(crate) bytes: usize,
+}
+
+/// Takes, from messages in descending offset order, the newest that fit `budget`: stops at the
+/// first that does not fit. Returns them in ascending order, and whether every message was
+/// taken.
+pub(crate) fn newest_within(
+    descending: impl IntoIterator<Item = Delivery>,
+    budget: ReadBudget,
+) -> (Vec<Delivery>, bool) {
+    let mut taken = Vec::new();
+    let mut bytes = 0usize;
+    let mut all = true;
+    for delivery in descending {
+        let len = delivery.payload.len();
+        if taken.len() >= budget.messages || bytes.saturating_add(len) > budget.bytes {
+            all = false;
+            break;
+        }
+        bytes += len;
+        taken.push(delivery);
+    }
+    taken.reverse();
+    (taken, all)
 }
 
 /// Where reading a session's missed messages starts in one history: after `after`.
@@ -56,15 +92,6 @@ pub(crate) struct Replayed {
     pub(crate) complete: bool,
 }
 
-impl Replayed {
-    /// Puts the messages of several histories into one offset order.
-    pub(crate) fn sorted(mut missed: Vec<Delivery>, complete: bool) -> Self {
-        missed.sort_by_key(|delivery| delivery.offset);
-        missed.dedup_by_key(|delivery| delivery.offset);
-        Replayed { missed, complete }
-    }
-}
-
 /// The history of the in-process broker, and its clock. Its lock also orders the broker's
 /// deliveries, so offsets increase on every connection.
 #[derive(Default)]
@@ -76,66 +103,70 @@ pub(crate) struct LocalHistory {
 struct State {
     last: Offset,
     streams: HashMap<Stream, Kept>,
-    /// When every stream was last trimmed by age.
-    swept: Option<Instant>,
+    /// The payload bytes held by every stream together.
+    bytes: usize,
+    /// The policy of the last message kept: what the sweep trims by.
+    policy: Option<HistoryPolicy>,
 }
 
 struct Kept {
     entries: VecDeque<(Offset, Instant, Payload)>,
-    /// The highest offset dropped from this history, by count or by age.
+    /// The payload bytes of `entries`.
+    bytes: usize,
+    /// The highest offset dropped from this history, by count, bytes, age or the store's bound.
     max_dropped: Offset,
     /// When a message was last added.
     written: Instant,
 }
 
 impl Kept {
-    fn trim(&mut self, policy: HistoryPolicy, now: Instant) {
+    /// Drops what is beyond the policy's count and bytes, or older than its retention. Returns
+    /// the bytes freed.
+    fn trim(&mut self, policy: HistoryPolicy, now: Instant) -> usize {
+        let before = self.bytes;
         while self.entries.len() > policy.keep
+            || self.bytes > policy.keep_bytes
             || self
                 .entries
                 .front()
                 .is_some_and(|(_, at, _)| now.duration_since(*at) > policy.retention)
         {
-            if let Some((offset, _, _)) = self.entries.pop_front() {
-                self.max_dropped = self.max_dropped.max(offset);
-            }
+            let Some((offset, _, payload)) = self.entries.pop_front() else {
+                break;
+            };
+            self.bytes -= payload.len();
+            self.max_dropped = self.max_dropped.max(offset);
         }
+        before - self.bytes
+    }
+
+    /// Drops everything; a reader from before the last message is told it missed some.
+    fn drop_all(&mut self) -> usize {
+        if let Some((offset, _, _)) = self.entries.back() {
+            self.max_dropped = self.max_dropped.max(*offset);
+        }
+        self.entries.clear();
+        std::mem::take(&mut self.bytes)
     }
 }
 
 impl LocalHistory {
-    /// Gives the next offset to a message for `stream` (kept there under `policy`), then runs
-    /// `deliver` with it, all under the history's lock: deliveries happen in offset order.
+    /// Gives the next offset to a message for `stream`, keeps it there under `policy` when
+    /// `keep` says so (the target has a session to deliver it to), then runs `deliver` with
+    /// the offset, all under the history's lock: deliveries happen in offset order.
     pub(crate) fn record<T>(
         &self,
         stream: &Stream,
         payload: &Payload,
         policy: HistoryPolicy,
+        keep: bool,
         deliver: impl FnOnce(Offset) -> T,
     ) -> T {
         let mut state = lock(&self.state);
         let offset = Offset::next(state.last, now_ms());
         state.last = offset;
-        let now = Instant::now();
-        let kept = state.streams.entry(stream.clone()).or_insert_with(|| Kept {
-            entries: VecDeque::new(),
-            max_dropped: Offset::default(),
-            written: now,
-        });
-        kept.written = now;
-        kept.entries.push_back((offset, now, payload.clone()));
-        kept.trim(policy, now);
-        if state
-            .swept
-            .is_none_or(|at| now.duration_since(at) > policy.retention)
-        {
-            state.swept = Some(now);
-            // A history nobody wrote to for twice the retention is dropped whole, as a Redis
-            // stream expires.
-            state.streams.retain(|_, kept| {
-                kept.trim(policy, now);
-                now.duration_since(kept.written) <= policy.retention * 2
-            });
+        if keep && policy.is_on() {
+            state.keep(stream, offset, payload, policy);
         }
         deliver(offset)
     }
@@ -146,37 +177,117 @@ impl LocalHistory {
         lock(&self.state).last.max(floor)
     }
 
-    /// What each history holds after its starting point, at most `policy.keep` from each.
-    pub(crate) fn read(&self, from: &[ReadFrom], policy: HistoryPolicy) -> Replayed {
+    /// The newest messages of the histories `from` after their starting points that fit
+    /// `budget`, in offset order; incomplete when any was left out or dropped before.
+    pub(crate) fn read(
+        &self,
+        from: &[ReadFrom],
+        policy: HistoryPolicy,
+        budget: ReadBudget,
+    ) -> Replayed {
         let mut state = lock(&self.state);
         let now = Instant::now();
-        let mut missed = Vec::new();
+        let mut found: Vec<&(Offset, Instant, Payload)> = Vec::new();
         let mut complete = true;
+        let state = &mut *state;
+        for ReadFrom { stream, .. } in from {
+            if let Some(kept) = state.streams.get_mut(stream) {
+                state.bytes -= kept.trim(policy, now);
+            }
+        }
         for ReadFrom { stream, after } in from {
-            let Some(kept) = state.streams.get_mut(stream) else {
+            let Some(kept) = state.streams.get(stream) else {
                 continue;
             };
-            kept.trim(policy, now);
             if kept.max_dropped > *after {
                 complete = false;
             }
-            missed.extend(
-                kept.entries
-                    .iter()
-                    .filter(|(offset, _, _)| offset > after)
-                    .map(|(offset, _, payload)| Delivery {
-                        offset: *offset,
-                        payload: payload.clone(),
-                    }),
-            );
+            found.extend(kept.entries.iter().filter(|(offset, _, _)| offset > after));
         }
-        drop(state);
-        Replayed::sorted(missed, complete)
+        found.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        found.dedup_by_key(|entry| entry.0);
+        let (missed, all) = newest_within(
+            found.into_iter().map(|(offset, _, payload)| Delivery {
+                offset: *offset,
+                payload: payload.clone(),
+            }),
+            budget,
+        );
+        Replayed {
+            missed,
+            complete: complete && all,
+        }
     }
 
     /// Drops the history of one session (it was removed).
     pub(crate) fn forget(&self, stream: &Stream) {
-        lock(&self.state).streams.remove(stream);
+        let mut state = lock(&self.state);
+        if let Some(kept) = state.streams.remove(stream) {
+            state.bytes -= kept.bytes;
+        }
+    }
+
+    /// Trims every history by age, and drops those nobody wrote to for twice the retention,
+    /// as a Redis stream expires. The memory store's sweep calls it, so expired history is
+    /// reclaimed without waiting for the next message.
+    pub(crate) fn sweep(&self) {
+        let mut state = lock(&self.state);
+        let Some(policy) = state.policy else {
+            return;
+        };
+        let now = Instant::now();
+        let mut freed = 0;
+        state.streams.retain(|_, kept| {
+            freed += kept.trim(policy, now);
+            let live = now.duration_since(kept.written) <= policy.retention * 2;
+            if !live {
+                freed += kept.bytes;
+            }
+            live
+        });
+        state.bytes -= freed;
+    }
+
+    /// The payload bytes every history holds together.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        lock(&self.state).bytes
+    }
+}
+
+impl State {
+    fn keep(&mut self, stream: &Stream, offset: Offset, payload: &Payload, policy: HistoryPolicy) {
+        self.policy = Some(policy);
+        let now = Instant::now();
+        let kept = self.streams.entry(stream.clone()).or_insert_with(|| Kept {
+            entries: VecDeque::new(),
+            bytes: 0,
+            max_dropped: Offset::default(),
+            written: now,
+        });
+        kept.written = now;
+        kept.entries.push_back((offset, now, payload.clone()));
+        kept.bytes += payload.len();
+        let freed = kept.trim(policy, now);
+        self.bytes = self.bytes + payload.len() - freed;
+        // Over the store's bound: the histories written to least recently go first, whole.
+        while self.bytes > policy.total_bytes {
+            let Some(oldest) = self
+                .streams
+                .iter_mut()
+                .filter(|(other, kept)| *other != stream && kept.bytes > 0)
+                .min_by_key(|(_, kept)| kept.written)
+                .map(|(_, kept)| kept)
+            else {
+                break;
+            };
+            self.bytes -= oldest.drop_all();
+        }
+        if self.bytes > policy.total_bytes
+            && let Some(kept) = self.streams.get_mut(stream)
+        {
+            self.bytes -= kept.drop_all();
+        }
     }
 }
 
@@ -193,6 +304,13 @@ mod tests {
     const POLICY: HistoryPolicy = HistoryPolicy {
         keep: 3,
         retention: Duration::from_secs(60),
+        keep_bytes: 1 << 20,
+        total_bytes: 1 << 30,
+    };
+
+    const ALL_OF_IT: ReadBudget = ReadBudget {
+        messages: 1000,
+        bytes: 1 << 20,
     };
 
     fn texts(replayed: &Replayed) -> Vec<String> {
@@ -209,7 +327,7 @@ mod tests {
         let room = Stream::Room("r".into());
         let offsets: Vec<Offset> = ["a", "b", "c"]
             .iter()
-            .map(|text| history.record(&room, &(*text).into(), POLICY, |offset| offset))
+            .map(|text| history.record(&room, &(*text).into(), POLICY, true, |offset| offset))
             .collect();
         assert!(offsets.windows(2).all(|pair| pair[0] < pair[1]));
         let read = history.read(
@@ -218,6 +336,7 @@ mod tests {
                 after: offsets[0],
             }],
             POLICY,
+            ALL_OF_IT,
         );
         assert_eq!(texts(&read), ["b", "c"]);
         assert!(read.complete);
@@ -227,9 +346,9 @@ mod tests {
     fn a_start_before_what_is_kept_is_incomplete() {
         let history = LocalHistory::default();
         let all = Stream::All;
-        let first = history.record(&all, &"0".into(), POLICY, |offset| offset);
+        let first = history.record(&all, &"0".into(), POLICY, true, |offset| offset);
         for n in 1..5 {
-            history.record(&all, &n.to_string().into(), POLICY, |_| ());
+            history.record(&all, &n.to_string().into(), POLICY, true, |_| ());
         }
         let from = |after| {
             [ReadFrom {
@@ -237,26 +356,138 @@ mod tests {
                 after,
             }]
         };
-        let read = history.read(&from(Offset::default()), POLICY);
+        let read = history.read(&from(Offset::default()), POLICY, ALL_OF_IT);
         assert_eq!(texts(&read), ["2", "3", "4"]);
         assert!(!read.complete);
-        let read = history.read(&from(first), POLICY);
+        let read = history.read(&from(first), POLICY, ALL_OF_IT);
         assert!(!read.complete, "1 was dropped, and came after the start");
         let two = read.missed[0].offset;
-        assert!(history.read(&from(two), POLICY).complete);
+        assert!(history.read(&from(two), POLICY, ALL_OF_IT).complete);
     }
 
     #[test]
     fn several_histories_merge_in_offset_order() {
         let history = LocalHistory::default();
         let (a, b) = (Stream::Room("a".into()), Stream::User("u".into()));
-        history.record(&a, &"1".into(), POLICY, |_| ());
-        history.record(&b, &"2".into(), POLICY, |_| ());
-        history.record(&a, &"3".into(), POLICY, |_| ());
+        history.record(&a, &"1".into(), POLICY, true, |_| ());
+        history.record(&b, &"2".into(), POLICY, true, |_| ());
+        history.record(&a, &"3".into(), POLICY, true, |_| ());
         let from = [a, b].map(|stream| ReadFrom {
             stream,
             after: Offset::default(),
         });
-        assert_eq!(texts(&history.read(&from, POLICY)), ["1", "2", "3"]);
+        assert_eq!(
+            texts(&history.read(&from, POLICY, ALL_OF_IT)),
+            ["1", "2", "3"]
+        );
+    }
+
+    fn from_start(streams: &[&Stream]) -> Vec<ReadFrom> {
+        streams
+            .iter()
+            .map(|stream| ReadFrom {
+                stream: (*stream).clone(),
+                after: Offset::default(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_history_is_bounded_in_bytes() {
+        let history = LocalHistory::default();
+        let room = Stream::Room("r".into());
+        let policy = HistoryPolicy {
+            keep_bytes: 10,
+            ..POLICY
+        };
+        for text in ["aaaa", "bbbb", "cccc"] {
+            history.record(&room, &text.into(), policy, true, |_| ());
+        }
+        assert_eq!(history.bytes(), 8);
+        let read = history.read(&from_start(&[&room]), policy, ALL_OF_IT);
+        assert_eq!(texts(&read), ["bbbb", "cccc"]);
+        assert!(!read.complete, "aaaa was dropped");
+    }
+
+    #[test]
+    fn past_the_total_the_least_recently_written_history_goes() {
+        let history = LocalHistory::default();
+        let (a, b, c) = (
+            Stream::Room("a".into()),
+            Stream::Room("b".into()),
+            Stream::Room("c".into()),
+        );
+        let policy = HistoryPolicy {
+            total_bytes: 10,
+            ..POLICY
+        };
+        history.record(&a, &"aaaa".into(), policy, true, |_| ());
+        std::thread::sleep(Duration::from_millis(2));
+        history.record(&b, &"bbbb".into(), policy, true, |_| ());
+        std::thread::sleep(Duration::from_millis(2));
+        history.record(&c, &"cccc".into(), policy, true, |_| ());
+        assert_eq!(history.bytes(), 8);
+        let read = history.read(&from_start(&[&a]), policy, ALL_OF_IT);
+        assert!(read.missed.is_empty());
+        assert!(!read.complete, "a's history was dropped whole");
+        let read = history.read(&from_start(&[&b, &c]), policy, ALL_OF_IT);
+        assert_eq!(texts(&read), ["bbbb", "cccc"]);
+        assert!(read.complete);
+    }
+
+    #[test]
+    fn a_message_not_kept_still_gets_an_offset() {
+        let history = LocalHistory::default();
+        let room = Stream::Room("empty".into());
+        let first = history.record(&room, &"x".into(), POLICY, false, |offset| offset);
+        let second = history.record(&room, &"y".into(), POLICY, false, |offset| offset);
+        assert!(first < second);
+        assert_eq!(history.bytes(), 0);
+        assert!(
+            history
+                .read(&from_start(&[&room]), POLICY, ALL_OF_IT)
+                .missed
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_read_takes_the_newest_that_fit_its_budget() {
+        let history = LocalHistory::default();
+        let (a, b) = (Stream::Room("a".into()), Stream::User("u".into()));
+        for (stream, text) in [(&a, "1"), (&b, "22"), (&a, "333"), (&b, "4444")] {
+            history.record(stream, &text.into(), POLICY, true, |_| ());
+        }
+        let from = from_start(&[&a, &b]);
+        let by_count = ReadBudget {
+            messages: 2,
+            bytes: 1000,
+        };
+        let read = history.read(&from, POLICY, by_count);
+        assert_eq!(texts(&read), ["333", "4444"]);
+        assert!(!read.complete);
+        let by_bytes = ReadBudget {
+            messages: 10,
+            bytes: 8,
+        };
+        let read = history.read(&from, POLICY, by_bytes);
+        assert_eq!(texts(&read), ["333", "4444"], "22 would make 7 + 2 bytes");
+        assert!(!read.complete);
+    }
+
+    #[test]
+    fn the_sweep_reclaims_histories_nobody_writes_to() {
+        let history = LocalHistory::default();
+        let room = Stream::Room("r".into());
+        let policy = HistoryPolicy {
+            retention: Duration::from_millis(20),
+            ..POLICY
+        };
+        history.record(&room, &"old".into(), policy, true, |_| ());
+        assert_eq!(history.bytes(), 3);
+        std::thread::sleep(Duration::from_millis(50));
+        history.sweep();
+        assert_eq!(history.bytes(), 0);
+        assert!(lock(&history.state).streams.is_empty());
     }
 }

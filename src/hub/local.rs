@@ -5,13 +5,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
 use super::envelope::{Body, Envelope, Stream, Topic};
-use super::history::{HistoryPolicy, LocalHistory, ReadFrom, Replayed};
+use super::history::{HistoryPolicy, LocalHistory, ReadBudget, ReadFrom, Replayed};
 use super::node::Node;
 
 /// Topic -> the nodes subscribed to it, by node id; and the history of what was sent.
@@ -19,6 +19,29 @@ use super::node::Node;
 pub(crate) struct LocalBus {
     topics: DashMap<Topic, HashMap<Arc<str>, Weak<Node>>>,
     pub(crate) history: LocalHistory,
+    /// Who tells whether a target has sessions (the memory store that owns this bus).
+    targets: OnceLock<Weak<dyn Targets>>,
+}
+
+/// Whether a target has a session that a message kept for it could ever reach: a room with a
+/// member, a user with a session, a session that exists, anyone at all for everyone.
+pub(crate) trait Targets: Send + Sync {
+    fn has_sessions(&self, stream: &Stream) -> bool;
+}
+
+impl LocalBus {
+    /// Sets who answers [`Targets::has_sessions`] for this bus, once.
+    pub(crate) fn set_targets(&self, targets: Weak<dyn Targets>) {
+        let _ = self.targets.set(targets);
+    }
+
+    /// Whether a message for `stream` is worth keeping: without anyone to ask, it is.
+    fn has_sessions(&self, stream: &Stream) -> bool {
+        self.targets
+            .get()
+            .and_then(Weak::upgrade)
+            .is_none_or(|targets| targets.has_sessions(stream))
+    }
 }
 
 pub(crate) struct LocalTransport {
@@ -73,13 +96,16 @@ impl LocalTransport {
     ) {
         match (&envelope.body, stream) {
             (Body::Message(payload), Some(stream)) if policy.is_on() => {
-                self.bus.history.record(stream, payload, policy, |offset| {
-                    let envelope = Envelope {
-                        offset: Some(offset),
-                        ..envelope.clone()
-                    };
-                    self.deliver(topic, &envelope);
-                });
+                let keep = self.bus.has_sessions(stream);
+                self.bus
+                    .history
+                    .record(stream, payload, policy, keep, |offset| {
+                        let envelope = Envelope {
+                            offset: Some(offset),
+                            ..envelope.clone()
+                        };
+                        self.deliver(topic, &envelope);
+                    });
             }
             _ => self.deliver(topic, envelope),
         }
@@ -89,7 +115,9 @@ impl LocalTransport {
     /// session).
     pub(crate) fn keep(&self, stream: &Stream, envelope: &Envelope, policy: HistoryPolicy) {
         if let Body::Message(payload) = &envelope.body {
-            self.bus.history.record(stream, payload, policy, |_| ());
+            self.bus
+                .history
+                .record(stream, payload, policy, true, |_| ());
         }
     }
 
@@ -105,8 +133,13 @@ impl LocalTransport {
         }
     }
 
-    pub(crate) fn replay(&self, from: &[ReadFrom], policy: HistoryPolicy) -> Replayed {
-        self.bus.history.read(from, policy)
+    pub(crate) fn replay(
+        &self,
+        from: &[ReadFrom],
+        policy: HistoryPolicy,
+        budget: ReadBudget,
+    ) -> Replayed {
+        self.bus.history.read(from, policy, budget)
     }
 
     pub(crate) fn subscriptions(&self) -> usize {

@@ -58,7 +58,7 @@ use http::request::Parts;
 pub use self::broker::Broker;
 use self::envelope::{Envelope, Topic};
 pub use self::inbox::InboxLimits;
-pub(crate) use self::local::LocalBus;
+pub(crate) use self::local::{LocalBus, Targets};
 pub(crate) use self::message::{CLOCK_EPOCH_MS, OFFSETS_PER_MS};
 pub use self::message::{CloseReason, Delivery, HubEvent, InvalidOffset, Member, Offset, Payload};
 pub use self::node::HubStats;

@@ -77,6 +77,8 @@ pub(crate) struct Node {
     /// What the broker keeps of this node's messages for sessions that resume.
     keep: AtomicUsize,
     retention_ms: AtomicU64,
+    keep_bytes: AtomicUsize,
+    total_bytes: AtomicUsize,
 }
 
 /// Counters of a node, for tests and metrics.
@@ -110,6 +112,8 @@ impl Node {
             slow_closed: AtomicU64::new(0),
             keep: AtomicUsize::new(0),
             retention_ms: AtomicU64::new(0),
+            keep_bytes: AtomicUsize::new(0),
+            total_bytes: AtomicUsize::new(0),
         })
     }
 
@@ -118,6 +122,8 @@ impl Node {
         HistoryPolicy {
             keep: self.keep.load(Ordering::Relaxed),
             retention: Duration::from_millis(self.retention_ms.load(Ordering::Relaxed)),
+            keep_bytes: self.keep_bytes.load(Ordering::Relaxed),
+            total_bytes: self.total_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -125,6 +131,9 @@ impl Node {
         self.keep.store(policy.keep, Ordering::Relaxed);
         self.retention_ms
             .store(policy.retention_ms(), Ordering::Relaxed);
+        self.keep_bytes.store(policy.keep_bytes, Ordering::Relaxed);
+        self.total_bytes
+            .store(policy.total_bytes, Ordering::Relaxed);
     }
 
     /// Publishes now, in this node's order, keeping messages as the policy says.

@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::envelope::{Body, Envelope, Topic};
-use super::history::{HistoryPolicy, ReadFrom, Replayed};
+use super::history::{HistoryPolicy, ReadBudget, ReadFrom, Replayed};
 use super::message::Payload;
 use super::node::Node;
 use crate::RedisStore;
@@ -181,13 +181,10 @@ impl RedisTransport {
         self.queue(send).await
     }
 
-    /// What the histories `from` hold after their starting points.
-    pub(crate) async fn replay(
-        &self,
-        from: &[ReadFrom],
-        policy: HistoryPolicy,
-    ) -> Result<Replayed> {
-        self.store.replay(from, policy).await
+    /// The newest messages the histories `from` hold after their starting points, as many
+    /// as fit `budget`, read in short steps.
+    pub(crate) async fn replay(&self, from: &[ReadFrom], budget: ReadBudget) -> Result<Replayed> {
+        self.store.replay(from, budget).await
     }
 
     fn queue(&self, send: HubSend) -> impl Future<Output = Result<()>> + Send + 'static {

@@ -59,17 +59,22 @@ use crate::hub::history::HistoryPolicy;
 pub struct Resume {
     window: Duration,
     keep: usize,
+    keep_bytes: usize,
+    total_bytes: usize,
     retention: Option<Duration>,
     max_detached_per_user: usize,
 }
 
 impl Resume {
-    /// Detached sessions are kept for `window`; the hub keeps the last 256 messages of each
-    /// target for as long, and each user may have 16 detached sessions.
+    /// Detached sessions are kept for `window`; the hub keeps the last 256 messages (at most
+    /// 1 MiB) of each target for as long, 64 MiB in all, and each user may have 16 detached
+    /// sessions.
     pub fn within(window: Duration) -> Self {
         Resume {
             window,
             keep: 256,
+            keep_bytes: 1024 * 1024,
+            total_bytes: 64 * 1024 * 1024,
             retention: None,
             max_detached_per_user: 16,
         }
@@ -81,6 +86,27 @@ impl Resume {
     #[must_use]
     pub fn keep_messages(mut self, messages: usize) -> Self {
         self.keep = messages.max(1);
+        self
+    }
+
+    /// How many payload bytes of each target the hub keeps for resumes (default 1 MiB): past
+    /// it, the oldest messages of the target go first.
+    #[must_use]
+    pub fn keep_bytes(mut self, bytes: usize) -> Self {
+        self.keep_bytes = bytes;
+        self
+    }
+
+    /// How many payload bytes the hub keeps for resumes in all, for every target together
+    /// (default 64 MiB). Past it, the targets written to least recently lose what is kept for
+    /// them first; a session that then resumes from before is told its replay is incomplete.
+    ///
+    /// Messages for a target without any session (a room nobody is in, a user with no session)
+    /// are never kept. On Redis the bound holds per store prefix; with the defaults, the
+    /// histories take at most about 64 MiB of Redis memory plus Redis's own overhead per entry.
+    #[must_use]
+    pub fn keep_total_bytes(mut self, bytes: usize) -> Self {
+        self.total_bytes = bytes;
         self
     }
 
@@ -120,6 +146,8 @@ impl Resume {
         HistoryPolicy {
             keep: self.keep,
             retention: self.retention(),
+            keep_bytes: self.keep_bytes,
+            total_bytes: self.total_bytes,
         }
     }
 

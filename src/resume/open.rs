@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::handle::WsSession;
 use crate::hub::InboxLimits;
 use crate::hub::envelope::{Envelope, Stream, Topic};
-use crate::hub::history::ReadFrom;
+use crate::hub::history::{ReadBudget, ReadFrom};
 use crate::registry::Registry;
 
 /// Gives the new connection the session `presented` names, if the claim succeeds: the same id,
@@ -89,7 +89,12 @@ pub(crate) async fn reattach(
         tracing::info!(session = %id, node = %previous, "session taken over from another node");
     }
     let from = read_from(&id, &user_id, &resumed, presented);
-    let recovery = match node.transport().replay(&from, node.policy()).await {
+    // Nothing is read beyond what the inbox can take.
+    let budget = ReadBudget {
+        messages: limits.messages,
+        bytes: limits.bytes,
+    };
+    let recovery = match node.transport().replay(&from, node.policy(), budget).await {
         Ok(replayed) => {
             let (missed, fitted) = connection.inbox.replay(replayed.missed);
             Recovery {

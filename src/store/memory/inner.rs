@@ -153,6 +153,7 @@ impl Inner {
         if !dead.is_empty() {
             tracing::trace!(expired = dead.len(), "expired sessions swept");
         }
+        self.bus.history.sweep();
     }
 }
 

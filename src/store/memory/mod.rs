@@ -51,12 +51,13 @@ mod sweep;
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
-use crate::hub::LocalBus;
+use crate::hub::envelope::Stream;
+use crate::hub::{LocalBus, Targets};
 use crate::limits::Limits;
 use entry::{Entry, Keyed};
 use sweep::Sweeper;
@@ -167,7 +168,7 @@ impl MemoryStore {
     ///
     /// The sweep interval starts as `ttl`, but at most 60 seconds and at least 10 ms.
     pub fn with_ttl(ttl: Duration) -> Self {
-        MemoryStore {
+        let store = MemoryStore {
             inner: Arc::new(Inner {
                 sessions: DashMap::with_hasher(Keyed::default()),
                 users: DashMap::with_hasher(Keyed::default()),
@@ -178,7 +179,9 @@ impl MemoryStore {
                 sweep_interval: ttl.clamp(MIN_SWEEP, MAX_DEFAULT_SWEEP),
                 sweeper: OnceLock::new(),
             }),
-        }
+        };
+        store.answer_for_targets();
+        store
     }
 
     /// Sets the size limits the store enforces (default [`Limits::default`]).
@@ -226,7 +229,26 @@ impl MemoryStore {
         if !inner.sessions.is_empty() {
             self.start_sweeper();
         }
+        // A copy made for the change has a bus of its own, which must ask the copy.
+        self.answer_for_targets();
         self
+    }
+
+    /// Makes this store's bus ask it whether a target has sessions before keeping a message.
+    fn answer_for_targets(&self) {
+        let targets: Weak<dyn Targets> = Arc::downgrade(&self.inner) as Weak<Inner>;
+        self.inner.bus.set_targets(targets);
+    }
+}
+
+impl Targets for Inner {
+    fn has_sessions(&self, stream: &Stream) -> bool {
+        match stream {
+            Stream::All => !self.sessions.is_empty(),
+            Stream::User(user) => self.users.contains_key(user),
+            Stream::Room(room) => self.rooms.contains_key(room),
+            Stream::Session(id) => self.sessions.contains_key(id),
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use super::resume::offset;
 use super::scripts::{self, StoreScript};
 use crate::error::{Error, Result};
 use crate::hub::envelope::{Stream, payload};
-use crate::hub::history::{HistoryPolicy, ReadFrom, Replayed};
+use crate::hub::history::{HistoryPolicy, ReadBudget, ReadFrom, Replayed};
 use crate::hub::{Delivery, Payload};
 
 /// One send of a node's publisher.
@@ -39,14 +39,16 @@ pub(crate) struct KeptMessage {
 }
 
 impl KeptMessage {
-    /// The scripts' last five arguments.
+    /// The scripts' last seven arguments.
     fn args(&self, command: &mut Command<'_>) {
         command
             .arg(&[self.kind][..])
             .arg(&self.target)
             .arg(self.payload.as_bytes())
             .arg(self.policy.keep)
-            .arg(self.policy.retention_ms());
+            .arg(self.policy.retention_ms())
+            .arg(self.policy.keep_bytes)
+            .arg(self.policy.total_bytes);
     }
 }
 
@@ -107,11 +109,14 @@ impl RedisStore {
                 stream,
                 message,
             } => {
-                let mut command = Command::script(&scripts.publish, 2);
-                command
-                    .arg(&keys.clock)
-                    .arg(keys.history(stream))
-                    .arg(channel);
+                let reached_by = keys.reached_by(stream);
+                let mut command =
+                    Command::script(&scripts.publish, 2 + usize::from(reached_by.is_some()));
+                command.arg(&keys.clock).arg(keys.history(stream));
+                if let Some(set) = reached_by {
+                    command.arg(set);
+                }
+                command.arg(channel);
                 message.args(&mut command);
                 pipeline.add_command(command.cmd().clone());
             }
@@ -127,40 +132,134 @@ impl RedisStore {
         }
     }
 
-    /// What the histories `from` hold after their starting points, in one script call.
-    pub(crate) async fn replay(
+    /// The newest messages the histories `from` hold after their starting points, as many as
+    /// fit `budget`, in offset order.
+    ///
+    /// The histories are read newest first, in steps of one script call that each read at
+    /// most [`STEP_MESSAGES`] messages per history and stop after [`STEP_BYTES`], and merged
+    /// here as they come: a resume holds Redis for a short step at a time, and never holds more
+    /// than the budget and one step.
+    pub(crate) async fn replay(&self, from: &[ReadFrom], budget: ReadBudget) -> Result<Replayed> {
+        let mut cursors: Vec<Cursor> = from.iter().map(|_| Cursor::default()).collect();
+        let mut complete = true;
+        let mut taken: Vec<Delivery> = Vec::new();
+        let mut bytes = 0usize;
+        loop {
+            let empty: Vec<usize> = (0..cursors.len())
+                .filter(|&i| cursors[i].buffer.is_empty() && cursors[i].more)
+                .collect();
+            if !empty.is_empty() {
+                let per_history = budget
+                    .messages
+                    .saturating_sub(taken.len())
+                    .clamp(1, STEP_MESSAGES);
+                let read = self
+                    .replay_step(from, &cursors, &empty, per_history)
+                    .await?;
+                for (&i, (lost, more, entries)) in empty.iter().zip(read) {
+                    complete &= !lost;
+                    let cursor = &mut cursors[i];
+                    cursor.more = more;
+                    cursor.before = entries.last().map(|last| last.offset).or(cursor.before);
+                    cursor.buffer.extend(entries);
+                }
+            }
+            let newest = (0..cursors.len())
+                .filter_map(|i| Some((cursors[i].buffer.front()?.offset, i)))
+                .max();
+            let Some((_, i)) = newest else {
+                break;
+            };
+            let Some(delivery) = cursors[i].buffer.pop_front() else {
+                break;
+            };
+            let len = delivery.payload.len();
+            if taken.len() >= budget.messages || bytes.saturating_add(len) > budget.bytes {
+                complete = false;
+                break;
+            }
+            if taken
+                .last()
+                .is_some_and(|last| last.offset == delivery.offset)
+            {
+                continue;
+            }
+            bytes += len;
+            taken.push(delivery);
+        }
+        taken.reverse();
+        Ok(Replayed {
+            missed: taken,
+            complete,
+        })
+    }
+
+    /// One step of [`replay`](Self::replay): reads the histories `which` of `from` below
+    /// their cursors. Returns for each whether messages it needed were dropped, whether it may
+    /// hold more, and the messages read, newest first.
+    async fn replay_step(
         &self,
         from: &[ReadFrom],
-        policy: HistoryPolicy,
-    ) -> Result<Replayed> {
+        cursors: &[Cursor],
+        which: &[usize],
+        per_history: usize,
+    ) -> Result<Vec<(bool, bool, Vec<Delivery>)>> {
         let keys = &self.inner.keys;
-        let mut command = Command::script(&self.inner.scripts.replay, from.len());
-        for read in from {
-            command.arg(keys.history(&read.stream));
+        let mut command = Command::script(&self.inner.scripts.replay, which.len());
+        for &i in which {
+            command.arg(keys.history(&from[i].stream));
         }
-        for read in from {
-            command.arg(read.after.to_string());
+        for &i in which {
+            command.arg(from[i].after.to_string());
         }
-        command.arg(policy.keep);
+        for &i in which {
+            match cursors[i].before {
+                Some(before) => command.arg(before.to_string()),
+                None => command.arg("+"),
+            };
+        }
+        command.arg(per_history).arg(STEP_BYTES);
         let items = match self.run(&command).await? {
-            Value::Array(items) if items.len() == 2 * from.len() => items,
+            Value::Array(items) if items.len() == 3 * which.len() => items,
             other => return Err(unexpected("a replay's answer", &other)),
         };
-        let mut complete = true;
-        let mut missed = Vec::new();
+        let mut read = Vec::with_capacity(which.len());
         let mut items = items.into_iter();
-        while let (Some(lost), Some(entries)) = (items.next(), items.next()) {
-            if lost == Value::Int(1) {
-                complete = false;
-            }
+        while let (Some(lost), Some(more), Some(entries)) =
+            (items.next(), items.next(), items.next())
+        {
             let Value::Array(entries) = entries else {
                 return Err(unexpected("a history's messages", &entries));
             };
-            for entry in entries {
-                missed.push(delivery(entry)?);
-            }
+            let entries = entries.into_iter().map(delivery).collect::<Result<_>>()?;
+            read.push((lost == Value::Int(1), more == Value::Int(1), entries));
         }
-        Ok(Replayed::sorted(missed, complete))
+        Ok(read)
+    }
+}
+
+/// Most messages one step of a replay reads from one history.
+const STEP_MESSAGES: usize = 64;
+/// The payload bytes after which one step of a replay stops reading.
+const STEP_BYTES: usize = 256 * 1024;
+
+/// Where the reading of one history stands during a replay.
+struct Cursor {
+    /// The oldest offset read so far: the next step reads below it.
+    before: Option<crate::hub::Offset>,
+    /// Read and not yet merged, newest first.
+    buffer: std::collections::VecDeque<Delivery>,
+    /// Whether the history may hold more below `before`.
+    more: bool,
+}
+
+impl Default for Cursor {
+    fn default() -> Self {
+        Cursor {
+            before: None,
+            buffer: std::collections::VecDeque::new(),
+            more: true,
+        }
     }
 }
 

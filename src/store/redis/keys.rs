@@ -14,6 +14,9 @@
 //! | `app:history:user:{user}`      | Stream  | messages sent to a user |
 //! | `app:history:room:{room}`      | Stream  | messages sent to a room |
 //! | `app:history:session:{id}`     | Stream  | messages sent to one session |
+//! | `app:hub:kept`                 | Hash    | the payload bytes each history holds |
+//! | `app:hub:kept_at`              | Sorted set | each history, by when it was last written |
+//! | `app:hub:kept_total`           | String  | the payload bytes every history holds together |
 //! | `app:hub:all`                  | channel | envelopes for every connection |
 //! | `app:hub:node:{node}`          | channel | envelopes for single sessions held by one node |
 //! | `app:hub:user:{user}`          | channel | envelopes for every connection of a user |
@@ -39,6 +42,12 @@ pub(crate) struct Keys {
     pub(crate) user_detached: String,
     /// `{prefix}:hub:clock`
     pub(crate) clock: String,
+    /// `{prefix}:hub:kept`
+    pub(crate) kept_bytes: String,
+    /// `{prefix}:hub:kept_at`
+    pub(crate) kept_at: String,
+    /// `{prefix}:hub:kept_total`
+    pub(crate) kept_total: String,
     /// `{prefix}:history:all`
     history_all: String,
     /// `{prefix}:history:user:`
@@ -66,6 +75,9 @@ impl Keys {
             room_members: format!("{prefix}:room_members:"),
             user_detached: format!("{prefix}:user_detached:"),
             clock: format!("{prefix}:hub:clock"),
+            kept_bytes: format!("{prefix}:hub:kept"),
+            kept_at: format!("{prefix}:hub:kept_at"),
+            kept_total: format!("{prefix}:hub:kept_total"),
             history_all: format!("{prefix}:history:all"),
             history_user: format!("{prefix}:history:user:"),
             history_room: format!("{prefix}:history:room:"),
@@ -99,6 +111,16 @@ impl Keys {
             Stream::User(user) => format!("{}{user}", self.history_user),
             Stream::Room(room) => format!("{}{room}", self.history_room),
             Stream::Session(id) => format!("{}{id}", self.history_session),
+        }
+    }
+
+    /// The set of the sessions a message kept in `stream` could reach: a room's members, a
+    /// user's sessions; `None` for everyone and for one session (whose script checks it).
+    pub(crate) fn reached_by(&self, stream: &Stream) -> Option<String> {
+        match stream {
+            Stream::Room(room) => Some(format!("{}{room}", self.room_members)),
+            Stream::User(user) => Some(format!("{}{user}", self.user_sessions)),
+            Stream::All | Stream::Session(_) => None,
         }
     }
 

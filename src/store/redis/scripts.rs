@@ -171,6 +171,9 @@ fn header(config: &Config<'_>) -> String {
         "NODE_CHANNEL_PREFIX",
         &lua_string(&config.keys.channel_node),
     );
+    constant("KEPT_BYTES_KEY", &lua_string(&config.keys.kept_bytes));
+    constant("KEPT_AT_KEY", &lua_string(&config.keys.kept_at));
+    constant("KEPT_TOTAL_KEY", &lua_string(&config.keys.kept_total));
     constant("CLOCK_EPOCH_MS", &CLOCK_EPOCH_MS.to_string());
     constant("OFFSETS_PER_MS", &OFFSETS_PER_MS.to_string());
     constant("TTL_MS", &format!("'{ttl_ms}'"));
@@ -262,6 +265,9 @@ mod tests {
                 "local USER_DETACHED_PREFIX = 'app:user_detached:'",
                 "local HISTORY_SESSION_PREFIX = 'app:history:session:'",
                 "local NODE_CHANNEL_PREFIX = 'app:hub:node:'",
+                "local KEPT_BYTES_KEY = 'app:hub:kept'",
+                "local KEPT_AT_KEY = 'app:hub:kept_at'",
+                "local KEPT_TOTAL_KEY = 'app:hub:kept_total'",
                 "local CLOCK_EPOCH_MS = 1767225600000",
                 "local OFFSETS_PER_MS = 4096",
                 "local TTL_MS = '60000'",

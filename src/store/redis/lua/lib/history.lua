@@ -33,28 +33,107 @@ local function next_offset(clock, now_ms, retention_ms)
   return text
 end
 
--- Keeps a message in `stream` under `offset`, then drops what is beyond `keep` messages or
--- older than the retention. Dropping is done by XDEL, which records the highest id dropped
--- (`max-deleted-entry-id`), so a reader can tell that messages it needed are gone.
-local function keep_message(stream, offset, now_ms, kind, payload, keep, retention_ms)
+-- Deletes the entries of `stream` that `entries` (as XRANGE returns them: {id, {'k', kind,
+-- 'p', payload}}) lists, by XDEL, which records the highest id dropped (`max-deleted-entry-id`),
+-- so a reader can tell that messages it needed are gone. Returns the payload bytes freed.
+local function drop_entries(stream, entries)
+  if #entries == 0 then
+    return 0
+  end
+  local ids, freed = {}, 0
+  for i, entry in ipairs(entries) do
+    ids[i] = entry[1]
+    freed = freed + #entry[2][4]
+  end
+  redis.call('XDEL', stream, unpack(ids))
+  return freed
+end
+
+-- Takes `stream` out of the accounting of kept bytes (KEPT_BYTES_KEY, KEPT_AT_KEY). Returns the
+-- bytes it was counted for.
+local function uncount(stream)
+  local bytes = tonumber(redis.call('HGET', KEPT_BYTES_KEY, stream) or '0') or 0
+  redis.call('HDEL', KEPT_BYTES_KEY, stream)
+  redis.call('ZREM', KEPT_AT_KEY, stream)
+  return bytes
+end
+
+-- Empties `stream` and marks everything it held as dropped, for a reader from before it.
+local function drop_all(stream)
+  if redis.call('EXISTS', stream) == 0 then
+    return
+  end
+  local info = redis.call('XINFO', 'STREAM', stream)
+  for j = 1, #info, 2 do
+    if info[j] == 'last-generated-id' then
+      redis.call('XTRIM', stream, 'MAXLEN', 0)
+      redis.call('XSETID', stream, info[j + 1], 'MAXDELETEDID', info[j + 1])
+      return
+    end
+  end
+end
+
+-- Keeps a message in `stream` under `offset`, then drops the oldest messages beyond `keep`
+-- messages or `keep_bytes` payload bytes, or older than the retention. Every history's bytes
+-- are counted in KEPT_BYTES_KEY (stream -> bytes), when each was last written in KEPT_AT_KEY,
+-- and their sum in KEPT_TOTAL_KEY: past `total_bytes`, the histories written to least recently
+-- are emptied first, a few per call. Histories whose TTL ran out leave the count a few per
+-- call too.
+local function keep_message(stream, offset, now_ms, kind, payload, keep, retention_ms,
+    keep_bytes, total_bytes)
   redis.call('XADD', stream, offset .. '-0', 'k', kind, 'p', payload)
-  local dropped = {}
+  local held = tonumber(redis.call('HGET', KEPT_BYTES_KEY, stream) or '0') or 0
+  held = held + #payload
+  local freed = 0
   local over = redis.call('XLEN', stream) - tonumber(keep)
   if over > 0 then
-    for _, entry in ipairs(redis.call('XRANGE', stream, '-', '+', 'COUNT', over)) do
-      dropped[#dropped + 1] = entry[1]
-    end
+    freed = freed + drop_entries(stream, redis.call('XRANGE', stream, '-', '+', 'COUNT', over))
   end
   local horizon = (now_ms - tonumber(retention_ms) - CLOCK_EPOCH_MS) * OFFSETS_PER_MS
   if horizon > 0 then
-    local old = redis.call('XRANGE', stream, '-', string.format('%.0f', horizon) .. '-0',
-      'COUNT', 128)
-    for _, entry in ipairs(old) do
-      dropped[#dropped + 1] = entry[1]
+    freed = freed + drop_entries(stream, redis.call('XRANGE', stream, '-',
+      string.format('%.0f', horizon) .. '-0', 'COUNT', 128))
+  end
+  keep_bytes = tonumber(keep_bytes)
+  while held - freed > keep_bytes do
+    local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+    if #oldest == 0 then
+      break
     end
+    freed = freed + drop_entries(stream, oldest)
   end
-  if #dropped > 0 then
-    redis.call('XDEL', stream, unpack(dropped))
+  held = held - freed
+  local life = 2 * tonumber(retention_ms) + 1000
+  redis.call('PEXPIRE', stream, life)
+  redis.call('HSET', KEPT_BYTES_KEY, stream, held)
+  redis.call('ZADD', KEPT_AT_KEY, now_ms, stream)
+  local total = redis.call('INCRBY', KEPT_TOTAL_KEY, #payload - freed)
+  -- Histories nobody wrote to for their whole life have expired: out of the count.
+  for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEPT_AT_KEY, '-inf', now_ms - life - 1000,
+      'LIMIT', 0, 8)) do
+    total = total - uncount(gone)
+    redis.call('DEL', gone)
   end
-  redis.call('PEXPIRE', stream, 2 * tonumber(retention_ms) + 1000)
+  -- Over the bound in all: the least recently written histories go, whole.
+  total_bytes = tonumber(total_bytes)
+  local rounds = 0
+  while total > total_bytes and rounds < 8 do
+    rounds = rounds + 1
+    local oldest = redis.call('ZRANGE', KEPT_AT_KEY, 0, 1)
+    local victim = oldest[1]
+    if victim == stream then
+      victim = oldest[2]
+    end
+    if not victim then
+      break
+    end
+    drop_all(victim)
+    total = total - uncount(victim)
+  end
+  if total < 0 then
+    total = 0
+  end
+  redis.call('SET', KEPT_TOTAL_KEY, total, 'PX', life + 1000)
+  redis.call('PEXPIRE', KEPT_BYTES_KEY, life + 1000)
+  redis.call('PEXPIRE', KEPT_AT_KEY, life + 1000)
 end
