@@ -193,9 +193,10 @@ impl Registry {
                         tracing::warn!(
                             count = missing.len(),
                             first = %missing[0],
-                            "open sessions are missing from the store and were not refreshed"
+                            "open sessions vanished from the store; closing them with 1012"
                         );
                     }
+                    self.close_vanished(&missing);
                 }
                 Err(error) => {
                     tracing::warn!(error = %error.chain(), sessions = chunk.len(), "session refresh failed");
@@ -206,6 +207,19 @@ impl Registry {
         refreshed
     }
 }
+impl Registry {
+    /// Closes the connections here whose sessions vanished from the store with 1012, so that
+    /// their clients reconnect; there is nothing left to detach or remove.
+    fn close_vanished(&self, ids: &[String]) {
+        for id in ids {
+            if let Some(connection) = self.node.connection(id) {
+                connection.disown();
+                connection.inbox.close(CloseReason::SERVICE_RESTART);
+            }
+        }
+    }
+}
+
 /// Detaches session `id` of attachment `epoch` when `detach` says so, else removes it, and
 /// logs what became of it.
 async fn let_go(

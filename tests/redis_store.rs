@@ -289,6 +289,7 @@ async fn the_hash_holds_exactly_the_documented_fields() {
             "meta:since",
             "meta:set_until",
             "meta:lives_until",
+            "meta:bytes",
             "data:theme",
             "data:meta:user_id",
             "data:user_id",
@@ -803,7 +804,11 @@ async fn command_calls(conn: &mut MultiplexedConnection) -> HashMap<String, u64>
 async fn listing_a_thousand_sessions_is_one_script_call_and_prunes_the_dead() {
     // A private server, so that nothing else moves its command counters.
     let server = require_redis!(RedisServer::start());
-    let store = server.store(HOUR).await;
+    // One user with a thousand sessions: over the default cap of 64.
+    let store = server
+        .store(HOUR)
+        .await
+        .limits(ws_session::Limits::default().max_user_sessions(1000));
     let mut conn = raw(&store).await;
     let ids: Vec<String> = (0..1000).map(|i| format!("s{i:04}")).collect();
     stream::iter(&ids)

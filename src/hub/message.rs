@@ -211,6 +211,9 @@ pub struct CloseReason {
 impl CloseReason {
     /// 1001: the server is going away (a shutdown or a restart).
     pub const GOING_AWAY: CloseReason = CloseReason::fixed(1001, "server going away");
+    /// 1012: the session vanished from the store (Redis restarted without its data, say); the
+    /// client should reconnect, and gets a fresh session.
+    pub const SERVICE_RESTART: CloseReason = CloseReason::fixed(1012, "session lost, reconnect");
     /// 4000: the session was disconnected by the server (a kick); it is removed.
     pub const KICKED: CloseReason = CloseReason::fixed(4000, "kicked");
     /// 4001: the connection did not read its messages fast enough and its inbox overflowed.

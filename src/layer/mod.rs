@@ -17,6 +17,7 @@ pub use self::service::SessionService;
 use crate::hub::{Hub, InboxLimits};
 use crate::identify::{Identification, Identifier, from_extensions, identifier};
 use crate::registry::{LiveSessions, Registry};
+use crate::resume::attempts::Attempts;
 use crate::resume::{Presented, Reader, Resume, from_query};
 use crate::store::SessionStore;
 
@@ -87,6 +88,8 @@ pub(crate) struct Config {
     pub(crate) resumable: bool,
     /// Reads what an upgrade presents to resume.
     pub(crate) read_resume: Reader,
+    /// The bound on resume attempts per session, with a resume window.
+    pub(crate) resume_attempts: Option<Arc<Attempts>>,
 }
 
 /// The default number of sessions refreshed by one store call.
@@ -109,6 +112,7 @@ impl SessionLayer {
                 inbox_limits: InboxLimits::default(),
                 resumable: false,
                 read_resume: Arc::new(from_query),
+                resume_attempts: None,
             }),
         }
     }
@@ -132,7 +136,9 @@ impl SessionLayer {
     #[must_use]
     pub fn resume(mut self, resume: Resume) -> Self {
         self.registry.set_resume(Some(resume));
-        Arc::make_mut(&mut self.config).resumable = !resume.window().is_zero();
+        let config = Arc::make_mut(&mut self.config);
+        config.resumable = !resume.window().is_zero();
+        config.resume_attempts = Some(Arc::new(resume.attempts()));
         self
     }
 

@@ -126,6 +126,26 @@ where
         .resumable
         .then(|| (config.read_resume)(&parts))
         .flatten();
+    if let (Some(presented), Some(attempts)) = (&presented, &config.resume_attempts)
+        && let Some(token) = ResumeToken::parse(&presented.token)
+        && !attempts.allow(token.session_id())
+    {
+        tracing::info!(
+            session = %token.session_id(),
+            "resume refused with 429: too many attempts for this session"
+        );
+        crate::telemetry::refused_upgrade("rate");
+        let mut response = (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many resume attempts, try again later",
+        )
+            .into_response();
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("6"),
+        );
+        return Ok(response);
+    }
     let resumed = match presented {
         Some(presented) => {
             match reattach(

@@ -28,6 +28,7 @@
 //! [`MemoryStore`](crate::MemoryStore) supports all of this within one process (network drops,
 //! takeovers, missed messages); its sessions do not survive a restart of the process.
 
+pub(crate) mod attempts;
 mod claim;
 pub(crate) mod open;
 mod token;
@@ -63,6 +64,7 @@ pub struct Resume {
     total_bytes: usize,
     retention: Option<Duration>,
     max_detached_per_user: usize,
+    attempts_per_minute: u32,
 }
 
 impl Resume {
@@ -77,6 +79,7 @@ impl Resume {
             total_bytes: 64 * 1024 * 1024,
             retention: None,
             max_detached_per_user: 16,
+            attempts_per_minute: 30,
         }
     }
 
@@ -124,6 +127,24 @@ impl Resume {
     pub fn max_detached_per_user(mut self, sessions: usize) -> Self {
         self.max_detached_per_user = sessions.max(1);
         self
+    }
+
+    /// How many resume attempts one session may get per minute, across every token presented
+    /// for it (default 30; at least 1). An attempt over it is answered `429 Too Many Requests`
+    /// with `Retry-After`, and claims nothing, so that guessing a token, or a client stuck in a
+    /// loop, costs the store little.
+    #[must_use]
+    pub fn attempts_per_minute(mut self, attempts: u32) -> Self {
+        self.attempts_per_minute = attempts.max(1);
+        self
+    }
+
+    /// The bound on the resume attempts of each session.
+    pub(crate) fn attempts(&self) -> attempts::Attempts {
+        attempts::Attempts::per_minute(
+            std::num::NonZeroU32::new(self.attempts_per_minute)
+                .unwrap_or(std::num::NonZeroU32::MIN),
+        )
     }
 
     /// How long a detached session is kept.

@@ -25,6 +25,7 @@
 //! | `meta:node`, `meta:rooms`, `meta:token`, `meta:detached` | the hub node holding its connection, its room count, the SHA-256 of its resume token, when it was detached |
 //! | `meta:set_until`   | a time (Redis's clock, ms) until which the user set is known to live |
 //! | `meta:lives_until` | when (Redis's clock, ms) the TTL its creation or last renewing write gave it runs out |
+//! | `meta:bytes`       | the bytes of its data keys and values, checked against `Limits::max_session_bytes` |
 //!
 //! Data fields always start with `data:`, so no data key can collide with a `meta:` field.
 //!
