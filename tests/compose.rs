@@ -111,7 +111,8 @@ async fn connect(addr: SocketAddr, path: &str, token: Option<&str>) -> Result<Cl
     if let Some(token) = token {
         headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
     }
-    headers.insert("origin", "http://example.test".parse().unwrap());
+    // A page of the server's own origin: the layer refuses others by default.
+    headers.insert("origin", format!("http://{addr}").parse().unwrap());
     headers.insert("accept-encoding", "gzip".parse().unwrap());
     match tokio_tungstenite::connect_async(request).await {
         Ok((socket, _)) => Ok(socket),

@@ -529,7 +529,7 @@ async fn ws_session(setup: &Setup) -> Outcome {
             .await
             .unwrap();
         hubs.push(layer.hub());
-        let (addr, stop) = serve(setup, app::router(layer)).await;
+        let (addr, stop) = serve(setup, app::router_with(layer, app::Settings::unlimited())).await;
         addrs.push(addr);
         stops.push(stop);
     }

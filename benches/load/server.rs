@@ -71,15 +71,19 @@ pub fn serve(kind: &str) {
     runtime.block_on(async move {
         let router = match kind {
             Kind::Bare => bare::router(),
-            Kind::Memory => app::router(app::session_layer(
-                MemoryStore::with_ttl(SESSION_TTL).limits(app::limits()),
-            )),
+            Kind::Memory => app::router_with(
+                app::session_layer(MemoryStore::with_ttl(SESSION_TTL).limits(app::limits())),
+                app::Settings::unlimited(),
+            ),
             Kind::Redis => {
                 let url = redis_url();
                 let store = RedisStore::connect(&url, "wsload", SESSION_TTL)
                     .await
                     .unwrap_or_else(|err| panic!("cannot connect to Redis at {url}: {err}"));
-                app::router(app::session_layer(store.limits(app::limits())))
+                app::router_with(
+                    app::session_layer(store.limits(app::limits())),
+                    app::Settings::unlimited(),
+                )
             }
             Kind::BareRedis => {
                 let url = redis_url();

@@ -19,6 +19,7 @@ use axum::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite;
 use ws_session::hub::{CloseReason, Delivery, HubEvent, Payload};
 use ws_session::resume::Resume;
 use ws_session::{SessionData, SessionLayer, SessionStore, WsSession};
@@ -29,6 +30,46 @@ pub const MAX_TEXT: usize = 64 * 1024;
 /// How long one frame may take to reach a client before the connection is dropped: a client
 /// that stops reading blocks the socket, not the hub (its inbox overflows and closes it).
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest message a client may send, and the largest frame: 1 MiB. A larger one closes the
+/// socket with 1009 before it is read whole. The store's limits (a 64 KiB text, a value of
+/// at most 64 KiB of JSON) fit well within it.
+pub const MAX_MESSAGE: usize = 1024 * 1024;
+
+/// The settings of the chat's sockets.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// A client that sends nothing (not even a pong) for this long is closed; the server pings
+    /// at half of it.
+    pub idle_timeout: Duration,
+    /// The largest message (and frame) a client may send.
+    pub max_message: usize,
+    /// Most sends (`say`, `to_room`, `to_user`, `to_session`, `kick`) per second per
+    /// connection, with bursts of twice as many; `None`: no limit. A send over it gets an error
+    /// reply, and nothing is sent.
+    pub sends_per_second: Option<u32>,
+}
+
+impl Settings {
+    /// The defaults without a send rate limit, for load harnesses that flood one connection.
+    #[allow(dead_code)]
+    pub fn unlimited() -> Self {
+        Settings {
+            sends_per_second: None,
+            ..Settings::default()
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            idle_timeout: Duration::from_secs(60),
+            max_message: MAX_MESSAGE,
+            sends_per_second: Some(100),
+        }
+    }
+}
 
 /// The socket's read buffer. tungstenite zeroes the free part of it whenever it reads, and a
 /// socket loop that also waits on the hub reads after every batch it forwards: its default of
@@ -58,11 +99,20 @@ enum Command {
 }
 
 /// The session layer of the demo. Its identification step reads `?user=NAME`: **a demo only**;
-/// a real application verifies a token (a cookie, a bearer header) here.
+/// a real application verifies a token (a cookie, a bearer header) here. A name that is not
+/// UTF-8 once percent-decoded gets `400 Bad Request`.
 pub fn session_layer(store: impl SessionStore) -> SessionLayer {
     SessionLayer::new(store).identify(|parts: &http::request::Parts| {
         let user = user_from_query(parts.uri.query());
-        async move { Ok(user) }
+        async move {
+            user.map_err(|()| {
+                (
+                    http::StatusCode::BAD_REQUEST,
+                    "the user name is not valid UTF-8",
+                )
+                    .into_response()
+            })
+        }
     })
 }
 
@@ -80,11 +130,21 @@ pub fn limits() -> ws_session::Limits {
 }
 
 /// The chat router: the demo page at `GET /`, and `GET /ws?user=NAME` (and the HTTP/2 form
-/// of a WebSocket, an extended `CONNECT`), with `layer` attached.
+/// of a WebSocket, an extended `CONNECT`), with `layer` attached and the default settings.
+#[allow(dead_code)] // The binary reads its settings from the environment; tests use this.
 pub fn router(layer: SessionLayer) -> Router {
+    router_with(layer, Settings::default())
+}
+
+/// The chat router with the sockets' `settings`.
+pub fn router_with(layer: SessionLayer, settings: Settings) -> Router {
     Router::new()
         .route("/", get(page))
-        .route("/ws", get(upgrade).connect(upgrade))
+        .route(
+            "/ws",
+            get(move |ws, session| upgrade(ws, session, settings))
+                .connect(move |ws, session| upgrade(ws, session, settings)),
+        )
         .layer(layer)
 }
 
@@ -96,17 +156,35 @@ async fn page() -> axum::response::Html<&'static str> {
     axum::response::Html(PAGE)
 }
 
-/// The `user` parameter of the query, URL-decoded (`?user=a%20b` is `a b`).
-fn user_from_query(query: Option<&str>) -> Option<String> {
-    form_urlencoded::parse(query?.as_bytes())
-        .find(|(name, _)| name == "user")
-        .map(|(_, value)| value.into_owned())
-        .filter(|value| !value.is_empty())
+/// The `user` parameter of the query, URL-decoded (`?user=a%20b` is `a b`); `Err` when the
+/// decoded bytes are not UTF-8 (two such names must never become the same user).
+fn user_from_query(query: Option<&str>) -> Result<Option<String>, ()> {
+    let Some(query) = query else {
+        return Ok(None);
+    };
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name != "user" {
+            continue;
+        }
+        let value = value.replace('+', " ");
+        let decoded = percent_encoding::percent_decode_str(&value)
+            .decode_utf8()
+            .map_err(|_| ())?;
+        return Ok(Some(decoded.into_owned()).filter(|user| !user.is_empty()));
+    }
+    Ok(None)
 }
 
-async fn upgrade(ws: WebSocketUpgrade, session: WsSession) -> impl IntoResponse {
+async fn upgrade(
+    ws: WebSocketUpgrade,
+    session: WsSession,
+    settings: Settings,
+) -> impl IntoResponse {
     ws.read_buffer_size(READ_BUFFER)
-        .on_upgrade(move |socket| serve_socket(socket, session))
+        .max_message_size(settings.max_message)
+        .max_frame_size(settings.max_message)
+        .on_upgrade(move |socket| serve_socket(socket, session, settings))
 }
 
 /// Most sends of one connection waiting for the hub at once.
@@ -115,7 +193,7 @@ const MAX_IN_FLIGHT: usize = 64;
 /// Most hub events written to the socket before one flush.
 const BATCH: usize = 64;
 
-async fn serve_socket(mut socket: WebSocket, session: WsSession) {
+async fn serve_socket(mut socket: WebSocket, session: WsSession, settings: Settings) {
     // The welcome's JSON is dropped before the loop: a connection that sits idle holds none
     // of it.
     let welcome = {
@@ -140,29 +218,48 @@ async fn serve_socket(mut socket: WebSocket, session: WsSession) {
     let mut events = Vec::new();
     // Replies that wait for a publish, in the order of the frames that asked for them.
     let mut pending: FuturesOrdered<Later> = FuturesOrdered::new();
+    let sends = settings.sends_per_second.and_then(send_limiter);
+    // A silent client is pinged at half the idle timeout, and closed once it has been silent
+    // for the whole of it.
+    let mut pings = tokio::time::interval(settings.idle_timeout / 2);
+    pings.tick().await;
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
             incoming = socket.recv() => {
-                let text = match incoming {
-                    Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
-                    Some(Ok(_)) => continue,
-                };
-                let reply = match answer(&text, &session).await {
-                    // A send goes on in the background: the next frame is read meanwhile.
-                    Answer::Later(reply) => {
-                        pending.push_back(reply);
-                        // A client that sends faster than the hub takes its messages waits
-                        // here, so what it costs stays bounded.
-                        if pending.len() >= MAX_IN_FLIGHT
-                            && let Some(Some(reply)) = pending.next().await
-                            && send(&mut socket, &reply).await.is_err()
-                        {
-                            break;
+                heard = tokio::time::Instant::now();
+                let reply = match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        match answer(&text, &session, sends.as_ref()).await {
+                            // A send goes on in the background: the next frame is read meanwhile.
+                            Answer::Later(reply) => {
+                                pending.push_back(reply);
+                                // A client that sends faster than the hub takes its messages
+                                // waits here, so what it costs stays bounded.
+                                if pending.len() >= MAX_IN_FLIGHT
+                                    && let Some(Some(reply)) = pending.next().await
+                                    && send(&mut socket, &reply).await.is_err()
+                                {
+                                    break;
+                                }
+                                continue;
+                            }
+                            Answer::Now(reply) => reply,
                         }
-                        continue;
                     }
-                    Answer::Now(reply) => reply,
+                    Some(Ok(Message::Binary(_))) => {
+                        Some(error_reply("binary frames are not understood: send JSON text".into()))
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Err(error)) if too_big(&error) => {
+                        let frame = CloseFrame {
+                            code: axum::extract::ws::close_code::SIZE,
+                            reason: "message too big".into(),
+                        };
+                        let _ = send_frame(&mut socket, Message::Close(Some(frame))).await;
+                        break;
+                    }
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
                 };
                 // Replies go out in the order of the frames: the earlier ones first.
                 let mut replies: Vec<Value> = Vec::new();
@@ -187,9 +284,45 @@ async fn serve_socket(mut socket: WebSocket, session: WsSession) {
                     break;
                 }
             }
+            _ = pings.tick() => {
+                if heard.elapsed() >= settings.idle_timeout {
+                    tracing::debug!(session = %session.id(), "silent client: closing");
+                    let frame = CloseFrame {
+                        code: axum::extract::ws::close_code::AWAY,
+                        reason: "idle".into(),
+                    };
+                    let _ = send_frame(&mut socket, Message::Close(Some(frame))).await;
+                    break;
+                }
+                if send_frame(&mut socket, Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
         }
     }
     // `session` is dropped when this task ends: the session is removed from the store.
+}
+
+/// The rate limiter of one connection's sends: `per_second`, with bursts of twice as many.
+fn send_limiter(per_second: u32) -> Option<governor::DefaultDirectRateLimiter> {
+    let rate = std::num::NonZeroU32::new(per_second)?;
+    let burst = rate.saturating_mul(std::num::NonZeroU32::new(2)?);
+    Some(governor::RateLimiter::direct(
+        governor::Quota::per_second(rate).allow_burst(burst),
+    ))
+}
+
+/// Whether a read failed on a message or frame over the size limit.
+fn too_big(error: &axum::Error) -> bool {
+    use std::error::Error as _;
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = cause.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// A reply that comes once a publish is taken (`None`: no reply, for a `say` that went out).
@@ -250,11 +383,28 @@ async fn forward(socket: &mut WebSocket, events: &mut Vec<HubEvent>) -> ControlF
 /// What one client frame gets. Sends to a room, a user or everyone are queued at once, in
 /// the order of the frames, and answered when the hub has taken them; everything else is
 /// answered here.
-async fn answer(text: &str, session: &WsSession) -> Answer {
+async fn answer(
+    text: &str,
+    session: &WsSession,
+    sends: Option<&governor::DefaultDirectRateLimiter>,
+) -> Answer {
     let command = match serde_json::from_str::<Command>(text) {
         Ok(command) => command,
         Err(error) => return Answer::Now(Some(error_reply(format!("bad request: {error}")))),
     };
+    let is_send = matches!(
+        command,
+        Command::Say { .. }
+            | Command::ToRoom { .. }
+            | Command::ToUser { .. }
+            | Command::ToSession { .. }
+            | Command::Kick { .. }
+    );
+    if is_send && sends.is_some_and(|limiter| limiter.check().is_err()) {
+        return Answer::Now(Some(error_reply(
+            "too many sends: slow down, nothing was sent".into(),
+        )));
+    }
     let hub = session.hub();
     let from = session.user_id();
     let result = match command {

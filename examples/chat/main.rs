@@ -6,7 +6,12 @@
 //! ```
 //!
 //! Environment: `ADDR` (default `127.0.0.1:3000`), `REDIS_URL` (use Redis when set),
-//! `SESSION_TTL_SECS` (default 60), `RESUME_SECS` (default 120; 0: no resume). Connect with
+//! `SESSION_TTL_SECS` (default 60), `RESUME_SECS` (default 120; 0: no resume),
+//! `ALLOWED_ORIGINS` (comma-separated origins whose pages may connect, beside the server's own),
+//! and the server settings: `HEADER_TIMEOUT_SECS` (default 30), `IDLE_SECS` (default 60: a
+//! client that sends nothing, not even a pong, for that long is closed; pings go out at half of
+//! it), `MAX_CONNECTIONS` (default 10,000), `SENDS_PER_SECOND` (default 100 per connection; 0:
+//! no limit). Connect with
 //! `GET /ws?user=NAME`, and resume with `&resume=TOKEN&offset=OFFSET`; the protocol (sessions,
 //! rooms, messages to a room, a user, a session or everyone, kicks, resume) is in README.md.
 //! Start it twice on one `REDIS_URL` with two `ADDR`s and the clients of both reach each
@@ -14,12 +19,13 @@
 //! is back.
 
 mod app;
+mod serve;
 
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tracing_subscriber::EnvFilter;
-use ws_session::{MemoryStore, RedisStore, SessionLayer};
+use ws_session::store::redis::redacted_url;
+use ws_session::{MemoryStore, OriginCheck, RedisStore, SessionLayer};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,10 +42,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let ttl = seconds("SESSION_TTL_SECS", 60)?;
     let window = seconds("RESUME_SECS", 120)?;
+    let server = serve::ServerSettings {
+        header_timeout: seconds("HEADER_TIMEOUT_SECS", 30)?,
+        max_connections: number("MAX_CONNECTIONS", 10_000)?,
+    };
+    let sends = number("SENDS_PER_SECOND", 100)?;
+    let settings = app::Settings {
+        idle_timeout: seconds("IDLE_SECS", 60)?,
+        sends_per_second: u32::try_from(sends).ok().filter(|sends| *sends > 0),
+        ..app::Settings::default()
+    };
+    // Pages of this server may connect, and those of the origins listed.
+    let origins: Vec<String> = std::env::var("ALLOWED_ORIGINS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|origin| !origin.is_empty())
+        .map(str::to_owned)
+        .collect();
 
     let layer: SessionLayer = match std::env::var("REDIS_URL") {
         Ok(url) => {
-            tracing::info!(%url, "sessions in Redis, prefix \"chat\"");
+            tracing::info!(url = %redacted_url(&url), "sessions in Redis, prefix \"chat\"");
             app::resumable_layer(
                 RedisStore::connect(&url, "chat", ttl)
                     .await?
@@ -52,7 +76,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             app::resumable_layer(MemoryStore::with_ttl(ttl).limits(app::limits()), window)
         }
     };
-    tracing::info!(window = ?window, "resume window");
+    tracing::info!(window = ?window, ?origins, "resume window, origins allowed beside the server's own");
+    let layer = layer.check_origin(OriginCheck::same_origin_and(origins));
     let sessions = layer.live_sessions();
 
     let listener = tokio::net::TcpListener::bind(&addr).await?;
@@ -60,25 +85,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(
         "chat listening: open http://{local}/ in a browser, or connect to ws://{local}/ws?user=NAME"
     );
-    // Small frames (replies, chat messages) go out at once rather than waiting on Nagle.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let closing = sessions.clone();
-    let router = app::router(layer).route(
+    // `/metrics` tells anyone who can reach it how many sessions are open, resumed or refused:
+    // a demo convenience. In production, serve it on a private port or behind authentication.
+    let router = app::router_with(layer, settings).route(
         "/metrics",
         axum::routing::get(move || std::future::ready(metrics.render())),
     );
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // Every open socket is closed with 1001, server going away, and its session
-            // detached for the resume window (removed without one), all in the store before
-            // this returns.
-            let asked = closing.shutdown().await;
-            tracing::info!(sockets = asked, "shutting down");
-        })
-        .await?;
+    serve::serve(listener, router, server, sessions.clone(), async move {
+        shutdown_signal().await;
+        // Every open socket is closed with 1001, server going away, and its session
+        // detached for the resume window (removed without one), all in the store before
+        // this returns.
+        let asked = closing.shutdown().await;
+        tracing::info!(sockets = asked, "shutting down");
+    })
+    .await;
 
     // The socket tasks end once their close frame is out; give them a few seconds.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -97,6 +119,14 @@ fn seconds(name: &str, default: u64) -> Result<Duration, Box<dyn std::error::Err
             secs.parse().map_err(|error| format!("{name}: {error}"))?,
         )),
         Err(_) => Ok(Duration::from_secs(default)),
+    }
+}
+
+/// The environment variable `name` as a whole number, or `default`.
+fn number(name: &str, default: usize) -> Result<usize, Box<dyn std::error::Error>> {
+    match std::env::var(name) {
+        Ok(value) => Ok(value.parse().map_err(|error| format!("{name}: {error}"))?),
+        Err(_) => Ok(default),
     }
 }
 
