@@ -22,6 +22,9 @@ pub(crate) const OPEN_SESSIONS: &str = "ws_session_open_sessions";
 pub(crate) const DETACHED_SESSIONS: &str = "ws_session_detached_sessions";
 /// Gauge: hub topics (channels) this instance is subscribed to.
 pub(crate) const HUB_SUBSCRIPTIONS: &str = "ws_session_hub_subscriptions";
+/// Gauge: payload bytes the in-process hub keeps for resumes (`MemoryStore`; a Redis store
+/// keeps its count in Redis, see the Redis guide).
+pub(crate) const HISTORY_BYTES: &str = "ws_session_hub_history_bytes";
 /// Counter: sessions created.
 pub(crate) const CREATED: &str = "ws_session_sessions_created_total";
 /// Counter: sessions removed when their connection went (no resume window).
@@ -78,6 +81,10 @@ pub(crate) fn describe() {
             "Sessions this instance detached, within their window and not resumed here."
         );
         describe_gauge!(
+            HISTORY_BYTES,
+            "Payload bytes the in-process hub keeps for resumes."
+        );
+        describe_gauge!(
             HUB_SUBSCRIPTIONS,
             "Hub topics this instance is subscribed to."
         );
@@ -130,6 +137,10 @@ pub(crate) fn open_sessions(open: usize) {
 
 pub(crate) fn hub_subscriptions(topics: usize) {
     set(HUB_SUBSCRIPTIONS, topics);
+}
+
+pub(crate) fn history_bytes(bytes: usize) {
+    set(HISTORY_BYTES, bytes);
 }
 
 pub(crate) fn created() {

@@ -284,3 +284,52 @@ async fn the_demo_page_works_in_a_real_browser() {
     alice.close().await.unwrap();
     bob.close().await.unwrap();
 }
+
+/// A page served from another origin opens a socket to the chat server: the upgrade is refused
+/// (403) and the page sees the socket fail; the demo page on the server's own origin connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_another_origin_cannot_open_a_socket() {
+    if !browser_installed() {
+        return;
+    }
+    let server = ChatProcess::start(&[]);
+    let chat = server.addr;
+    // The other site: one page whose script tries the chat server's socket.
+    let page = format!(
+        "<!doctype html><title>elsewhere</title><p id=result>pending</p><script>\
+         const socket = new WebSocket('ws://{chat}/ws?user=visitor');\
+         socket.onopen = () => {{ document.getElementById('result').textContent = 'opened'; }};\
+         socket.onclose = (event) => {{ if (document.getElementById('result').textContent === \
+           'pending') document.getElementById('result').textContent = 'refused ' + event.code; }};\
+         </script>"
+    );
+    let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let elsewhere = other.local_addr().unwrap();
+    let site = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || std::future::ready(axum::response::Html(page.clone()))),
+    );
+    tokio::spawn(async move { axum::serve(other, site).await.unwrap() });
+
+    let driver = Driver::start();
+    let browser = driver.browser().await;
+    browser.goto(&format!("http://{elsewhere}/")).await.unwrap();
+    let result = wait_text(&browser, "result", "refused").await;
+    assert_eq!(
+        result, "refused 1006",
+        "the handshake failed before any socket opened"
+    );
+    // Nobody was given a session for the visitor.
+    let mut watcher = SocketClient::connect(chat, "visitor").await;
+    let sessions = watcher.ask(json!({"op": "sessions"})).await;
+    assert_eq!(
+        sessions["sessions"].as_array().map(Vec::len),
+        Some(1),
+        "{sessions}"
+    );
+
+    // The demo page, on the chat server's own origin, connects.
+    let id = open(&browser, chat, "ann").await;
+    assert_eq!(id.len(), 32, "{id}");
+    browser.close().await.unwrap();
+}

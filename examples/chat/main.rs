@@ -29,11 +29,13 @@ use ws_session::{MemoryStore, OriginCheck, RedisStore, SessionLayer};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,ws_session=debug".into()),
-        )
-        .init();
+    // At `trace`, tungstenite logs every frame's payload, and the welcome carries the resume
+    // token: frames are logged at `debug` at most, whatever `RUST_LOG` says.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,ws_session=debug".into())
+        .add_directive("tungstenite=debug".parse()?)
+        .add_directive("tokio_tungstenite=debug".parse()?);
+    tracing_subscriber::fmt().with_env_filter(filter).init();
 
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     // The crate's metrics (feature `metrics`, on by default), served in the Prometheus text

@@ -167,6 +167,7 @@ impl LocalHistory {
         state.last = offset;
         if keep && policy.is_on() {
             state.keep(stream, offset, payload, policy);
+            crate::telemetry::history_bytes(state.bytes);
         }
         deliver(offset)
     }
@@ -224,6 +225,7 @@ impl LocalHistory {
         let mut state = lock(&self.state);
         if let Some(kept) = state.streams.remove(stream) {
             state.bytes -= kept.bytes;
+            crate::telemetry::history_bytes(state.bytes);
         }
     }
 
@@ -246,6 +248,7 @@ impl LocalHistory {
             live
         });
         state.bytes -= freed;
+        crate::telemetry::history_bytes(state.bytes);
     }
 
     /// The payload bytes every history holds together.

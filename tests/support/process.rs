@@ -44,12 +44,28 @@ impl ChatProcess {
     /// Starts the chat example on `addr` (again, after a stop) with `env` set, and waits until
     /// it listens.
     pub fn start_on(addr: SocketAddr, env: &[(&str, &str)]) -> ChatProcess {
+        ChatProcess::spawn(addr, env, Stdio::null())
+    }
+
+    /// Starts the chat example on a free port with `env`, its log (at the `RUST_LOG` that `env`
+    /// sets, `warn` otherwise) written to `log`.
+    pub fn start_logged(env: &[(&str, &str)], log: &std::path::Path) -> ChatProcess {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let file = std::fs::File::create(log).expect("the log file can be made");
+        ChatProcess::spawn(SocketAddr::from(([127, 0, 0, 1], port)), env, file.into())
+    }
+
+    fn spawn(addr: SocketAddr, env: &[(&str, &str)], log: Stdio) -> ChatProcess {
         let mut command = Command::new(binary());
         command
             .env("ADDR", addr.to_string())
             .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(log)
             .stderr(Stdio::inherit());
         for (name, value) in env {
             command.env(name, value);
@@ -77,6 +93,11 @@ impl ChatProcess {
             .status()
             .expect("kill runs");
         assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
     }
 
     /// Waits for the process to exit, at most `within`; its exit status.
