@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, RwLock, Weak};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
@@ -20,7 +20,7 @@ pub(crate) struct LocalBus {
     topics: DashMap<Topic, HashMap<Arc<str>, Weak<Node>>>,
     pub(crate) history: LocalHistory,
     /// Who tells whether a target has sessions (the memory store that owns this bus).
-    targets: OnceLock<Weak<dyn Targets>>,
+    targets: RwLock<Option<Weak<dyn Targets>>>,
 }
 
 /// Whether a target has a session that a message kept for it could ever reach: a room with a
@@ -30,17 +30,23 @@ pub(crate) trait Targets: Send + Sync {
 }
 
 impl LocalBus {
-    /// Sets who answers [`Targets::has_sessions`] for this bus, once.
+    /// Sets who answers [`Targets::has_sessions`] for this bus (again when the store moved).
     pub(crate) fn set_targets(&self, targets: Weak<dyn Targets>) {
-        let _ = self.targets.set(targets);
+        *self
+            .targets
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(targets);
     }
 
     /// Whether a message for `stream` is worth keeping: without anyone to ask, it is.
     fn has_sessions(&self, stream: &Stream) -> bool {
-        self.targets
-            .get()
-            .and_then(Weak::upgrade)
-            .is_none_or(|targets| targets.has_sessions(stream))
+        let targets = self
+            .targets
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .and_then(Weak::upgrade);
+        targets.is_none_or(|targets| targets.has_sessions(stream))
     }
 }
 
