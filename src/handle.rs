@@ -200,7 +200,11 @@ impl WsSession {
     /// # Errors
     ///
     /// [`Error::Serialization`] when `value` cannot be turned into JSON;
-    /// [`Error::InvalidInput`] when the key or value breaks the store's limits; any store error.
+    /// [`Error::InvalidInput`] when the key or value breaks the store's limits (including
+    /// [`Limits::max_session_bytes`](crate::Limits::max_session_bytes)); any store error.
+    /// [`Error::Unavailable`] after the store's timeout does not say the write was not made: it
+    /// may have been applied (Redis ran the script and its answer was lost). Writing the same
+    /// value again is safe.
     pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
         self.set_value(key, to_value(key, value)?).await
     }
@@ -221,6 +225,9 @@ impl WsSession {
     /// # Errors
     ///
     /// [`Error::InvalidInput`] when the key or value breaks the store's limits; any store error.
+    /// [`Error::Unavailable`] after the store's timeout does not say the write was not made: it
+    /// may have been applied (Redis ran the script and its answer was lost). Writing the same
+    /// value again is safe.
     pub async fn set_value(&self, key: &str, value: Value) -> Result<()> {
         self.store().set_session_data(self.id(), key, value).await
     }
@@ -229,7 +236,7 @@ impl WsSession {
     ///
     /// # Errors
     ///
-    /// As [`set`](Self::set), for any of the keys.
+    /// As [`set`](Self::set), for any of the keys; a timeout may have been applied, as there.
     pub async fn update(&self, data: SessionData) -> Result<()> {
         self.store().update_session_data(self.id(), data).await
     }
@@ -238,7 +245,7 @@ impl WsSession {
     ///
     /// # Errors
     ///
-    /// Any store error.
+    /// Any store error; a timeout may have been applied, as for [`set`](Self::set).
     pub async fn delete(&self, key: &str) -> Result<()> {
         self.store().delete_session_data(self.id(), key).await
     }
@@ -247,7 +254,7 @@ impl WsSession {
     ///
     /// # Errors
     ///
-    /// Any store error.
+    /// Any store error; a timeout may have been applied, as for [`set`](Self::set).
     pub async fn clear(&self) -> Result<()> {
         self.store().clear_session_data(self.id()).await
     }

@@ -205,7 +205,7 @@ impl LocalHistory {
             }
             found.extend(kept.entries.iter().filter(|(offset, _, _)| offset > after));
         }
-        found.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        found.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.0));
         found.dedup_by_key(|entry| entry.0);
         let (missed, all) = newest_within(
             found.into_iter().map(|(offset, _, payload)| Delivery {

@@ -27,6 +27,10 @@
 //!   messages and bytes ([`InboxLimits`]). A message that would overflow it drops what it holds
 //!   and closes the connection with 4001 ([`CloseReason::TOO_SLOW`]); delivery to everyone else
 //!   goes on untouched.
+//! - **A send that times out may have gone out.** `Unavailable` after the store's timeout
+//!   does not say the message was not sent: Redis may have published it and lost the answer.
+//!   A client that retries may get it twice; every delivery carries its [`Offset`], so a
+//!   client drops a message whose offset it has seen already.
 //! - **A node receives only what concerns it.** With Redis, a node subscribes to a user's or a
 //!   room's channel while it holds a connection of that user or a member of that room, and to
 //!   its own channel and the channel for everyone while it holds any connection. After losing
@@ -113,7 +117,8 @@ impl Hub {
     /// [`Error::NotFound`] when no such session exists;
     /// [`Error::InvalidInput`] for a payload over
     /// [`Limits::max_message_len`](crate::Limits::max_message_len); `Unavailable` when the store
-    /// or the broker cannot be reached.
+    /// or the broker cannot be reached. An `Unavailable` after the timeout may have been sent
+    /// all the same (see the [guarantees](self#guarantees)).
     pub async fn send_to_session(&self, id: &str, payload: impl Into<Payload>) -> Result<()> {
         let payload = self.checked(payload.into())?;
         self.limits().check_session_id(id)?;
@@ -133,7 +138,8 @@ impl Hub {
     /// # Errors
     ///
     /// `InvalidInput` for an oversized payload or user id (nothing is sent); `Unavailable`
-    /// when the broker cannot be reached.
+    /// when the broker cannot be reached (after a timeout, the message may have been sent all
+    /// the same: see the [guarantees](self#guarantees)).
     pub fn send_to_user(
         &self,
         user_id: &str,
@@ -152,7 +158,8 @@ impl Hub {
     /// # Errors
     ///
     /// `InvalidInput` for an oversized payload or a bad room name (nothing is sent);
-    /// `Unavailable` when the broker cannot be reached.
+    /// `Unavailable` when the broker cannot be reached (after a timeout, the message may have
+    /// been sent all the same).
     pub fn send_to_room(
         &self,
         room: &str,
@@ -168,7 +175,7 @@ impl Hub {
     /// # Errors
     ///
     /// `InvalidInput` for an oversized payload (nothing is sent); `Unavailable` when the broker
-    /// cannot be reached.
+    /// cannot be reached (after a timeout, the message may have been sent all the same).
     pub fn broadcast(
         &self,
         payload: impl Into<Payload>,
