@@ -609,3 +609,28 @@ fn log_path(name: &str) -> PathBuf {
         .unwrap()
         .join(format!("{name}-{}.log", std::process::id()))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_closed_at_once() {
+    let chat = ChatProcess::start(&[("MAX_CONNECTIONS", "3")]);
+    let mut open = Vec::new();
+    for n in 0..3 {
+        open.push(Client::connect(chat.addr, &format!("user{n}")).await);
+    }
+    // The fourth is accepted by the kernel and closed by the server before a byte is read.
+    let mut fourth = tokio::net::TcpStream::connect(chat.addr).await.unwrap();
+    let _ = fourth.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(FRAME_WAIT, fourth.read(&mut buffer))
+        .await
+        .expect("the fourth connection stayed open");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "the fourth connection was served"
+    );
+    // One goes, and a place is free again.
+    open.pop().unwrap().close().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = Client::connect(chat.addr, "again").await;
+    assert!(!again.id.is_empty());
+}
