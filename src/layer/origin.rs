@@ -73,12 +73,7 @@ impl OriginCheck {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        OriginCheck {
-            rule: Rule::List {
-                origins: normalized(origins),
-                same: false,
-            },
-        }
+        Self::list(origins, false)
     }
 
     /// Allows pages of the same origin as the request, and these origins.
@@ -87,10 +82,18 @@ impl OriginCheck {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
+        Self::list(origins, true)
+    }
+
+    fn list<I, S>(origins: I, same: bool) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
         OriginCheck {
             rule: Rule::List {
                 origins: normalized(origins),
-                same: true,
+                same,
             },
         }
     }
