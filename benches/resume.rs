@@ -14,6 +14,10 @@
 //!   messages, detach on close), from `INFO commandstats`.
 //! - **memory**: Redis memory (`used_memory`) per detached session (two data keys, one room)
 //!   and per message kept for resumes (a 100-byte text), from the difference before and after.
+//! - **stall**: a session in 8 rooms whose histories hold 256 messages of 64 KiB each (128 MiB
+//!   in Redis) resumes, while another connection pings Redis every millisecond: the PING
+//!   latency (p99, max) before and during the resume, what the resume got, and how long it
+//!   took.
 //!
 //! Run without `--bench` (as `cargo test --benches` does), it makes a short smoke run whose
 //! numbers mean nothing. Environment: `WS_RESUME_ROUNDS`, `WS_RESUME_SECS`,
@@ -247,6 +251,12 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
+/// The chat's layer with the resume window; each client resumes its one session many times a
+/// second, far past the chat's bound on resume attempts, which is lifted here.
+fn resumable(store: impl SessionStore) -> SessionLayer {
+    app::session_layer(store).resume(Resume::within(WINDOW).attempts_per_minute(u32::MAX))
+}
+
 async fn serve(layer: SessionLayer) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -294,7 +304,11 @@ async fn used_memory(conn: &mut redis::aio::MultiplexedConnection) -> i64 {
 async fn wire_and_memory(url: &str, params: &Params) -> Vec<String> {
     let client = redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let store = RedisStore::connect(url, "wire", TTL).await.unwrap();
+    // 200 sessions of one user: over the default cap of 64.
+    let store = RedisStore::connect(url, "wire", TTL)
+        .await
+        .unwrap()
+        .limits(ws_session::Limits::default().max_user_sessions(1000));
     let n = 200;
     let mut tokens = Vec::new();
     for i in 0..n {
@@ -336,7 +350,7 @@ async fn wire_and_memory(url: &str, params: &Params) -> Vec<String> {
         .await
         .unwrap()
         .limits(app::limits());
-    let addr = serve(app::resumable_layer(store, WINDOW)).await;
+    let addr = serve(resumable(store)).await;
     let mut state = ClientState {
         user: "c".into(),
         resume: Some((String::new(), None)),
@@ -411,6 +425,9 @@ async fn wire_and_memory(url: &str, params: &Params) -> Vec<String> {
     let layer =
         app::session_layer(store.clone()).resume(Resume::within(WINDOW).keep_messages(10_000));
     let hub = layer.hub();
+    // A room nobody is in keeps nothing: one member.
+    store.create_session("keeper", "keeper").await.unwrap();
+    store.join_room("keeper", "kept").await.unwrap();
     let messages = 5000;
     let text = "x".repeat(100);
     let before = used_memory(&mut conn).await;
@@ -424,7 +441,81 @@ async fn wire_and_memory(url: &str, params: &Params) -> Vec<String> {
         (after - before) as f64 / f64::from(messages)
     ));
     let _ = params;
+    lines.push(stall(url).await);
     lines
+}
+
+/// Resumes a session whose 8 rooms hold full histories while another connection pings Redis.
+async fn stall(url: &str) -> String {
+    const ROOMS: usize = 8;
+    const KEPT: usize = 256;
+    let store = RedisStore::connect(url, "stall", TTL)
+        .await
+        .unwrap()
+        .limits(ws_session::Limits::default().max_message_len(128 * 1024));
+    let layer = app::session_layer(store).resume(
+        Resume::within(WINDOW)
+            .keep_bytes(32 * 1024 * 1024)
+            .keep_total_bytes(512 * 1024 * 1024),
+    );
+    let hub = layer.hub();
+    let addr = serve(layer).await;
+    let (mut ws, welcome) = connect(addr, "user=away").await.unwrap();
+    for room in 0..ROOMS {
+        let join = format!(r#"{{"op":"join","room":"full-{room}"}}"#);
+        futures_util::SinkExt::send(&mut ws, Message::text(join))
+            .await
+            .unwrap();
+        ws.next().await.unwrap().unwrap();
+    }
+    let token = welcome["resume"].as_str().unwrap().to_owned();
+    close(ws).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let text = "x".repeat(64 * 1024);
+    for room in 0..ROOMS {
+        for _ in 0..KEPT {
+            hub.send_to_room(&format!("full-{room}"), text.as_str())
+                .await
+                .unwrap();
+        }
+    }
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut pings = async |for_: Duration| {
+        let mut took = Vec::new();
+        let until = Instant::now() + for_;
+        while Instant::now() < until {
+            let start = Instant::now();
+            let _: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+            took.push(start.elapsed());
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        took.sort();
+        took
+    };
+    let idle = pings(Duration::from_secs(1)).await;
+    let resumed = tokio::spawn(async move {
+        let started = Instant::now();
+        let (ws, welcome) = connect(addr, &format!("user=away&resume={token}"))
+            .await
+            .unwrap();
+        (started.elapsed(), ws, welcome)
+    });
+    let during = pings(Duration::from_secs(1)).await;
+    let (took, ws, welcome) = resumed.await.unwrap();
+    close(ws).await;
+    format!(
+        "stall: PING p99 / max {:.2} / {:.2} ms idle, {:.2} / {:.2} ms during the resume of a \
+         session in {ROOMS} rooms of {KEPT} x 64 KiB; the resume took {:.0} ms and got \
+         missed={} complete={}",
+        ms(percentile(&idle, 0.99)),
+        ms(*idle.last().unwrap()),
+        ms(percentile(&during, 0.99)),
+        ms(*during.last().unwrap()),
+        ms(took),
+        welcome["missed"],
+        welcome["complete"]
+    )
 }
 
 fn main() {
@@ -439,7 +530,7 @@ fn main() {
     rt.block_on(async {
         let mut rows = Vec::new();
         let memory = MemoryStore::with_ttl(TTL).limits(app::limits());
-        let addr = serve(app::resumable_layer(memory, WINDOW)).await;
+        let addr = serve(resumable(memory)).await;
         rows.push(compare("memory", addr, &params).await);
         let mut notes = Vec::new();
         if let Some(redis) = &redis {
@@ -447,7 +538,7 @@ fn main() {
                 .await
                 .unwrap()
                 .limits(app::limits());
-            let addr = serve(app::resumable_layer(store, WINDOW)).await;
+            let addr = serve(resumable(store)).await;
             rows.push(compare("redis", addr, &params).await);
             notes = wire_and_memory(&redis.url(), &params).await;
         } else {
