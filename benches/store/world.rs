@@ -256,7 +256,7 @@ impl World {
             None => None,
         };
         World {
-            memory: MemoryStore::with_ttl(TTL),
+            memory: MemoryStore::with_ttl(TTL).limits(limits()),
             map: RawMap::default(),
             redis,
             values,
@@ -294,7 +294,8 @@ impl RedisWorld {
     async fn connect(url: String, port: u16, values: &Values) -> RedisWorld {
         let store = RedisStore::connect(&url, "bench", TTL)
             .await
-            .unwrap_or_else(|err| panic!("cannot connect to {url}: {err}"));
+            .unwrap_or_else(|err| panic!("cannot connect to {url}: {err}"))
+            .limits(limits());
         // The peer gets as many connections as the store's pool holds after its first PING.
         let connections = store.pool().state().connections.max(1);
         let config = Config::from_url(&url).expect("a valid Redis URL for fred");
@@ -1019,4 +1020,10 @@ async fn raw_redis(
                 .expect("touched");
         }
     }
+}
+
+/// The stores' limits: the defaults, but each bench task creates many sessions of one user,
+/// past the default cap of 64 sessions per user.
+fn limits() -> ws_session::Limits {
+    ws_session::Limits::default().max_user_sessions(1 << 30)
 }
