@@ -206,8 +206,7 @@ impl Registry {
         tracing::trace!(refreshed, open = ids.len(), "sessions refreshed");
         refreshed
     }
-}
-impl Registry {
+
     /// Closes the connections here whose sessions vanished from the store with 1012, so that
     /// their clients reconnect; there is nothing left to detach or remove.
     fn close_vanished(&self, ids: &[String]) {

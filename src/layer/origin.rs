@@ -47,8 +47,7 @@ type Predicate = Arc<dyn Fn(&HeaderValue, &Parts) -> bool + Send + Sync>;
 
 #[derive(Clone)]
 enum Rule {
-    SameOrigin,
-    /// These origins; with `same` also the request's own.
+    /// These origins; with `same` also the request's own (the default: none, and the own).
     List {
         origins: Arc<[String]>,
         same: bool,
@@ -60,9 +59,7 @@ enum Rule {
 impl OriginCheck {
     /// Allows pages of the same origin as the request (the default).
     pub fn same_origin() -> Self {
-        OriginCheck {
-            rule: Rule::SameOrigin,
-        }
+        Self::list(std::iter::empty::<String>(), true)
     }
 
     /// Allows exactly these origins (`scheme://host[:port]`, as browsers send them; compared
@@ -123,7 +120,6 @@ impl OriginCheck {
         };
         match &self.rule {
             Rule::Any => true,
-            Rule::SameOrigin => Self::is_same_origin(origin, parts),
             Rule::List { origins, same } => {
                 (*same && Self::is_same_origin(origin, parts))
                     || origin.to_str().is_ok_and(|origin| {
@@ -175,7 +171,6 @@ impl Default for OriginCheck {
 impl fmt::Debug for OriginCheck {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.rule {
-            Rule::SameOrigin => f.write_str("OriginCheck::same_origin"),
             Rule::List { origins, same } => f
                 .debug_struct("OriginCheck")
                 .field("same_origin", same)

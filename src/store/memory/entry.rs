@@ -74,7 +74,7 @@ impl Entry {
     /// The data bytes the session would hold with `entries` written over its data.
     pub(super) fn bytes_after<'a>(
         &self,
-        entries: impl IntoIterator<Item = (&'a String, usize)>,
+        entries: impl IntoIterator<Item = (&'a str, usize)>,
     ) -> usize {
         entries
             .into_iter()

@@ -140,16 +140,15 @@ impl SessionStore for MemoryStore {
         limits.check_key(key)?;
         limits.check_value(key, &value)?;
         let size = Entry::size_of(key, &value);
-        let key = key.to_owned();
         let replaced = self.inner.write(id, |entry| {
-            let bytes = entry.bytes_after([(&key, size)]);
+            let bytes = entry.bytes_after([(key, size)]);
             limits.check_session_bytes(id, bytes)?;
-            if let Some(held) = entry.data.get_mut(&key) {
+            if let Some(held) = entry.data.get_mut(key) {
                 entry.data_bytes = bytes;
                 return Ok(Some(std::mem::replace(held, value)));
             }
             limits.check_key_count(id, entry.data.len() + 1)?;
-            entry.data.insert(key, value);
+            entry.data.insert(key.to_owned(), value);
             entry.data_bytes = bytes;
             Ok(None)
         })?;
@@ -178,7 +177,8 @@ impl SessionStore for MemoryStore {
             .map(|(key, value)| Entry::size_of(key, value))
             .collect();
         let replaced = inner.write(id, |entry| {
-            let bytes = entry.bytes_after(data.keys().zip(sizes.iter().copied()));
+            let bytes =
+                entry.bytes_after(data.keys().map(String::as_str).zip(sizes.iter().copied()));
             limits.check_session_bytes(id, bytes)?;
             let replaced = inner.merge(id, &mut entry.data, data)?;
             entry.data_bytes = bytes;
