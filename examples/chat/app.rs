@@ -13,7 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 
 use axum::{
     Router,
-    extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
+    extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code},
     response::IntoResponse,
     routing::get,
 };
@@ -252,11 +252,8 @@ async fn serve_socket(mut socket: WebSocket, session: WsSession, settings: Setti
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Err(error)) if too_big(&error) => {
-                        let frame = CloseFrame {
-                            code: axum::extract::ws::close_code::SIZE,
-                            reason: "message too big".into(),
-                        };
-                        let _ = send_frame(&mut socket, Message::Close(Some(frame))).await;
+                        let reason = CloseReason::new(close_code::SIZE, "message too big");
+                        close(&mut socket, &reason).await;
                         break;
                     }
                     Some(Ok(Message::Close(_)) | Err(_)) | None => break,
@@ -287,11 +284,7 @@ async fn serve_socket(mut socket: WebSocket, session: WsSession, settings: Setti
             _ = pings.tick() => {
                 if heard.elapsed() >= settings.idle_timeout {
                     tracing::debug!(session = %session.id(), "silent client: closing");
-                    let frame = CloseFrame {
-                        code: axum::extract::ws::close_code::AWAY,
-                        reason: "idle".into(),
-                    };
-                    let _ = send_frame(&mut socket, Message::Close(Some(frame))).await;
+                    close(&mut socket, &CloseReason::new(close_code::AWAY, "idle")).await;
                     break;
                 }
                 if send_frame(&mut socket, Message::Ping(Default::default())).await.is_err() {
@@ -532,7 +525,7 @@ async fn send_frame(socket: &mut WebSocket, frame: Message) -> Result<(), axum::
     }
 }
 
-/// Sends the close frame the hub asked for.
+/// Sends a close frame: the one the hub asked for, or the socket loop's own.
 async fn close(socket: &mut WebSocket, reason: &CloseReason) {
     let frame = CloseFrame {
         code: reason.code,
