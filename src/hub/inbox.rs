@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use super::message::{CloseReason, Delivery, HubEvent, Offset, Payload};
+use crate::store::message::{CloseReason, Delivery, Offset, Payload};
 
 /// How much one connection's inbox may hold before the connection counts as too slow.
 ///
@@ -245,7 +245,7 @@ impl Inbox {
     }
 
     /// Whether a close is waiting or was received.
-    #[cfg(test)]
+#[cfg(test)]
     pub(crate) fn is_closing(&self) -> bool {
         let state = self.lock();
         state.close.is_some() || state.ended
@@ -257,6 +257,17 @@ impl Inbox {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// What a connection's inbox yields: a message, or the order to close.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HubEvent {
+    /// A message sent to this connection (to its session, its user, one of its rooms, or
+    /// everyone).
+    Message(Delivery),
+    /// The server closes this connection: send a close frame with this code and end the socket
+    /// loop. The inbox yields nothing after it.
+    Close(CloseReason),
 }
 
 #[cfg(test)]

@@ -39,15 +39,8 @@
 //! Room membership lives in the store (with the same TTL rules as the user index), so
 //! [`Hub::members`] answers from the store's state in one round trip, for every instance.
 
-mod broker;
-pub(crate) mod envelope;
-pub(crate) mod history;
 mod inbox;
-mod local;
-mod message;
 pub(crate) mod node;
-#[cfg(feature = "redis")]
-mod redis;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -59,15 +52,15 @@ use axum_core::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 
-pub use self::broker::Broker;
-use self::envelope::{Envelope, Topic};
-pub use self::inbox::InboxLimits;
-pub(crate) use self::local::{LocalBus, Targets};
-pub(crate) use self::message::{CLOCK_EPOCH_MS, OFFSETS_PER_MS};
-pub use self::message::{CloseReason, Delivery, HubEvent, InvalidOffset, Member, Offset, Payload};
+pub use self::inbox::{HubEvent, InboxLimits};
+use self::node::Node;
 pub use self::node::HubStats;
 use crate::error::{Error, Result};
-use crate::registry::Registry;
+use crate::store::backend::Backend;
+use crate::store::envelope::{Envelope, Topic};
+pub use crate::store::message::{CloseReason, Delivery, InvalidOffset, Member, Offset, Payload};
+use crate::store::transport::Published;
+use crate::store::{AnyStore, SessionStore};
 
 /// A handle on the hub, to reach connections on every instance sharing the store.
 ///
@@ -95,17 +88,18 @@ use crate::registry::Registry;
 /// ```
 #[derive(Clone)]
 pub struct Hub {
-    registry: Arc<Registry>,
+    node: Arc<Node>,
+    store: AnyStore,
 }
 
 impl Hub {
-    pub(crate) fn new(registry: Arc<Registry>) -> Self {
-        Hub { registry }
+    pub(crate) fn new(node: Arc<Node>, store: AnyStore) -> Self {
+        Hub { node, store }
     }
 
     /// The id of this instance's node: random, new each time a layer is made.
     pub fn node_id(&self) -> &str {
-        self.registry.node.id()
+        self.node.id()
     }
 
     /// Sends `payload` to the connection of session `id`, wherever it is open. With a
@@ -122,9 +116,9 @@ impl Hub {
     pub async fn send_to_session(&self, id: &str, payload: impl Into<Payload>) -> Result<()> {
         let payload = self.checked(payload.into())?;
         self.limits().check_session_id(id)?;
-        let node = &self.registry.node;
+        let node = &self.node;
         node.transport()
-            .send_to_session(&*self.registry.store, id, payload, node.policy())
+            .send_to_session(&self.store, id, payload, node.policy())
             .await
     }
 
@@ -206,12 +200,12 @@ impl Hub {
     /// [`Error::NotFound`] when no such session exists; `Unavailable` when the store or the
     /// broker cannot be reached.
     pub async fn disconnect(&self, id: &str) -> Result<()> {
-        let node = self.registry.store.session_node(id).await?;
+        let node = self.store.session_node(id).await?;
         if let Some(node) = node {
             let envelope = Envelope::close(Some(id.to_owned()), CloseReason::KICKED);
             self.publish(&Topic::Node(node.into()), &envelope).await?;
         }
-        self.registry.store.remove_session(id).await
+        self.store.remove_session(id).await
     }
 
     /// Kicks `user_id`: every connection of the user, on every instance, is closed with 4000
@@ -227,7 +221,7 @@ impl Hub {
         let envelope = Envelope::close(None, CloseReason::KICKED);
         self.publish(&Topic::User(user_id.to_owned()), &envelope)
             .await?;
-        let removed = self.registry.store.remove_user_sessions(user_id).await?;
+        let removed = self.store.remove_user_sessions(user_id).await?;
         crate::telemetry::kick();
         tracing::info!(user = %user_id, sessions = removed.len(), "user kicked");
         Ok(removed)
@@ -240,17 +234,17 @@ impl Hub {
     ///
     /// `InvalidInput` for a bad room name; any store error.
     pub async fn members(&self, room: &str) -> Result<Vec<Member>> {
-        self.registry.store.room_members(room).await
+        self.store.room_members(room).await
     }
 
     /// Counters of this instance's node.
     pub fn stats(&self) -> HubStats {
-        self.registry.node.stats()
+        self.node.stats()
     }
 
     /// The limits of the store the hub's sessions live in.
     fn limits(&self) -> crate::Limits {
-        self.registry.store.limits()
+        self.store.enforced_limits()
     }
 
     fn checked(&self, payload: Payload) -> Result<Payload> {
@@ -259,8 +253,8 @@ impl Hub {
     }
 
     /// Publishes now, in this node's order; the future says whether the broker took it.
-    fn publish(&self, topic: &Topic, envelope: &Envelope) -> broker::Published {
-        self.registry.node.publish(topic, envelope)
+    fn publish(&self, topic: &Topic, envelope: &Envelope) -> Published {
+        self.node.publish(topic, envelope)
     }
 }
 

@@ -10,12 +10,14 @@ use std::time::Duration;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
-use super::broker::{Broker, Published, Transport};
-use super::envelope::{Body, Envelope, Topic};
-use super::history::HistoryPolicy;
 use super::inbox::{Inbox, InboxLimits, Pushed};
-use super::message::CloseReason;
 use crate::error::Result;
+use crate::store::AnyStore;
+use crate::store::backend::Backend;
+use crate::store::envelope::{Body, Envelope, Topic};
+use crate::store::history::HistoryPolicy;
+use crate::store::message::CloseReason;
+use crate::store::transport::{Published, Subscriber, Transport};
 
 /// One open connection, as the node knows it.
 pub(crate) struct Connection {
@@ -100,9 +102,9 @@ pub struct HubStats {
 }
 
 impl Node {
-    pub(crate) fn new(id: Arc<str>, broker: &Broker) -> Arc<Node> {
-        Arc::new_cyclic(|weak| Node {
-            transport: broker.transport(weak, &id),
+    pub(crate) fn new(id: Arc<str>, store: &AnyStore) -> Arc<Node> {
+        Arc::new_cyclic(|weak: &std::sync::Weak<Node>| Node {
+            transport: store.transport(weak.clone(), &id),
             id,
             connections: DashMap::new(),
             users: DashMap::new(),
@@ -337,7 +339,7 @@ impl Node {
     }
 
     /// Hands an envelope that arrived on `topic` to the connections here that it is for.
-    pub(crate) fn dispatch(&self, topic: &Topic, envelope: &Envelope) {
+    fn dispatch(&self, topic: &Topic, envelope: &Envelope) {
         self.received.fetch_add(1, Ordering::Relaxed);
         match topic {
             Topic::All => {
@@ -451,6 +453,12 @@ impl Node {
                 self.transport.unsubscribe(&topic);
             }
         }
+    }
+}
+
+impl Subscriber for Node {
+    fn deliver(&self, topic: &Topic, envelope: &Envelope) {
+        self.dispatch(topic, envelope);
     }
 }
 

@@ -1,8 +1,11 @@
 //! [`SessionLayer`]: gives every WebSocket upgrade a session that lives as long as its socket.
 
 mod future;
+mod identify;
+mod open;
 mod origin;
 mod service;
+mod upgrade;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,14 +15,16 @@ use http::request::Parts;
 use tower_layer::Layer;
 
 pub use self::future::ResponseFuture;
+use self::identify::{Identifier, from_extensions, identifier};
+pub use self::identify::{Identification, UserId};
 pub use self::origin::OriginCheck;
 pub use self::service::SessionService;
 use crate::hub::{Hub, InboxLimits};
-use crate::identify::{Identification, Identifier, from_extensions, identifier};
-use crate::registry::{LiveSessions, Registry};
 use crate::resume::attempts::Attempts;
 use crate::resume::{Presented, Reader, Resume, from_query};
-use crate::store::SessionStore;
+use crate::session::LiveSessions;
+use crate::session::live::Live;
+use crate::store::{AnyStore, SessionStore};
 
 /// A tower [`Layer`] that opens a session for each WebSocket upgrade request.
 ///
@@ -67,7 +72,7 @@ use crate::store::SessionStore;
 /// ```
 #[derive(Clone)]
 pub struct SessionLayer {
-    registry: Arc<Registry>,
+    live: Arc<Live>,
     config: Arc<Config>,
 }
 
@@ -97,11 +102,12 @@ const DEFAULT_REFRESH_BATCH: usize = 1000;
 
 impl SessionLayer {
     /// A layer keeping its sessions in `store`.
-    pub fn new(store: impl SessionStore) -> Self {
+    pub fn new(store: impl Into<AnyStore>) -> Self {
         crate::telemetry::describe();
+        let store = store.into();
         let refresh_interval = (store.ttl() / 3).max(Duration::from_millis(10));
         SessionLayer {
-            registry: Arc::new(Registry::new(Arc::new(store))),
+            live: Arc::new(Live::new(store, None)),
             config: Arc::new(Config {
                 origin: OriginCheck::same_origin(),
                 identify: from_extensions(),
@@ -135,7 +141,7 @@ impl SessionLayer {
     /// ```
     #[must_use]
     pub fn resume(mut self, resume: Resume) -> Self {
-        self.registry.set_resume(Some(resume));
+        self.live = Arc::new(Live::new(self.live.store.clone(), Some(resume)));
         let config = Arc::make_mut(&mut self.config);
         config.resumable = !resume.window().is_zero();
         config.resume_attempts = Some(Arc::new(resume.attempts()));
@@ -234,13 +240,13 @@ impl SessionLayer {
     /// The hub of this layer's connections: send to sessions, users, rooms or everyone, on
     /// every instance sharing the store. Also a layer, for routes that extract a [`Hub`].
     pub fn hub(&self) -> Hub {
-        Hub::new(Arc::clone(&self.registry))
+        self.live.hub()
     }
 
     /// The sessions this layer has open, for metrics and for graceful shutdown.
     pub fn live_sessions(&self) -> LiveSessions {
         LiveSessions {
-            registry: Arc::clone(&self.registry),
+            live: Arc::clone(&self.live),
             batch: self.config.refresh_batch,
         }
     }
@@ -250,7 +256,7 @@ impl<S> Layer<S> for SessionLayer {
     type Service = SessionService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SessionService::new(inner, Arc::clone(&self.registry), Arc::clone(&self.config))
+        SessionService::new(inner, Arc::clone(&self.live), Arc::clone(&self.config))
     }
 }
 
@@ -261,8 +267,8 @@ impl std::fmt::Debug for SessionLayer {
             .field("allow_anonymous", &self.config.allow_anonymous)
             .field("refresh_interval", &self.config.refresh_interval)
             .field("refresh_batch", &self.config.refresh_batch)
-            .field("resume", &self.registry.detach())
-            .field("open_sessions", &self.registry.len())
+            .field("resume", &self.live.detach())
+            .field("open_sessions", &self.live.len())
             .finish_non_exhaustive()
     }
 }

@@ -9,27 +9,24 @@ use tower_service::Service;
 
 use super::Config;
 use super::future::ResponseFuture;
-use crate::error::Error;
-use crate::handle::WsSession;
-use crate::registry::Registry;
-use crate::resume::open::reattach;
-use crate::resume::{Attach, ResumeToken};
-use crate::session::new_session_id;
-use crate::upgrade::{UpgradeKind, websocket_upgrade};
+use super::open;
+use super::upgrade::{UpgradeKind, websocket_upgrade};
+use crate::resume::ResumeToken;
+use crate::session::live::Live;
 
 /// The middleware service built by [`SessionLayer`](super::SessionLayer).
 #[derive(Clone)]
 pub struct SessionService<S> {
     inner: S,
-    registry: Arc<Registry>,
+    live: Arc<Live>,
     config: Arc<Config>,
 }
 
 impl<S> SessionService<S> {
-    pub(crate) fn new(inner: S, registry: Arc<Registry>, config: Arc<Config>) -> Self {
+    pub(crate) fn new(inner: S, live: Arc<Live>, config: Arc<Config>) -> Self {
         SessionService {
             inner,
-            registry,
+            live,
             config,
         }
     }
@@ -58,7 +55,7 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::upgrade(Box::pin(open_session(
             inner,
-            Arc::clone(&self.registry),
+            Arc::clone(&self.live),
             Arc::clone(&self.config),
             kind,
             request,
@@ -70,7 +67,7 @@ where
 /// handle.
 async fn open_session<S, ReqBody>(
     mut inner: S,
-    registry: Arc<Registry>,
+    live: Arc<Live>,
     config: Arc<Config>,
     kind: UpgradeKind,
     request: Request<ReqBody>,
@@ -148,8 +145,8 @@ where
     }
     let resumed = match presented {
         Some(presented) => {
-            match reattach(
-                &registry,
+            match open::resumed(
+                &live,
                 config.inbox_limits,
                 &presented,
                 identified.as_deref(),
@@ -157,19 +154,19 @@ where
             .await
             {
                 Ok(resumed) => resumed,
-                Err(error) => return Ok(creation_failed(&error)),
+                Err(error) => return Ok(open::failed(&error)),
             }
         }
         None => None,
     };
     let session = match resumed {
         Some(session) => session,
-        None => match create(&registry, &config, identified).await {
+        None => match open::fresh(&live, config.inbox_limits, identified).await {
             Ok(session) => session,
-            Err(error) => return Ok(creation_failed(&error)),
+            Err(error) => return Ok(open::failed(&error)),
         },
     };
-    registry.start_refresher(config.refresh_interval, config.refresh_batch);
+    live.start_refresher(config.refresh_interval, config.refresh_batch);
     parts.extensions.insert(session.clone());
 
     let result = inner.call(Request::from_parts(parts, body)).await;
@@ -189,69 +186,4 @@ where
         }
     }
     result
-}
-
-/// Creates a fresh session for `identified` (anonymous: its own id) and registers its
-/// connection.
-async fn create(
-    registry: &Arc<Registry>,
-    config: &Config,
-    identified: Option<String>,
-) -> Result<WsSession, Error> {
-    let id = new_session_id();
-    let user_id = identified.unwrap_or_else(|| id.clone());
-    let token = ResumeToken::generate(&id);
-    // The session goes into the store while its connection subscribes on the node: one wait
-    // for both.
-    let node = &registry.node;
-    let attach = Attach::node(node.id()).token(token.hash());
-    let (created, registered) = tokio::join!(
-        registry
-            .store
-            .create_attached_session(&id, &user_id, &attach),
-        node.register(&id, &user_id, config.inbox_limits, 1, &[]),
-    );
-    let connection = match (created, registered) {
-        (Ok(_), Ok(connection)) => connection,
-        (Err(error), registered) => {
-            if let Ok(connection) = registered {
-                node.unregister(&id, &connection);
-            }
-            return Err(error);
-        }
-        (Ok(_), Err(error)) => {
-            let _ = registry.store.remove_session(&id).await;
-            return Err(error);
-        }
-    };
-    tracing::debug!(session = %id, user = %user_id, "session created");
-    crate::telemetry::created();
-    Ok(WsSession::open(
-        Arc::clone(registry),
-        id,
-        user_id,
-        connection,
-        token,
-    ))
-}
-
-/// The response for a session the store would not create.
-fn creation_failed(error: &Error) -> Response {
-    let status = match error {
-        Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        Error::InvalidInput(crate::InvalidInput::TooManySessions { .. }) => {
-            crate::telemetry::refused_upgrade("user_sessions");
-            StatusCode::TOO_MANY_REQUESTS
-        }
-        Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    tracing::warn!(error = %error.chain(), %status, "WebSocket upgrade refused: session not created");
-    let body = match status {
-        StatusCode::SERVICE_UNAVAILABLE => "session store unavailable, try again later",
-        StatusCode::BAD_REQUEST => "the identity does not fit the session store's limits",
-        StatusCode::TOO_MANY_REQUESTS => "this user has as many sessions as it may have",
-        _ => "session could not be created",
-    };
-    (status, body).into_response()
 }

@@ -1,185 +1,139 @@
-//! What a store does for resume: the claim of a detached (or taken-over) session, and the
-//! detach of a session whose connection went.
+//! Resume's side of a store: claiming the session a token names, giving a claimed session back
+//! to its old token, and where reading what a resumed session missed starts.
 
-use std::time::Duration;
+use super::{Presented, ResumeToken};
+use crate::error::{Error, Result};
+use crate::store::AnyStore;
+use crate::store::attachment::{Claim, Claimed, Detach, Refusal, Resumed, TokenHash};
+use crate::store::backend::Backend;
+use crate::store::envelope::Stream;
+use crate::store::history::ReadFrom;
 
-use super::token::{ResumeToken, TokenHash};
-use crate::hub::Offset;
-
-/// How a new session is attached: the hub node holding its connection, and the hash of its
-/// resume token (`None`: it cannot be resumed).
-#[derive(Debug, Clone, Copy)]
-#[non_exhaustive]
-pub struct Attach<'a> {
-    /// The hub node holding the session's connection.
-    pub node_id: &'a str,
-    /// The hash of the session's resume token.
-    pub token: Option<TokenHash>,
+/// A claim that got the session: its attachment, and the token that now holds it.
+pub(crate) struct Won {
+    pub(crate) resumed: Resumed,
+    pub(crate) token: ResumeToken,
+    /// The hash of the token the client presented, to give the session back to.
+    pub(crate) presented: TokenHash,
 }
 
-impl<'a> Attach<'a> {
-    /// Attached to `node_id`, with no resume token.
-    pub fn node(node_id: &'a str) -> Self {
-        Attach {
-            node_id,
-            token: None,
+/// Claims the session `presented` names for `user_id` on node `node_id`, rotating its token.
+/// `Ok(None)` when the claim is refused; the reason is logged (never the token) and counted.
+///
+/// # Errors
+///
+/// Store errors: the store could not be asked.
+pub(crate) async fn claim(
+    store: &AnyStore,
+    presented: &Presented,
+    user_id: Option<&str>,
+    node_id: &str,
+) -> Result<Option<(String, String, Won)>> {
+    let Some(token) = ResumeToken::parse(&presented.token) else {
+        refused(Refusal::Malformed, user_id);
+        return Ok(None);
+    };
+    let id = token.session_id().to_owned();
+    let session_user = user_id.map_or_else(|| id.clone(), str::to_owned);
+    let new_token = ResumeToken::generate(&id);
+    let claim = Claim::new(&id, token.hash(), &session_user, new_token.hash(), node_id);
+    match store.claim_session(&claim).await {
+        Ok(Claimed::Resumed(resumed)) => Ok(Some((
+            id,
+            session_user,
+            Won {
+                resumed,
+                token: new_token,
+                presented: token.hash(),
+            },
+        ))),
+        Ok(Claimed::Refused(refusal)) => {
+            refused(refusal, user_id);
+            Ok(None)
         }
-    }
-
-    /// With the hash of a resume token.
-    #[must_use]
-    pub fn token(mut self, token: TokenHash) -> Self {
-        self.token = Some(token);
-        self
-    }
-}
-
-/// A client's claim of a session it had: the token it presented, who it is now, and what the
-/// session becomes when the claim succeeds.
-#[derive(Debug, Clone, Copy)]
-#[non_exhaustive]
-pub struct Claim<'a> {
-    /// The token the client presented; it names the session.
-    pub token: &'a ResumeToken,
-    /// The user identified on the new request; the session must be this user's. (For an
-    /// anonymous request: the session's own id, the user id of an anonymous session.)
-    pub user_id: &'a str,
-    /// The hash of the token that replaces the presented one.
-    pub new_token: TokenHash,
-    /// The hub node that holds the new connection.
-    pub node_id: &'a str,
-}
-
-impl<'a> Claim<'a> {
-    /// A claim of `token`'s session by `user_id`, for a connection on `node_id`, rotating the
-    /// token to `new_token`.
-    pub fn new(
-        token: &'a ResumeToken,
-        user_id: &'a str,
-        new_token: TokenHash,
-        node_id: &'a str,
-    ) -> Self {
-        Claim {
-            token,
-            user_id,
-            new_token,
-            node_id,
+        // An id or user the store would never hold: not a session anyone has.
+        Err(Error::InvalidInput(_)) => {
+            refused(Refusal::Malformed, user_id);
+            Ok(None)
         }
+        Err(error) => Err(error),
     }
 }
 
-/// What a claim got.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claimed {
-    /// The session is the claimer's now, attached to its node, with the new token.
-    Resumed(Resumed),
-    /// Nothing changed.
-    Refused(Refusal),
-}
-
-/// A session a claim took.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Resumed {
-    /// Which attachment of the session this is (one more than the last).
-    pub epoch: u64,
-    /// The node that held the session's connection when it was claimed (a takeover), if any.
-    pub previous_node: Option<String>,
-    /// The hub's offset when the session was created: what was sent before is not its.
-    pub since: Offset,
-    /// The session's rooms, each with the hub's offset when the session joined it, sorted.
-    pub rooms: Vec<(String, Offset)>,
-}
-
-impl Resumed {
-    /// A claimed session.
-    pub fn new(
-        epoch: u64,
-        previous_node: Option<String>,
-        since: Offset,
-        rooms: Vec<(String, Offset)>,
-    ) -> Self {
-        Resumed {
-            epoch,
-            previous_node,
-            since,
-            rooms,
+/// Gives a claimed session back to the token its client still holds (`previous`), and detaches
+/// it: for a claim whose connection never came up (it could not be attached here, or the
+/// upgrade failed), so that the client can try again with the same token. Best effort: on a
+/// store error the session stays as the claim left it, and expires.
+pub(crate) async fn give_back(
+    store: &AnyStore,
+    node_id: &str,
+    user_id: &str,
+    current: &ResumeToken,
+    previous: TokenHash,
+    detach: Option<Detach>,
+) {
+    let id = current.session_id();
+    let claim = Claim::new(id, current.hash(), user_id, previous, node_id);
+    let epoch = match store.claim_session(&claim).await {
+        Ok(Claimed::Resumed(resumed)) => resumed.epoch,
+        Ok(Claimed::Refused(refusal)) => {
+            tracing::debug!(session = %id, reason = refusal.as_str(), "claimed session not given back");
+            return;
+        }
+        Err(error) => {
+            tracing::warn!(session = %id, error = %error.chain(), "claimed session not given back; it will expire");
+            return;
+        }
+    };
+    let Some(detach) = detach else {
+        return;
+    };
+    match store.detach_session(id, epoch, &detach).await {
+        Ok(_) => {
+            tracing::debug!(session = %id, "claimed session given back to its token, detached")
+        }
+        Err(error) => {
+            tracing::warn!(session = %id, error = %error.chain(), "claimed session not detached; it will expire")
         }
     }
 }
 
-/// Why a claim was refused. The client is never told; the layer gives it a fresh session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Refusal {
-    /// The presented text is not a token.
-    Malformed,
-    /// No such session: never existed, removed, or expired.
-    Unknown,
-    /// The token is not the session's: a wrong or already used one.
-    Token,
-    /// The session belongs to another user.
-    User,
+/// Where to read each history the session belongs to: after the client's offset, and never
+/// before the session was created or joined the room.
+pub(crate) fn read_from(
+    id: &str,
+    user_id: &str,
+    resumed: &Resumed,
+    presented: &Presented,
+) -> Vec<ReadFrom> {
+    let seen = presented.offset.unwrap_or_default();
+    let after = |since| seen.max(since);
+    let mut from = vec![
+        ReadFrom {
+            stream: Stream::All,
+            after: after(resumed.since),
+        },
+        ReadFrom {
+            stream: Stream::User(user_id.to_owned()),
+            after: after(resumed.since),
+        },
+        ReadFrom {
+            stream: Stream::Session(id.to_owned()),
+            after: after(resumed.since),
+        },
+    ];
+    from.extend(resumed.rooms.iter().map(|(room, since)| ReadFrom {
+        stream: Stream::Room(room.clone()),
+        after: after(*since),
+    }));
+    from
 }
 
-impl Refusal {
-    /// A short name, for logs and metrics.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Refusal::Malformed => "malformed",
-            Refusal::Unknown => "unknown",
-            Refusal::Token => "token",
-            Refusal::User => "user",
-        }
-    }
-}
-
-/// How a session whose connection went is kept for a resume.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Detach {
-    /// How long it is kept: its keys expire this long after the detach.
-    pub window: Duration,
-    /// Most detached sessions one user may have; the oldest go first.
-    pub max_per_user: usize,
-}
-
-impl Detach {
-    /// Kept for `window`, at most `max_per_user` per user.
-    pub fn new(window: Duration, max_per_user: usize) -> Self {
-        Detach {
-            window,
-            max_per_user,
-        }
-    }
-
-    /// The window in milliseconds, at least 1.
-    pub(crate) fn window_ms(&self) -> u64 {
-        u64::try_from(self.window.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1)
-    }
-}
-
-/// What a detach did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Detached {
-    /// `true` when the session was detached; `false` when it is gone, or held by a newer
-    /// connection (nothing was written then).
-    pub detached: bool,
-    /// How many of the user's detached sessions were found expired.
-    pub expired: usize,
-    /// The user's oldest detached sessions, removed to keep within the cap.
-    pub evicted: Vec<String>,
-}
-
-impl Detached {
-    /// The outcome of a detach.
-    pub fn new(detached: bool, expired: usize, evicted: Vec<String>) -> Self {
-        Detached {
-            detached,
-            expired,
-            evicted,
-        }
-    }
+fn refused(refusal: Refusal, identified: Option<&str>) {
+    crate::telemetry::refused(refusal.as_str());
+    tracing::info!(
+        reason = refusal.as_str(),
+        user = identified.unwrap_or("(anonymous)"),
+        "resume refused; the connection gets a fresh session"
+    );
 }

@@ -29,8 +29,7 @@
 //! takeovers, missed messages); its sessions do not survive a restart of the process.
 
 pub(crate) mod attempts;
-mod claim;
-pub(crate) mod open;
+pub(crate) mod claim;
 mod token;
 
 use std::fmt;
@@ -39,10 +38,10 @@ use std::time::Duration;
 
 use http::request::Parts;
 
-pub use self::claim::{Attach, Claim, Claimed, Detach, Detached, Refusal, Resumed};
-pub use self::token::{ResumeToken, TokenHash};
-use crate::hub::Offset;
-use crate::hub::history::HistoryPolicy;
+pub use self::token::ResumeToken;
+use crate::store::attachment::Detach;
+use crate::store::history::HistoryPolicy;
+use crate::store::message::Offset;
 
 /// The resume window of a [`SessionLayer`](crate::SessionLayer), and what is kept for it.
 ///

@@ -1,14 +1,15 @@
-//! Resume tokens: the secret a client shows to get its session back, and the hash the store
-//! keeps of it.
+//! Resume tokens: the secret a client shows to get its session back.
 
 use std::fmt;
 
 use sha2::{Digest, Sha256};
 
+use crate::store::attachment::TokenHash;
+
 /// The secret a client presents to resume its session: the session id, a dot, and 128 bits from
 /// the operating system's CSPRNG in hex.
 ///
-/// The store keeps only the SHA-256 of the secret part ([`TokenHash`]), and every resume
+/// The store keeps only the SHA-256 of the secret part, and every resume
 /// replaces the token with a new one: a token works once. The token's text is reachable only
 /// through [`expose`](Self::expose), to send it to the client; it is neither `Display` nor in
 /// its `Debug` output, so it does not end up in a log by accident.
@@ -21,7 +22,6 @@ use sha2::{Digest, Sha256};
 /// assert_eq!(format!("{token:?}"), "ResumeToken(..)");
 /// let again = ResumeToken::parse(token.expose()).unwrap();
 /// assert_eq!(again.session_id(), "c1");
-/// assert_eq!(again.hash(), token.hash());
 /// assert!(ResumeToken::parse("c1.not-hex").is_none());
 /// ```
 #[derive(Clone, PartialEq, Eq)]
@@ -71,7 +71,7 @@ impl ResumeToken {
     }
 
     /// The SHA-256 of the token's secret: what the store keeps and compares.
-    pub fn hash(&self) -> TokenHash {
+    pub(crate) fn hash(&self) -> TokenHash {
         TokenHash(Sha256::digest(&self.text.as_bytes()[self.secret_at..]).into())
     }
 }
@@ -79,29 +79,6 @@ impl ResumeToken {
 impl fmt::Debug for ResumeToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ResumeToken(..)")
-    }
-}
-
-/// The SHA-256 of a [`ResumeToken`]'s secret, as a store keeps it.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct TokenHash(pub(crate) [u8; 32]);
-
-impl TokenHash {
-    /// The hash in lowercase hex, as the Redis store keeps it.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    /// Whether `self` and `other` are the same hash, compared in constant time.
-    pub fn matches(&self, other: &TokenHash) -> bool {
-        use subtle::ConstantTimeEq;
-        self.0.ct_eq(&other.0).into()
-    }
-}
-
-impl fmt::Debug for TokenHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("TokenHash(..)")
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Instant;
 use super::entry::{Entry, EntryGuard};
 use super::{FAR_FUTURE, Index, Inner};
 use crate::error::{Error, Result};
-use crate::session::{SessionData, now_ms};
+use crate::session::record::{SessionData, now_ms};
 
 impl Inner {
     /// The expiry of a session written at `now`.
@@ -120,7 +120,7 @@ impl Inner {
         }
         self.bus
             .history
-            .forget(&crate::hub::envelope::Stream::Session(id.to_owned()));
+            .forget(&crate::store::envelope::Stream::Session(id.to_owned()));
     }
 
     /// Drops every expired session and its entries in the user index and the rooms.

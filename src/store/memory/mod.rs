@@ -43,7 +43,10 @@
 //! # }).unwrap();
 //! ```
 
+mod backend;
+pub(crate) mod bus;
 mod entry;
+mod history;
 mod inner;
 mod ops;
 mod resume;
@@ -56,8 +59,8 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
-use crate::hub::envelope::Stream;
-use crate::hub::{LocalBus, Targets};
+use crate::store::envelope::Stream;
+use bus::{LocalBus, Targets};
 use crate::limits::Limits;
 use entry::{Entry, Keyed};
 use sweep::Sweeper;

@@ -2,13 +2,13 @@
 
 use super::MemoryStore;
 use crate::error::Result;
-use crate::resume::{Claim, Claimed, Detach, Detached, Refusal, Resumed};
-use crate::session::now_ms;
+use crate::store::attachment::{Claim, Claimed, Detach, Detached, Refusal, Resumed};
+use crate::session::record::now_ms;
 
 impl MemoryStore {
     pub(super) fn claim(&self, claim: &Claim<'_>) -> Result<Claimed> {
         let inner = &*self.inner;
-        let id = claim.token.session_id();
+        let id = claim.id;
         inner.limits.check_session_id(id)?;
         inner.limits.check_user_id(claim.user_id)?;
         let active = now_ms();
@@ -18,7 +18,7 @@ impl MemoryStore {
         let Some(token) = entry.token else {
             return Ok(Claimed::Refused(Refusal::Unknown));
         };
-        if !token.matches(&claim.token.hash()) {
+        if !token.matches(&claim.token) {
             return Ok(Claimed::Refused(Refusal::Token));
         }
         if entry.user_id != claim.user_id {

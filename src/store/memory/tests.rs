@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::*;
 use crate::error::Error;
 use crate::error::InvalidInput;
-use crate::session::now_ms;
+use crate::session::record::now_ms;
 use crate::store::SessionStore;
 use serde_json::json;
 use std::collections::HashMap;

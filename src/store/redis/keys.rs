@@ -24,7 +24,7 @@
 
 use std::sync::Arc;
 
-use crate::hub::envelope::{Stream, Topic};
+use crate::store::envelope::{Stream, Topic};
 
 /// The prefixes of one store's keys and channels.
 #[derive(Debug, Clone)]

@@ -97,8 +97,8 @@ mod scripts;
 mod write;
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use ::redis::Value;
@@ -106,10 +106,12 @@ use bb8_redis::RedisConnectionManager;
 use serde_json::Value as Json;
 
 use crate::error::{Error, Result};
-use crate::hub::{Broker, Member};
 use crate::limits::Limits;
-use crate::resume::{Attach, Claim, Claimed, Detach, Detached};
-use crate::session::{Session, SessionData};
+use crate::store::attachment::{Attach, Claim, Claimed, Detach, Detached};
+use crate::store::backend::Backend;
+use crate::store::message::Member;
+use crate::store::transport::{Subscriber, Transport};
+use crate::session::record::{Session, SessionData};
 use crate::store::SessionStore;
 use command::Command;
 use conn::{DEFAULT_TIMEOUT, pool_builder, redis_error};
@@ -403,53 +405,8 @@ impl SessionStore for RedisStore {
         self.inner.limits
     }
 
-    fn broker(&self) -> Broker {
-        Broker::redis(self.clone())
-    }
-
     async fn create_session(&self, id: &str, user_id: &str) -> Result<Session> {
         self.create(id, user_id, None).await
-    }
-
-    async fn create_attached_session(
-        &self,
-        id: &str,
-        user_id: &str,
-        attach: &Attach<'_>,
-    ) -> Result<Session> {
-        self.create(id, user_id, Some(attach)).await
-    }
-
-    async fn claim_session(&self, claim: &Claim<'_>) -> Result<Claimed> {
-        self.claim(claim).await
-    }
-
-    async fn detach_session(&self, id: &str, epoch: u64, detach: &Detach) -> Result<Detached> {
-        self.detach(id, epoch, detach).await
-    }
-
-    async fn session_node(&self, id: &str) -> Result<Option<String>> {
-        self.node_of(id).await
-    }
-
-    async fn join_room(&self, id: &str, room: &str) -> Result<bool> {
-        self.change_room(&self.inner.scripts.join, id, room).await
-    }
-
-    async fn leave_room(&self, id: &str, room: &str) -> Result<bool> {
-        self.change_room(&self.inner.scripts.leave, id, room).await
-    }
-
-    async fn session_rooms(&self, id: &str) -> Result<Vec<String>> {
-        self.rooms_of(id).await
-    }
-
-    async fn room_members(&self, room: &str) -> Result<Vec<Member>> {
-        self.members_of(room).await
-    }
-
-    async fn remove_user_sessions(&self, user_id: &str) -> Result<Vec<String>> {
-        self.remove_user(user_id).await
     }
 
     async fn get_session(&self, id: &str) -> Result<Option<Session>> {
@@ -562,3 +519,50 @@ const META_NODE: &str = "meta:node";
 const META_CREATED_AT: &str = "meta:created_at";
 const META_LAST_ACTIVE: &str = "meta:last_active";
 const DATA: &str = "data:";
+
+impl Backend for RedisStore {
+    fn transport(&self, subscriber: Weak<dyn Subscriber>, _node_id: &Arc<str>) -> Transport {
+        Transport::Redis(hub::transport::RedisTransport::new(self.clone(), subscriber))
+    }
+
+    async fn create_attached_session(
+        &self,
+        id: &str,
+        user_id: &str,
+        attach: &Attach<'_>,
+    ) -> Result<Session> {
+        self.create(id, user_id, Some(attach)).await
+    }
+
+    async fn claim_session(&self, claim: &Claim<'_>) -> Result<Claimed> {
+        self.claim(claim).await
+    }
+
+    async fn detach_session(&self, id: &str, epoch: u64, detach: &Detach) -> Result<Detached> {
+        self.detach(id, epoch, detach).await
+    }
+
+    async fn session_node(&self, id: &str) -> Result<Option<String>> {
+        self.node_of(id).await
+    }
+
+    async fn join_room(&self, id: &str, room: &str) -> Result<bool> {
+        self.change_room(&self.inner.scripts.join, id, room).await
+    }
+
+    async fn leave_room(&self, id: &str, room: &str) -> Result<bool> {
+        self.change_room(&self.inner.scripts.leave, id, room).await
+    }
+
+    async fn session_rooms(&self, id: &str) -> Result<Vec<String>> {
+        self.rooms_of(id).await
+    }
+
+    async fn room_members(&self, room: &str) -> Result<Vec<Member>> {
+        self.members_of(room).await
+    }
+
+    async fn remove_user_sessions(&self, user_id: &str) -> Result<Vec<String>> {
+        self.remove_user(user_id).await
+    }
+}

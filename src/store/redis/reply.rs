@@ -6,7 +6,7 @@ use serde_json::Value as Json;
 
 use super::{DATA, META_CREATED_AT, META_LAST_ACTIVE, META_USER_ID};
 use crate::error::{Error, Result};
-use crate::session::{Session, SessionData};
+use crate::session::record::{Session, SessionData};
 
 /// What the store found in Redis that it did not expect.
 #[derive(Debug, thiserror::Error)]

@@ -7,13 +7,13 @@ use super::command::Command;
 use super::reply::{string, unexpected};
 use super::scripts;
 use crate::error::{Error, Result};
-use crate::hub::Offset;
-use crate::resume::{Claim, Claimed, Detach, Detached, Refusal, Resumed};
-use crate::session::now_ms;
+use crate::store::message::Offset;
+use crate::store::attachment::{Claim, Claimed, Detach, Detached, Refusal, Resumed};
+use crate::session::record::now_ms;
 
 impl RedisStore {
     pub(super) async fn claim(&self, claim: &Claim<'_>) -> Result<Claimed> {
-        let id = claim.token.session_id();
+        let id = claim.id;
         let limits = &self.inner.limits;
         limits.check_session_id(id)?;
         limits.check_user_id(claim.user_id)?;
@@ -23,7 +23,7 @@ impl RedisStore {
             .joined(&keys.session, id)
             .joined(&keys.user_detached, claim.user_id)
             .arg(id)
-            .arg(claim.token.hash().to_hex())
+            .arg(claim.token.to_hex())
             .arg(claim.user_id)
             .arg(claim.new_token.to_hex())
             .arg(claim.node_id)

@@ -15,7 +15,7 @@ use std::time::Duration;
 use ::redis::{Cmd, Script};
 
 use super::keys::Keys;
-use crate::hub::{CLOCK_EPOCH_MS, OFFSETS_PER_MS};
+use crate::store::message::{CLOCK_EPOCH_MS, OFFSETS_PER_MS};
 
 /// The script finished and wrote what it was asked to.
 pub(super) const OK: i64 = 1;

@@ -12,7 +12,7 @@ use super::keys::Keys;
 use super::scripts::StoreScript;
 use crate::error::Result;
 use crate::limits::Limits;
-use crate::session::now_ms;
+use crate::session::record::now_ms;
 
 /// One write, encoded.
 pub(super) struct Write {

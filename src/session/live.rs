@@ -1,61 +1,66 @@
 //! The sessions that are open on this server instance: kept alive in batches, removed when
 //! their handle goes. Which connections are open, and to whom they belong, is the hub node's
-//! state; the registry keeps them alive and tracks their removal from the store.
+//! state; this keeps them alive and tracks their removal from the store.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::task::TaskTracker;
 
-use crate::hub::CloseReason;
-use crate::hub::history::HistoryPolicy;
+use super::record::new_session_id;
 use crate::hub::node::{Connection, Node};
-use crate::resume::{Detach, Resume, ResumeToken, TokenHash};
-use crate::session::new_session_id;
-use crate::store::dyn_store::DynStore;
+use crate::hub::{CloseReason, Hub};
+use crate::resume::claim::give_back;
+use crate::resume::{Resume, ResumeToken};
+use crate::store::attachment::{Detach, TokenHash};
+use crate::store::backend::Backend;
+use crate::store::history::HistoryPolicy;
+use crate::store::{AnyStore, SessionStore};
 use crate::telemetry::DetachedHere;
 
-/// State shared by a layer, its services, its hub and every handle it gave out.
-pub(crate) struct Registry {
-    pub(crate) store: Arc<dyn DynStore>,
+/// The live sessions of a layer: shared by the layer, its services and every handle it gave
+/// out.
+pub(crate) struct Live {
+    pub(crate) store: AnyStore,
     /// This instance's node of the hub: the open connections.
     pub(crate) node: Arc<Node>,
     removals: TaskTracker,
     refresher_started: AtomicBool,
     /// How a session whose connection goes is kept for a resume; `None`: it is removed.
-    detach: Mutex<Option<Detach>>,
+    detach: Option<Detach>,
     /// The sessions this instance detached, for the gauge of detached sessions.
     pub(crate) detached_here: Arc<DetachedHere>,
 }
 
-impl Registry {
-    pub(crate) fn new(store: Arc<dyn DynStore>) -> Self {
-        let node = Node::new(new_session_id().into(), &store.broker());
-        Registry {
+impl Live {
+    /// The live sessions of a new layer on `store`, on a new hub node; with `resume`, how
+    /// sessions are kept when their connection goes, and what the hub keeps of its messages
+    /// for them.
+    pub(crate) fn new(store: AnyStore, resume: Option<Resume>) -> Self {
+        let node = Node::new(new_session_id().into(), &store);
+        let resume = resume.filter(Resume::is_on);
+        node.set_policy(resume.as_ref().map_or(HistoryPolicy::OFF, Resume::history));
+        Live {
             store,
             node,
             removals: TaskTracker::new(),
             refresher_started: AtomicBool::new(false),
-            detach: Mutex::new(None),
+            detach: resume.as_ref().map(Resume::detach),
             detached_here: Arc::default(),
         }
     }
 
-    /// Sets the resume window: how sessions are kept when their connection goes, and what the
-    /// hub keeps of its messages for them.
-    pub(crate) fn set_resume(&self, resume: Option<Resume>) {
-        let resume = resume.filter(Resume::is_on);
-        *lock(&self.detach) = resume.as_ref().map(Resume::detach);
-        self.node
-            .set_policy(resume.as_ref().map_or(HistoryPolicy::OFF, Resume::history));
+    /// The detach of these sessions, if they are kept for resumes.
+    pub(crate) fn detach(&self) -> Option<Detach> {
+        self.detach
     }
 
-    /// The detach of this registry's sessions, if they are kept for resumes.
-    pub(crate) fn detach(&self) -> Option<Detach> {
-        *lock(&self.detach)
+    /// The hub of this layer's node.
+    pub(crate) fn hub(&self) -> Hub {
+        Hub::new(Arc::clone(&self.node), self.store.clone())
     }
 
     /// The handle of session `id` lets go of `connection`: it leaves this node and, if it
@@ -68,12 +73,12 @@ impl Registry {
     pub(crate) fn release(&self, id: &str, connection: &Arc<Connection>, detach: bool) {
         if connection.release() {
             let detach = self.detach().filter(|_| detach);
-            let store = Arc::clone(&self.store);
+            let store = self.store.clone();
             let here = Arc::clone(&self.detached_here);
             let owned_id = id.to_owned();
             let epoch = connection.epoch;
             self.track(id, async move {
-                let_go(&*store, &here, &owned_id, epoch, detach).await;
+                let_go(&store, &here, &owned_id, epoch, detach).await;
             });
         }
         self.node.unregister(id, connection);
@@ -95,7 +100,7 @@ impl Registry {
     /// The handle of a resumed session whose upgrade failed lets go of `connection`: the session
     /// goes back to the token its client presented (`previous`), detached, in a tracked task.
     pub(crate) fn give_back(
-        self: &Arc<Self>,
+        &self,
         id: &str,
         connection: &Arc<Connection>,
         user_id: &str,
@@ -103,12 +108,11 @@ impl Registry {
         previous: TokenHash,
     ) {
         if connection.release() {
-            let registry = Arc::clone(self);
+            let (store, node_id) = (self.store.clone(), Arc::clone(self.node.id()));
             let (user_id, current) = (user_id.to_owned(), current.clone());
             let detach = self.detach();
             self.track(id, async move {
-                crate::resume::open::give_back(&registry, &user_id, &current, previous, detach)
-                    .await;
+                give_back(&store, &node_id, &user_id, &current, previous, detach).await;
             });
         }
         self.node.unregister(id, connection);
@@ -129,7 +133,7 @@ impl Registry {
                 closed += 1;
             }
         }
-        let store = &*self.store;
+        let store = &self.store;
         for chunk in owned.chunks(batch.max(1)) {
             futures_util::future::join_all(
                 chunk
@@ -159,23 +163,23 @@ impl Registry {
         self.removals.reopen();
     }
 
-    /// Starts, once per registry, the timer that keeps open sessions alive.
+    /// Starts, once per layer, the timer that keeps open sessions alive.
     ///
     /// The task holds only a weak reference, so it ends once the layer and every handle are gone.
     pub(crate) fn start_refresher(self: &Arc<Self>, every: Duration, batch: usize) {
         if self.refresher_started.swap(true, Ordering::AcqRel) {
             return;
         }
-        let registry = Arc::downgrade(self);
+        let live = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
             ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                let Some(registry) = registry.upgrade() else {
+                let Some(live) = live.upgrade() else {
                     break;
                 };
-                registry.refresh(batch).await;
+                live.refresh(batch).await;
             }
         });
     }
@@ -222,7 +226,7 @@ impl Registry {
 /// Detaches session `id` of attachment `epoch` when `detach` says so, else removes it, and
 /// logs what became of it.
 async fn let_go(
-    store: &dyn DynStore,
+    store: &AnyStore,
     here: &DetachedHere,
     id: &str,
     epoch: u64,
@@ -270,12 +274,6 @@ async fn let_go(
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// A view of the sessions a [`SessionLayer`](crate::SessionLayer) has open on this server
 /// instance, for metrics and graceful shutdown.
 ///
@@ -292,14 +290,14 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// ```
 #[derive(Clone)]
 pub struct LiveSessions {
-    pub(crate) registry: Arc<Registry>,
+    pub(crate) live: Arc<Live>,
     pub(crate) batch: usize,
 }
 
 impl LiveSessions {
     /// How many sessions are open on this instance (their handles are alive).
     pub fn len(&self) -> usize {
-        self.registry.len()
+        self.live.len()
     }
 
     /// `true` when no session is open on this instance.
@@ -311,7 +309,7 @@ impl LiveSessions {
     /// store. Call it after the server has stopped and the sockets have closed, so that a
     /// graceful shutdown leaves no session behind.
     pub async fn wait_for_removals(&self) {
-        self.registry.wait_for_removals().await;
+        self.live.wait_for_removals().await;
     }
 
     /// Asks every connection open on this instance to close with `reason` — for a shutdown,
@@ -320,7 +318,7 @@ impl LiveSessions {
     /// and ends, and the session is removed when the handle drops. Returns how many were asked.
     /// Follow it with [`wait_for_removals`](Self::wait_for_removals) once the sockets are done.
     pub fn close_all(&self, reason: &crate::hub::CloseReason) -> usize {
-        self.registry.node.close_all(reason)
+        self.live.node.close_all(reason)
     }
 
     /// Shuts this instance's sessions down gracefully, in one call: every socket is asked to
@@ -331,13 +329,13 @@ impl LiveSessions {
     /// socket loops then send their close frames and end; dropping their handles changes
     /// nothing more.
     pub async fn shutdown(&self) -> usize {
-        self.registry.shutdown(self.batch).await
+        self.live.shutdown(self.batch).await
     }
 
     /// Refreshes the TTL of every open session now, instead of waiting for the next tick.
     /// Returns how many were refreshed.
     pub async fn refresh_now(&self) -> usize {
-        self.registry.refresh(self.batch).await
+        self.live.refresh(self.batch).await
     }
 }
 

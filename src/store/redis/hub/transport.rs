@@ -15,13 +15,13 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::envelope::{Body, Envelope, Topic};
-use super::history::{HistoryPolicy, ReadBudget, ReadFrom, Replayed};
-use super::message::Payload;
-use super::node::Node;
-use crate::RedisStore;
+use super::{HubSend, KeptMessage};
 use crate::error::{Error, Result};
-use crate::store::redis::hub::{HubSend, KeptMessage};
+use crate::store::envelope::{Body, Envelope, Topic};
+use crate::store::history::{HistoryPolicy, ReadBudget, ReadFrom, Replayed};
+use crate::store::message::Payload;
+use crate::store::redis::RedisStore;
+use crate::store::transport::Subscriber;
 
 /// Most channels in one `SUBSCRIBE` or `UNSUBSCRIBE`.
 const BATCH: usize = 500;
@@ -32,7 +32,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub(crate) struct RedisTransport {
     store: RedisStore,
     shared: Arc<Shared>,
-    node: Weak<Node>,
+    node: Weak<dyn Subscriber>,
     started: OnceLock<()>,
     /// The queue of the node's publisher task, started with the first publish.
     publisher: OnceLock<mpsc::Sender<Outgoing>>,
@@ -90,7 +90,7 @@ impl Wanted {
 }
 
 impl RedisTransport {
-    pub(crate) fn new(store: RedisStore, node: Weak<Node>) -> Self {
+    pub(crate) fn new(store: RedisStore, node: Weak<dyn Subscriber>) -> Self {
         RedisTransport {
             store,
             shared: Arc::default(),
@@ -260,7 +260,7 @@ impl Drop for RedisTransport {
 struct Task {
     store: RedisStore,
     shared: Arc<Shared>,
-    node: Weak<Node>,
+    node: Weak<dyn Subscriber>,
 }
 
 /// Why a connection stopped serving.
@@ -410,23 +410,23 @@ impl Task {
                     let Some(node) = self.node.upgrade() else {
                         return Ended::Closed;
                     };
-                    self.hand_over(&node, &message);
+                    self.hand_over(&*node, &message);
                     // Take whatever else has arrived before looking at the wanted set again.
                     while let Some(Some(message)) = futures_util::FutureExt::now_or_never(stream.next()) {
-                        self.hand_over(&node, &message);
+                        self.hand_over(&*node, &message);
                     }
                 }
             }
         }
     }
 
-    fn hand_over(&self, node: &Node, message: &::redis::Msg) {
+    fn hand_over(&self, node: &dyn Subscriber, message: &::redis::Msg) {
         let channel = message.get_channel_name().as_bytes();
         let Some(topic) = self.store.keys().topic(channel) else {
             return;
         };
         match Envelope::decode(message.get_payload_bytes()) {
-            Some(envelope) => node.dispatch(&topic, &envelope),
+            Some(envelope) => node.deliver(&topic, &envelope),
             None => tracing::warn!(
                 channel = %String::from_utf8_lossy(channel),
                 "dropped a hub message that is not an envelope"

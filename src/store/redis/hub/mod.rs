@@ -1,5 +1,8 @@
-//! What the Redis store does for its hub: the publisher's pipelines (plain publishes, publishes
-//! kept in a history, messages to one session) and the reading of missed messages.
+//! The Redis side of the hub: the publisher's pipelines (plain publishes, publishes kept in a
+//! history, messages to one session), the reading of missed messages, and each node's
+//! [`transport`] (its pub/sub connection and its publisher task).
+
+pub(crate) mod transport;
 
 use ::redis::{ErrorKind, Pipeline, ServerErrorKind, Value};
 use bytes::Bytes;
@@ -10,9 +13,9 @@ use super::reply::{bytes, unexpected};
 use super::resume::offset;
 use super::scripts::{self, StoreScript};
 use crate::error::{Error, Result};
-use crate::hub::envelope::{Stream, payload};
-use crate::hub::history::{HistoryPolicy, ReadBudget, ReadFrom, Replayed};
-use crate::hub::{Delivery, Payload};
+use crate::store::envelope::{Stream, payload};
+use crate::store::history::{HistoryPolicy, ReadBudget, ReadFrom, Replayed};
+use crate::store::message::{Delivery, Payload};
 
 /// One send of a node's publisher.
 pub(crate) enum HubSend {
@@ -246,7 +249,7 @@ const STEP_BYTES: usize = 256 * 1024;
 /// Where the reading of one history stands during a replay.
 struct Cursor {
     /// The oldest offset read so far: the next step reads below it.
-    before: Option<crate::hub::Offset>,
+    before: Option<crate::store::message::Offset>,
     /// Read and not yet merged, newest first.
     buffer: std::collections::VecDeque<Delivery>,
     /// Whether the history may hold more below `before`.

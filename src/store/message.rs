@@ -237,17 +237,6 @@ impl CloseReason {
     }
 }
 
-/// What a connection's inbox yields: a message, or the order to close.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HubEvent {
-    /// A message sent to this connection (to its session, its user, one of its rooms, or
-    /// everyone).
-    Message(Delivery),
-    /// The server closes this connection: send a close frame with this code and end the socket
-    /// loop. The inbox yields nothing after it.
-    Close(CloseReason),
-}
-
 /// A member of a room: one session (connection) and its user.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Member {

@@ -8,7 +8,7 @@ use axum_core::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 
-use crate::handle::WsSession;
+use super::ws_session::WsSession;
 
 impl<S: Send + Sync> FromRequestParts<S> for WsSession {
     type Rejection = MissingSessionLayer;

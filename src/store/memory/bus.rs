@@ -10,14 +10,15 @@ use std::sync::{Arc, RwLock, Weak};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
-use super::envelope::{Body, Envelope, Stream, Topic};
-use super::history::{HistoryPolicy, LocalHistory, ReadBudget, ReadFrom, Replayed};
-use super::node::Node;
+use super::history::LocalHistory;
+use crate::store::envelope::{Body, Envelope, Stream, Topic};
+use crate::store::history::{HistoryPolicy, ReadBudget, ReadFrom, Replayed};
+use crate::store::transport::Subscriber;
 
 /// Topic -> the nodes subscribed to it, by node id; and the history of what was sent.
 #[derive(Default)]
 pub(crate) struct LocalBus {
-    topics: DashMap<Topic, HashMap<Arc<str>, Weak<Node>>>,
+    topics: DashMap<Topic, HashMap<Arc<str>, Weak<dyn Subscriber>>>,
     pub(crate) history: LocalHistory,
     /// Who tells whether a target has sessions (the memory store that owns this bus).
     targets: RwLock<Option<Weak<dyn Targets>>>,
@@ -52,13 +53,13 @@ impl LocalBus {
 
 pub(crate) struct LocalTransport {
     bus: Arc<LocalBus>,
-    node: Weak<Node>,
+    node: Weak<dyn Subscriber>,
     node_id: Arc<str>,
     subscriptions: AtomicUsize,
 }
 
 impl LocalTransport {
-    pub(crate) fn new(bus: Arc<LocalBus>, node: Weak<Node>, node_id: &Arc<str>) -> Self {
+    pub(crate) fn new(bus: Arc<LocalBus>, node: Weak<dyn Subscriber>, node_id: &Arc<str>) -> Self {
         LocalTransport {
             bus,
             node,
@@ -130,12 +131,12 @@ impl LocalTransport {
     fn deliver(&self, topic: &Topic, envelope: &Envelope) {
         // The nodes are collected first, so that no guard on the bus is held while they
         // deliver (a delivery may make a node unsubscribe).
-        let nodes: Vec<Arc<Node>> = match self.bus.topics.get(topic) {
+        let nodes: Vec<Arc<dyn Subscriber>> = match self.bus.topics.get(topic) {
             Some(nodes) => nodes.values().filter_map(Weak::upgrade).collect(),
             None => return,
         };
         for node in nodes {
-            node.dispatch(topic, envelope);
+            node.deliver(topic, envelope);
         }
     }
 

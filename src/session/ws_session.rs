@@ -6,12 +6,15 @@ use std::sync::Arc;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
+use super::live::Live;
+use super::record::{Session, SessionData, from_value, to_value};
 use crate::error::{Error, Result};
 use crate::hub::node::{Connection, Node};
 use crate::hub::{Hub, HubEvent};
-use crate::registry::Registry;
-use crate::resume::{Recovery, ResumeToken, TokenHash};
-use crate::session::{Session, SessionData, from_value, to_value};
+use crate::resume::{Recovery, ResumeToken};
+use crate::store::{AnyStore, SessionStore};
+use crate::store::attachment::TokenHash;
+use crate::store::backend::Backend;
 
 /// The session of one WebSocket client, as the handler sees it.
 ///
@@ -71,13 +74,13 @@ use crate::session::{Session, SessionData, from_value, to_value};
 /// ```
 #[derive(Clone)]
 pub struct WsSession {
-    inner: Arc<Handle>,
+    inner: Arc<Shared>,
 }
 
-struct Handle {
+struct Shared {
     id: String,
     user_id: String,
-    registry: Arc<Registry>,
+    live: Arc<Live>,
     /// This connection on the hub's node: its inbox and its rooms.
     connection: Arc<Connection>,
     /// Serializes this connection's joins and leaves, so the store and the node see them in
@@ -91,22 +94,22 @@ struct Handle {
 }
 
 impl WsSession {
-    /// A handle for a session that was just created (or claimed) in the registry's store and
+    /// A handle for a session that was just created (or claimed) in the layer's store and
     /// registered with its node.
     pub(crate) fn open(
-        registry: Arc<Registry>,
+        live: Arc<Live>,
         id: String,
         user_id: String,
         connection: Arc<Connection>,
         token: ResumeToken,
     ) -> Self {
-        Self::build(registry, id, user_id, connection, token, None)
+        Self::build(live, id, user_id, connection, token, None)
     }
 
     /// A handle for a session a resume claimed: `presented` is the hash of the token its
     /// client presented, which a failed upgrade gives the session back to.
     pub(crate) fn resumed(
-        registry: Arc<Registry>,
+        live: Arc<Live>,
         id: String,
         user_id: String,
         connection: Arc<Connection>,
@@ -115,11 +118,11 @@ impl WsSession {
         recovery: Recovery,
     ) -> Self {
         let recovery = Some((recovery, presented));
-        Self::build(registry, id, user_id, connection, token, recovery)
+        Self::build(live, id, user_id, connection, token, recovery)
     }
 
     fn build(
-        registry: Arc<Registry>,
+        live: Arc<Live>,
         id: String,
         user_id: String,
         connection: Arc<Connection>,
@@ -127,10 +130,10 @@ impl WsSession {
         recovery: Option<(Recovery, TokenHash)>,
     ) -> Self {
         WsSession {
-            inner: Arc::new(Handle {
+            inner: Arc::new(Shared {
                 id,
                 user_id,
-                registry,
+                live,
                 connection,
                 rooms: tokio::sync::Mutex::new(()),
                 token,
@@ -145,8 +148,8 @@ impl WsSession {
     pub(crate) fn end(&self) {
         let inner = &self.inner;
         match inner.recovery {
-            None => inner.registry.release(&inner.id, &inner.connection, false),
-            Some((_, presented)) => inner.registry.give_back(
+            None => inner.live.release(&inner.id, &inner.connection, false),
+            Some((_, presented)) => inner.live.give_back(
                 &inner.id,
                 &inner.connection,
                 &inner.user_id,
@@ -294,7 +297,7 @@ impl WsSession {
     pub async fn join(&self, room: &str) -> Result<bool> {
         let _serial = self.inner.rooms.lock().await;
         let joined = self.store().join_room(self.id(), room).await?;
-        let node = &self.inner.registry.node;
+        let node = &self.inner.live.node;
         if let Err(error) = node.join(self.id(), &self.inner.connection, room).await {
             // Not delivered here: not a member anywhere.
             let _ = self.store().leave_room(self.id(), room).await;
@@ -316,7 +319,7 @@ impl WsSession {
         let _serial = self.inner.rooms.lock().await;
         let left = self.store().leave_room(self.id(), room).await?;
         self.inner
-            .registry
+            .live
             .node
             .leave(self.id(), &self.inner.connection, room);
         Ok(left)
@@ -350,7 +353,7 @@ impl WsSession {
 
     /// The hub, to send to other sessions, users, rooms or everyone.
     pub fn hub(&self) -> Hub {
-        Hub::new(Arc::clone(&self.inner.registry))
+        self.inner.live.hub()
     }
 
     /// How many messages, and how many bytes of them, wait in this connection's inbox.
@@ -358,14 +361,14 @@ impl WsSession {
         self.inner.connection.inbox.queued()
     }
 
-    fn store(&self) -> &dyn crate::store::dyn_store::DynStore {
-        &*self.inner.registry.store
+    fn store(&self) -> &AnyStore {
+        &self.inner.live.store
     }
 }
 
-impl Drop for Handle {
+impl Drop for Shared {
     fn drop(&mut self) {
-        self.registry.release(&self.id, &self.connection, true);
+        self.live.release(&self.id, &self.connection, true);
     }
 }
 

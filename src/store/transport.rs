@@ -1,86 +1,25 @@
-//! The broker: how envelopes travel between the nodes that share a store. In this process for
-//! [`MemoryStore`](crate::MemoryStore), over Redis pub/sub for
+//! The broker's end at one hub node: how envelopes travel between the nodes that share a
+//! store. In this process for [`MemoryStore`](crate::MemoryStore), over Redis pub/sub for
 //! [`RedisStore`](crate::RedisStore).
+//!
+//! Guarantees, whichever the broker: delivery is at most once; the envelopes one node
+//! publishes reach each connection in the order they were published; a node receives only the
+//! topics its connections need.
 
-use std::fmt;
-use std::sync::{Arc, Weak};
-
+use super::AnyStore;
+use super::backend::Backend;
 use super::envelope::{Envelope, Stream, Topic};
 use super::history::{HistoryPolicy, ReadBudget, ReadFrom, Replayed};
-use super::local::{LocalBus, LocalTransport};
+use super::memory::bus::LocalTransport;
 use super::message::Payload;
-use super::node::Node;
 #[cfg(feature = "redis")]
-use super::redis::RedisTransport;
+use super::redis::hub::transport::RedisTransport;
 use crate::error::Result;
-use crate::store::dyn_store::DynStore;
 
-/// How a store's hub reaches the connections held by other server instances.
-///
-/// Every store provides one through [`SessionStore::broker`](crate::SessionStore::broker):
-/// [`MemoryStore`](crate::MemoryStore) connects the layers that share it inside one process,
-/// and [`RedisStore`](crate::RedisStore) connects every instance through Redis pub/sub. A store
-/// of your own can return [`Broker::in_process`].
-///
-/// Guarantees, whichever the broker: delivery is at most once; the envelopes one node
-/// publishes reach each connection in the order they were published; a node receives only the
-/// topics its connections need.
-#[derive(Clone)]
-pub struct Broker {
-    kind: Kind,
-}
-
-#[derive(Clone)]
-enum Kind {
-    Local(Arc<LocalBus>),
-    #[cfg(feature = "redis")]
-    Redis(crate::RedisStore),
-}
-
-impl Broker {
-    /// A broker for the layers that share this value, in this process only.
-    pub fn in_process() -> Self {
-        Broker {
-            kind: Kind::Local(Arc::new(LocalBus::default())),
-        }
-    }
-
-    pub(crate) fn local(bus: Arc<LocalBus>) -> Self {
-        Broker {
-            kind: Kind::Local(bus),
-        }
-    }
-
-    #[cfg(feature = "redis")]
-    pub(crate) fn redis(store: crate::RedisStore) -> Self {
-        Broker {
-            kind: Kind::Redis(store),
-        }
-    }
-
-    /// The transport of one node on this broker.
-    pub(crate) fn transport(&self, node: &Weak<Node>, node_id: &Arc<str>) -> Transport {
-        match &self.kind {
-            Kind::Local(bus) => {
-                Transport::Local(LocalTransport::new(Arc::clone(bus), node.clone(), node_id))
-            }
-            #[cfg(feature = "redis")]
-            Kind::Redis(store) => {
-                Transport::Redis(RedisTransport::new(store.clone(), node.clone()))
-            }
-        }
-    }
-}
-
-impl fmt::Debug for Broker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match &self.kind {
-            Kind::Local(_) => "in-process",
-            #[cfg(feature = "redis")]
-            Kind::Redis(_) => "redis",
-        };
-        f.debug_struct("Broker").field("kind", &kind).finish()
-    }
+/// Who takes what the broker delivers to a node: the hub's node.
+pub(crate) trait Subscriber: Send + Sync {
+    /// Hands `envelope`, which arrived on `topic`, to the connections it is for.
+    fn deliver(&self, topic: &Topic, envelope: &Envelope);
 }
 
 /// The answer to a publish: whether the broker took the envelope.
@@ -158,7 +97,7 @@ impl Transport {
     /// cannot be reached.
     pub(crate) async fn send_to_session(
         &self,
-        store: &dyn DynStore,
+        store: &AnyStore,
         id: &str,
         payload: Payload,
         policy: HistoryPolicy,
