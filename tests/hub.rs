@@ -7,9 +7,7 @@ mod support;
 
 use support::Kind;
 
-#[path = "../examples/chat/app.rs"]
-#[allow(dead_code)]
-mod app;
+use ws_session_testkit::app;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -5,9 +5,7 @@
 
 mod support;
 
-#[path = "../examples/chat/app.rs"]
-#[allow(dead_code)]
-mod app;
+use ws_session_testkit::app;
 
 use std::time::Duration;
 

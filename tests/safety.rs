@@ -3,9 +3,7 @@
 //! many sessions or resumes, and logs that must not hold a secret. Each bound is asserted with
 //! a wide margin; the figures themselves are the benches' business.
 
-#[path = "../examples/chat/app.rs"]
-#[allow(dead_code)]
-mod app;
+use ws_session_testkit::app;
 mod support;
 
 use std::net::SocketAddr;

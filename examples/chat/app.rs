@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite;
 use ws_session::hub::{CloseReason, Delivery, HubEvent, Payload};
 use ws_session::resume::Resume;
-use ws_session::{SessionData, SessionLayer, SessionStore, WsSession};
+use ws_session::{AnyStore, SessionData, SessionLayer, WsSession};
 
 /// The longest text a client may send in one message.
 pub const MAX_TEXT: usize = 64 * 1024;
@@ -101,7 +101,7 @@ enum Command {
 /// The session layer of the demo. Its identification step reads `?user=NAME`: **a demo only**;
 /// a real application verifies a token (a cookie, a bearer header) here. A name that is not
 /// UTF-8 once percent-decoded gets `400 Bad Request`.
-pub fn session_layer(store: impl SessionStore) -> SessionLayer {
+pub fn session_layer(store: impl Into<AnyStore>) -> SessionLayer {
     SessionLayer::new(store).identify(|parts: &http::request::Parts| {
         let user = user_from_query(parts.uri.query());
         async move {
@@ -119,7 +119,7 @@ pub fn session_layer(store: impl SessionStore) -> SessionLayer {
 /// The session layer of the demo with a resume window: a client that reconnects within
 /// `window` with `?resume=TOKEN&offset=OFFSET` gets its session back (the layer's default
 /// reading of a resume token).
-pub fn resumable_layer(store: impl SessionStore, window: Duration) -> SessionLayer {
+pub fn resumable_layer(store: impl Into<AnyStore>, window: Duration) -> SessionLayer {
     session_layer(store).resume(Resume::within(window))
 }
 

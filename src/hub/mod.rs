@@ -237,6 +237,17 @@ impl Hub {
         self.store.room_members(room).await
     }
 
+    /// The rooms session `id` is in, sorted, from the store's state: wherever its connection
+    /// is open, and while it is detached.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when no such session exists; `InvalidInput` for a bad id; any store
+    /// error.
+    pub async fn session_rooms(&self, id: &str) -> Result<Vec<String>> {
+        self.store.session_rooms(id).await
+    }
+
     /// Counters of this instance's node.
     pub fn stats(&self) -> HubStats {
         self.node.stats()

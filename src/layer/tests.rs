@@ -1,136 +1,34 @@
 //! `oneshot` tests of the layer: everything but a real upgrade, which needs a real server
 //! (see `tests/layer.rs`).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::{Router, body::Body, routing::any};
 use axum_core::response::IntoResponse;
 use http::{Request, StatusCode, Version};
-use serde_json::Value;
 use tower::ServiceExt;
 
 use crate::{
-    MemoryStore, Result, Session, SessionData, SessionLayer, SessionStore, UserId, WsSession,
+    MemoryStore, SessionLayer, SessionStore, UserId, WsSession,
 };
 
-/// A `MemoryStore` that counts the calls it gets.
-#[derive(Clone, Default)]
+/// Counts the store operations of the layer under test from when it is made: they all go
+/// through its `AnyStore`, on this test's thread.
 struct CountingStore {
     store: MemoryStore,
-    calls: Arc<AtomicUsize>,
+    before: usize,
 }
 
 impl CountingStore {
+    fn new() -> Self {
+        CountingStore {
+            store: MemoryStore::new(),
+            before: crate::store::any::calls::on_this_thread(),
+        }
+    }
     fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-    fn count(&self) {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-impl SessionStore for CountingStore {
-    fn ttl(&self) -> Duration {
-        self.store.ttl()
-    }
-    async fn create_session(&self, id: &str, user_id: &str) -> Result<Session> {
-        self.count();
-        self.store.create_session(id, user_id).await
-    }
-    async fn get_session(&self, id: &str) -> Result<Option<Session>> {
-        self.count();
-        self.store.get_session(id).await
-    }
-    async fn set_session_data(&self, id: &str, key: &str, value: Value) -> Result<()> {
-        self.count();
-        self.store.set_session_data(id, key, value).await
-    }
-    async fn get_session_data(&self, id: &str, key: &str) -> Result<Option<Value>> {
-        self.count();
-        self.store.get_session_data(id, key).await
-    }
-    async fn update_session_data(&self, id: &str, data: SessionData) -> Result<()> {
-        self.count();
-        self.store.update_session_data(id, data).await
-    }
-    async fn delete_session_data(&self, id: &str, key: &str) -> Result<()> {
-        self.count();
-        self.store.delete_session_data(id, key).await
-    }
-    async fn clear_session_data(&self, id: &str) -> Result<()> {
-        self.count();
-        self.store.clear_session_data(id).await
-    }
-    async fn remove_session(&self, id: &str) -> Result<()> {
-        self.count();
-        self.store.remove_session(id).await
-    }
-    async fn get_user_sessions(&self, user_id: &str) -> Result<Vec<Session>> {
-        self.count();
-        self.store.get_user_sessions(user_id).await
-    }
-    async fn touch(&self, ids: &[String]) -> Result<Vec<String>> {
-        self.count();
-        self.store.touch(ids).await
-    }
-    fn enforced_limits(&self) -> crate::Limits {
-        self.store.enforced_limits()
-    }
-    fn broker(&self) -> crate::hub::Broker {
-        self.store.broker()
-    }
-    async fn create_attached_session(
-        &self,
-        id: &str,
-        user_id: &str,
-        attach: &crate::resume::Attach<'_>,
-    ) -> Result<Session> {
-        self.count();
-        self.store
-            .create_attached_session(id, user_id, attach)
-            .await
-    }
-    async fn claim_session(
-        &self,
-        claim: &crate::resume::Claim<'_>,
-    ) -> Result<crate::resume::Claimed> {
-        self.count();
-        self.store.claim_session(claim).await
-    }
-    async fn detach_session(
-        &self,
-        id: &str,
-        epoch: u64,
-        detach: &crate::resume::Detach,
-    ) -> Result<crate::resume::Detached> {
-        self.count();
-        self.store.detach_session(id, epoch, detach).await
-    }
-    async fn session_node(&self, id: &str) -> Result<Option<String>> {
-        self.count();
-        self.store.session_node(id).await
-    }
-    async fn join_room(&self, id: &str, room: &str) -> Result<bool> {
-        self.count();
-        self.store.join_room(id, room).await
-    }
-    async fn leave_room(&self, id: &str, room: &str) -> Result<bool> {
-        self.count();
-        self.store.leave_room(id, room).await
-    }
-    async fn session_rooms(&self, id: &str) -> Result<Vec<String>> {
-        self.count();
-        self.store.session_rooms(id).await
-    }
-    async fn room_members(&self, room: &str) -> Result<Vec<crate::hub::Member>> {
-        self.count();
-        self.store.room_members(room).await
-    }
-    async fn remove_user_sessions(&self, user_id: &str) -> Result<Vec<String>> {
-        self.count();
-        self.store.remove_user_sessions(user_id).await
+        crate::store::any::calls::on_this_thread() - self.before
     }
 }
 
@@ -191,8 +89,8 @@ fn session_header(response: &http::Response<Body>) -> String {
 
 #[tokio::test]
 async fn ordinary_requests_pass_through_without_touching_the_store() {
-    let store = CountingStore::default();
-    let app = app(SessionLayer::new(store.clone()), StatusCode::OK);
+    let store = CountingStore::new();
+    let app = app(SessionLayer::new(store.store.clone()), StatusCode::OK);
     for request in [
         Request::get("/ws").body(Body::empty()).unwrap(),
         Request::post("/ws")
@@ -218,9 +116,9 @@ async fn ordinary_requests_pass_through_without_touching_the_store() {
 
 #[tokio::test]
 async fn an_upgrade_without_identity_is_refused_before_the_store() {
-    let store = CountingStore::default();
+    let store = CountingStore::new();
     let app = app(
-        SessionLayer::new(store.clone()),
+        SessionLayer::new(store.store.clone()),
         StatusCode::SWITCHING_PROTOCOLS,
     );
     let response = app.oneshot(upgrade_request(None)).await.unwrap();
@@ -300,8 +198,8 @@ async fn the_extractor_without_the_layer_names_the_missing_layer() {
 
 #[tokio::test]
 async fn a_custom_identification_step_can_answer_for_itself() {
-    let store = CountingStore::default();
-    let layer = SessionLayer::new(store.clone()).identify(|parts: &http::request::Parts| {
+    let store = CountingStore::new();
+    let layer = SessionLayer::new(store.store.clone()).identify(|parts: &http::request::Parts| {
         let token = parts.headers.get("authorization").cloned();
         async move {
             match token {

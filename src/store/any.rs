@@ -86,6 +86,8 @@ macro_rules! on_store {
 /// Runs a store operation, and records its time and any failure of the store's.
 #[cfg(feature = "metrics")]
 async fn measured<T>(operation: &'static str, run: impl Future<Output = Result<T>>) -> Result<T> {
+    #[cfg(test)]
+    calls::count();
     let started = std::time::Instant::now();
     let result = run.await;
     crate::telemetry::store_operation(operation, started.elapsed(), &result);
@@ -95,7 +97,29 @@ async fn measured<T>(operation: &'static str, run: impl Future<Output = Result<T
 /// Without the `metrics` feature, nothing is measured.
 #[cfg(not(feature = "metrics"))]
 async fn measured<T>(_: &'static str, run: impl Future<Output = Result<T>>) -> Result<T> {
+    #[cfg(test)]
+    calls::count();
     run.await
+}
+
+/// For the crate's tests: how many store operations went through an [`AnyStore`] on this
+/// thread (a current-thread runtime's tasks all run on it).
+#[cfg(test)]
+pub(crate) mod calls {
+    use std::cell::Cell;
+
+    thread_local! {
+        static CALLS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    pub(super) fn count() {
+        CALLS.with(|calls| calls.set(calls.get() + 1));
+    }
+
+    /// The operations counted on this thread so far.
+    pub(crate) fn on_this_thread() -> usize {
+        CALLS.with(Cell::get)
+    }
 }
 
 impl SessionStore for AnyStore {

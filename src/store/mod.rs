@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::limits::Limits;
 use crate::session::record::{Session, SessionData};
 
-mod any;
+pub(crate) mod any;
 pub(crate) mod attachment;
 pub(crate) mod backend;
 pub(crate) mod envelope;
@@ -24,6 +24,9 @@ pub(crate) mod message;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub(crate) mod transport;
+
+#[cfg(test)]
+mod tests;
 
 pub use self::any::AnyStore;
 

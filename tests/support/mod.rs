@@ -1,10 +1,9 @@
-//! What the integration tests share: a Redis server to talk to, and stores on it.
+//! What the integration tests share, from `ws-session-testkit`: a Redis server to talk to and
+//! stores on it, chat clients, the chat example as a process; and the macros of this directory.
 #![allow(dead_code)]
 
-pub mod chat;
-pub mod h2_socket;
-pub mod process;
-pub mod redis_server;
+pub use ws_session_testkit::chat_client as chat;
+pub use ws_session_testkit::{h2_socket, process, redis_server};
 
 /// Unwraps an `Option` from [`redis_server`], or prints the skip message and returns from the
 /// calling test when it is `None` (no Redis here).

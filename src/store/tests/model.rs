@@ -8,9 +8,6 @@
 //! Resume is part of it: sessions created with a resume token, claims with the right or a
 //! wrong token and user, and detaches by the current or an older attachment.
 
-#[cfg(feature = "redis")]
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -18,8 +15,10 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::{Value, json};
-use ws_session::resume::{Attach, Claim, Claimed, Detach, Refusal, ResumeToken};
-use ws_session::{Error, InvalidInput, Limits, MemoryStore, Session, SessionData, SessionStore};
+use crate::resume::ResumeToken;
+use crate::store::attachment::{Attach, Claim, Claimed, Detach, Refusal};
+use crate::store::backend::Backend;
+use crate::{Error, InvalidInput, Limits, MemoryStore, Session, SessionData};
 
 const TTL: Duration = Duration::from_secs(3600);
 
@@ -185,7 +184,7 @@ fn outcome<T>(result: Result<T, Error>, ok: impl FnOnce(T) -> Outcome) -> Outcom
     result.map_or_else(|err| Outcome::Failed(err.into()), ok)
 }
 
-async fn apply<S: SessionStore>(store: &S, op: &Op) -> Outcome {
+async fn apply<S: Backend>(store: &S, op: &Op) -> Outcome {
     match op {
         Op::Create(id, user) => outcome(store.create_session(id, user).await, |session| {
             Outcome::Session(Some(session_outcome(session)))
@@ -229,7 +228,13 @@ async fn apply<S: SessionStore>(store: &S, op: &Op) -> Outcome {
         }
         Op::Claim(id, n, user, m) => {
             let presented = token(id, *n);
-            let claim = Claim::new(&presented, user, token(id, *m).hash(), "b");
+            let claim = Claim::new(
+                presented.session_id(),
+                presented.hash(),
+                user,
+                token(id, *m).hash(),
+                "b",
+            );
             outcome(store.claim_session(&claim).await, |claimed| {
                 Outcome::Claimed(match claimed {
                     Claimed::Resumed(resumed) => Ok((resumed.epoch, resumed.previous_node)),
@@ -505,7 +510,7 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 
 /// Runs `ops` on `store` and on a fresh model, step by step, then compares every session
 /// and every user's list.
-async fn check<S: SessionStore>(store: &S, ops: &[Op]) -> Result<(), TestCaseError> {
+async fn check<S: Backend>(store: &S, ops: &[Op]) -> Result<(), TestCaseError> {
     let mut model = Model::new(limits());
     for (step, op) in ops.iter().enumerate() {
         let expected = model.apply(op);
@@ -546,8 +551,8 @@ proptest! {
     fn redis_store_behaves_like_the_model(ops in prop::collection::vec(op(), 1..48)) {
         RUNTIME.block_on(async {
             // A fresh key prefix for every case.
-            let Some(store) = support::redis_server::redis_store(TTL).await else {
-                eprintln!("{}", support::redis_server::SKIPPED);
+            let Some(store) = super::redis_store(TTL).await else {
+                eprintln!("{}", ws_session_testkit::redis_server::SKIPPED);
                 return Ok(());
             };
             check(&store.limits(limits()), &ops).await

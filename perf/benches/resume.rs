@@ -23,11 +23,8 @@
 //! numbers mean nothing. Environment: `WS_RESUME_ROUNDS`, `WS_RESUME_SECS`,
 //! `WS_RESUME_CLIENTS`.
 
-#[path = "../examples/chat/app.rs"]
-#[allow(dead_code)]
-mod app;
-#[path = "../tests/support/redis_server.rs"]
-mod redis_server;
+use ws_session_testkit::app;
+use ws_session_testkit::redis_server;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

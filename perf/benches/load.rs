@@ -31,15 +31,12 @@
 //! numbers mean nothing. Environment overrides: `WS_LOAD_ROUNDS`, `WS_LOAD_SECS`,
 //! `WS_LOAD_CLIENTS`, `WS_LOAD_HOLD`, `WS_LOAD_HOLD_ROUNDS`.
 
-#[path = "../examples/chat/app.rs"]
-#[allow(dead_code)]
-mod app;
+use ws_session_testkit::app;
 #[path = "load/bare.rs"]
 mod bare;
 #[path = "load/client.rs"]
 mod client;
-#[path = "../tests/support/redis_server.rs"]
-mod redis_server;
+use ws_session_testkit::redis_server;
 #[path = "load/report.rs"]
 mod report;
 #[path = "load/server.rs"]

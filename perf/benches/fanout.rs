@@ -20,13 +20,10 @@
 //! `cargo test --benches` does) it makes a short smoke run whose numbers mean nothing.
 //! Environment overrides: `WS_FANOUT_MEMBERS`, `WS_FANOUT_MESSAGES`, `WS_FANOUT_ROUNDS`.
 
-#[path = "../examples/chat/app.rs"]
-#[allow(dead_code)]
-mod app;
+use ws_session_testkit::app;
 #[path = "fanout/contenders.rs"]
 mod contenders;
-#[path = "../tests/support/redis_server.rs"]
-mod redis_server;
+use ws_session_testkit::redis_server;
 
 use std::time::Duration;
 

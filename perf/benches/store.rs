@@ -11,8 +11,7 @@
 
 #[path = "store/probes.rs"]
 mod probes;
-#[path = "../tests/support/redis_server.rs"]
-mod redis_server;
+use ws_session_testkit::redis_server;
 #[path = "store/report.rs"]
 mod report;
 #[path = "store/rounds.rs"]

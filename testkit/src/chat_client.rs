@@ -1,6 +1,5 @@
 //! Chat servers on real sockets, and clients that speak the chat protocol, for the tests that
 //! run several instances.
-#![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

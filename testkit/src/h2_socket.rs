@@ -1,6 +1,5 @@
 //! A WebSocket over one HTTP/2 stream (RFC 8441), from the client side: an extended CONNECT
 //! with the `h2` crate, and the stream as the byte pipe tungstenite runs on.
-#![allow(dead_code)]
 
 use std::io;
 use std::net::SocketAddr;

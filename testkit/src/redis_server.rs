@@ -1,5 +1,4 @@
 //! Private `redis-server` processes for tests, and the Redis URL a test binary shares.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};

@@ -1,6 +1,5 @@
 //! The chat example as a process of its own, for tests that stop it the way an operator or a
 //! crash does (SIGTERM, SIGKILL) and start it again.
-#![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;

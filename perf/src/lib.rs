@@ -1,0 +1,1 @@
+//! Comparative harnesses of `ws-session`, in `benches/`; this library is empty.

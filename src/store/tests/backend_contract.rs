@@ -1,0 +1,374 @@
+//! What the hub and resume need of a store, written once and run against every store (and
+//! against each inside an [`AnyStore`]): attached sessions, rooms, and the removal of a user's
+//! sessions. The operations on sessions alone are the contract of `tests/contract.rs`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::time::sleep;
+
+use crate::store::attachment::Attach;
+use crate::store::backend::Backend;
+use crate::{AnyStore, Error, InvalidInput, Limits, MemoryStore, Session, SessionStore};
+
+/// A TTL no case outlives.
+const LONG: Duration = Duration::from_secs(3600);
+
+/// How a case gets a fresh, empty store of one kind.
+trait Open {
+    type Store: Backend;
+
+    /// A store whose sessions live for `ttl` and that enforces `limits`; `None` when this kind
+    /// of store cannot run here (no Redis), after saying so.
+    async fn open(ttl: Duration, limits: Limits) -> Option<Self::Store>;
+}
+
+struct Memory;
+
+impl Open for Memory {
+    type Store = MemoryStore;
+
+    async fn open(ttl: Duration, limits: Limits) -> Option<MemoryStore> {
+        Some(MemoryStore::with_ttl(ttl).limits(limits))
+    }
+}
+
+/// A `MemoryStore` behind an `AnyStore`.
+struct AnyMemory;
+
+impl Open for AnyMemory {
+    type Store = AnyStore;
+
+    async fn open(ttl: Duration, limits: Limits) -> Option<AnyStore> {
+        Some(MemoryStore::with_ttl(ttl).limits(limits).into())
+    }
+}
+
+#[cfg(feature = "redis")]
+struct Redis;
+
+#[cfg(feature = "redis")]
+impl Open for Redis {
+    type Store = crate::RedisStore;
+
+    async fn open(ttl: Duration, limits: Limits) -> Option<crate::RedisStore> {
+        let store = super::redis_store(ttl).await;
+        if store.is_none() {
+            eprintln!("{}", ws_session_testkit::redis_server::SKIPPED);
+        }
+        store.map(|store| store.limits(limits))
+    }
+}
+
+/// A `RedisStore` behind an `AnyStore`.
+#[cfg(feature = "redis")]
+struct AnyRedis;
+
+#[cfg(feature = "redis")]
+impl Open for AnyRedis {
+    type Store = AnyStore;
+
+    async fn open(ttl: Duration, limits: Limits) -> Option<AnyStore> {
+        Redis::open(ttl, limits).await.map(AnyStore::from)
+    }
+}
+
+/// A module `$store` with one test per case, run against `$open`.
+macro_rules! backend_contract {
+    ($store:ident, $open:ty) => {
+        mod $store {
+            backend_contract!(@cases $open;
+                attached_sessions_know_their_node,
+                rooms_are_joined_listed_and_left,
+                room_members_span_every_session_and_skip_the_gone,
+                removing_a_session_takes_it_out_of_its_rooms,
+                expired_sessions_leave_their_rooms,
+                remove_user_sessions_removes_every_session_of_the_user,
+                room_limits_are_checked_and_nothing_is_written,
+                concurrent_joins_respect_the_room_limit,
+            );
+        }
+    };
+    (@cases $open:ty; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                super::$case::<$open>().await;
+            }
+        )*
+    };
+}
+
+backend_contract!(memory, super::Memory);
+backend_contract!(any_memory, super::AnyMemory);
+#[cfg(feature = "redis")]
+backend_contract!(redis, super::Redis);
+#[cfg(feature = "redis")]
+backend_contract!(any_redis, super::AnyRedis);
+
+async fn session<S: SessionStore>(store: &S, id: &str) -> Session {
+    store
+        .get_session(id)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("session {id} should exist"))
+}
+
+fn ids(sessions: &[Session]) -> BTreeSet<String> {
+    sessions.iter().map(|s| s.id.clone()).collect()
+}
+
+fn set_of<const N: usize>(ids: [&str; N]) -> BTreeSet<String> {
+    ids.iter().map(|id| (*id).to_owned()).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The hub's state: nodes and rooms
+
+fn members_of(members: &[crate::hub::Member]) -> BTreeSet<(String, String)> {
+    members
+        .iter()
+        .map(|member| (member.session_id.clone(), member.user_id.clone()))
+        .collect()
+}
+
+fn pair(id: &str, user: &str) -> (String, String) {
+    (id.to_owned(), user.to_owned())
+}
+
+async fn attached_sessions_know_their_node<B: Open>() {
+    let Some(store) = B::open(LONG, Limits::default()).await else {
+        return;
+    };
+    store
+        .create_attached_session("c1", "alice", &Attach::node("node-1"))
+        .await
+        .unwrap();
+    store.create_session("c2", "alice").await.unwrap();
+    assert_eq!(
+        store.session_node("c1").await.unwrap().as_deref(),
+        Some("node-1")
+    );
+    assert_eq!(store.session_node("c2").await.unwrap(), None);
+    // The node is not data, and writes keep it.
+    store.set_session_data("c1", "k", json!(1)).await.unwrap();
+    assert_eq!(session(&store, "c1").await.data.len(), 1);
+    store.clear_session_data("c1").await.unwrap();
+    assert_eq!(
+        store.session_node("c1").await.unwrap().as_deref(),
+        Some("node-1")
+    );
+    assert!(matches!(
+        store
+            .create_attached_session("c1", "bob", &Attach::node("node-2"))
+            .await,
+        Err(Error::AlreadyExists { .. })
+    ));
+}
+
+async fn rooms_are_joined_listed_and_left<B: Open>() {
+    let Some(store) = B::open(LONG, Limits::default()).await else {
+        return;
+    };
+    store.create_session("c1", "alice").await.unwrap();
+    assert!(store.join_room("c1", "b").await.unwrap());
+    assert!(store.join_room("c1", "a").await.unwrap());
+    assert!(!store.join_room("c1", "a").await.unwrap(), "joined twice");
+    assert_eq!(store.session_rooms("c1").await.unwrap(), ["a", "b"]);
+    assert_eq!(
+        members_of(&store.room_members("a").await.unwrap()),
+        BTreeSet::from([pair("c1", "alice")])
+    );
+    // Rooms are not data: the session's keys and their limit do not see them.
+    assert!(session(&store, "c1").await.data.is_empty());
+    store.clear_session_data("c1").await.unwrap();
+    assert_eq!(store.session_rooms("c1").await.unwrap(), ["a", "b"]);
+
+    assert!(store.leave_room("c1", "a").await.unwrap());
+    assert!(!store.leave_room("c1", "a").await.unwrap(), "left twice");
+    assert!(!store.leave_room("c1", "never").await.unwrap());
+    assert_eq!(store.session_rooms("c1").await.unwrap(), ["b"]);
+    assert!(store.room_members("a").await.unwrap().is_empty());
+    assert!(store.leave_room("c1", "b").await.unwrap());
+    assert!(store.session_rooms("c1").await.unwrap().is_empty());
+    assert!(store.room_members("b").await.unwrap().is_empty());
+}
+
+async fn room_members_span_every_session_and_skip_the_gone<B: Open>() {
+    let Some(store) = B::open(LONG, Limits::default()).await else {
+        return;
+    };
+    for (id, user) in [
+        ("c1", "alice"),
+        ("c2", "alice"),
+        ("c3", "bob"),
+        ("c4", "carol"),
+    ] {
+        store.create_session(id, user).await.unwrap();
+    }
+    for id in ["c1", "c2", "c3"] {
+        store.join_room(id, "lobby").await.unwrap();
+    }
+    store.join_room("c4", "elsewhere").await.unwrap();
+    assert_eq!(
+        members_of(&store.room_members("lobby").await.unwrap()),
+        BTreeSet::from([pair("c1", "alice"), pair("c2", "alice"), pair("c3", "bob")])
+    );
+    store.remove_session("c2").await.unwrap();
+    assert_eq!(
+        members_of(&store.room_members("lobby").await.unwrap()),
+        BTreeSet::from([pair("c1", "alice"), pair("c3", "bob")])
+    );
+    assert!(store.room_members("nobody-here").await.unwrap().is_empty());
+}
+
+async fn removing_a_session_takes_it_out_of_its_rooms<B: Open>() {
+    let Some(store) = B::open(LONG, Limits::default()).await else {
+        return;
+    };
+    store.create_session("c1", "alice").await.unwrap();
+    store.create_session("c2", "bob").await.unwrap();
+    for room in ["r1", "r2"] {
+        store.join_room("c1", room).await.unwrap();
+    }
+    store.join_room("c2", "r2").await.unwrap();
+    store.remove_session("c1").await.unwrap();
+    assert!(store.room_members("r1").await.unwrap().is_empty());
+    assert_eq!(
+        members_of(&store.room_members("r2").await.unwrap()),
+        BTreeSet::from([pair("c2", "bob")])
+    );
+    // A new session with the old id starts in no room.
+    store.create_session("c1", "alice").await.unwrap();
+    assert!(store.session_rooms("c1").await.unwrap().is_empty());
+    assert!(store.room_members("r1").await.unwrap().is_empty());
+}
+
+async fn expired_sessions_leave_their_rooms<B: Open>() {
+    let ttl = Duration::from_millis(300);
+    let Some(store) = B::open(ttl, Limits::default()).await else {
+        return;
+    };
+    store.create_session("c1", "alice").await.unwrap();
+    store.create_session("c2", "bob").await.unwrap();
+    store.join_room("c1", "lobby").await.unwrap();
+    store.join_room("c2", "lobby").await.unwrap();
+    // Only c2 is kept alive.
+    for _ in 0..3 {
+        sleep(ttl / 3).await;
+        assert!(store.touch(&["c2".to_owned()]).await.unwrap().is_empty());
+    }
+    sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        members_of(&store.room_members("lobby").await.unwrap()),
+        BTreeSet::from([pair("c2", "bob")])
+    );
+    // An expired id created again starts in no room.
+    store.create_session("c1", "carol").await.unwrap();
+    assert!(store.session_rooms("c1").await.unwrap().is_empty());
+    assert_eq!(
+        members_of(&store.room_members("lobby").await.unwrap()),
+        BTreeSet::from([pair("c2", "bob")])
+    );
+}
+
+async fn remove_user_sessions_removes_every_session_of_the_user<B: Open>() {
+    let Some(store) = B::open(LONG, Limits::default()).await else {
+        return;
+    };
+    for (id, user) in [("c1", "alice"), ("c2", "alice"), ("c3", "bob")] {
+        store.create_session(id, user).await.unwrap();
+        store.join_room(id, "lobby").await.unwrap();
+    }
+    let removed: BTreeSet<String> = store
+        .remove_user_sessions("alice")
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(removed, set_of(["c1", "c2"]));
+    for id in ["c1", "c2"] {
+        assert_eq!(store.get_session(id).await.unwrap(), None);
+    }
+    assert!(store.get_user_sessions("alice").await.unwrap().is_empty());
+    assert_eq!(
+        members_of(&store.room_members("lobby").await.unwrap()),
+        BTreeSet::from([pair("c3", "bob")])
+    );
+    assert_eq!(
+        ids(&store.get_user_sessions("bob").await.unwrap()),
+        set_of(["c3"])
+    );
+    assert!(
+        store
+            .remove_user_sessions("alice")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .remove_user_sessions("nobody")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn room_limits_are_checked_and_nothing_is_written<B: Open>() {
+    let limits = Limits::default().max_rooms(2).max_room_len(8);
+    let Some(store) = B::open(LONG, limits).await else {
+        return;
+    };
+    store.create_session("c1", "alice").await.unwrap();
+    assert!(matches!(
+        store.join_room("c1", "").await,
+        Err(Error::InvalidInput(InvalidInput::EmptyRoom))
+    ));
+    assert!(matches!(
+        store.join_room("c1", "123456789").await,
+        Err(Error::InvalidInput(InvalidInput::RoomTooLong {
+            len: 9,
+            max: 8,
+            ..
+        }))
+    ));
+    assert!(matches!(
+        store.room_members("").await,
+        Err(Error::InvalidInput(InvalidInput::EmptyRoom))
+    ));
+    store.join_room("c1", "a").await.unwrap();
+    store.join_room("c1", "b").await.unwrap();
+    let err = store.join_room("c1", "c").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput(InvalidInput::TooManyRooms { id, max: 2 }) if id == "c1"),
+        "{err:?}"
+    );
+    // Nothing written: not a member of the third room, still in the first two.
+    assert!(store.room_members("c").await.unwrap().is_empty());
+    assert_eq!(store.session_rooms("c1").await.unwrap(), ["a", "b"]);
+    // Joining a room it is in already is no new room.
+    assert!(!store.join_room("c1", "a").await.unwrap());
+}
+
+async fn concurrent_joins_respect_the_room_limit<B: Open>() {
+    let Some(store) = B::open(LONG, Limits::default().max_rooms(5)).await else {
+        return;
+    };
+    store.create_session("c1", "alice").await.unwrap();
+    let joins = (0..20).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move { store.join_room("c1", &format!("room{i}")).await })
+    });
+    let mut joined = 0;
+    for join in joins {
+        match join.await.unwrap() {
+            Ok(true) => joined += 1,
+            Err(Error::InvalidInput(InvalidInput::TooManyRooms { .. })) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(joined, 5);
+    assert_eq!(store.session_rooms("c1").await.unwrap().len(), 5);
+}
