@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --example auth                      # on 127.0.0.1:3001, sessions in memory
+//! REDIS_URL=redis://127.0.0.1/ cargo run --example auth   # sessions in Redis
 //! ```
 //!
 //! A bearer token is checked by ordinary axum middleware (`middleware::from_fn`), which puts the
@@ -13,17 +14,19 @@
 //! The demo's tokens: `alice-secret` (user `alice`) and `bob-secret` (user `bob`). Connect
 //! with, for instance, `websocat -H 'Authorization: Bearer alice-secret' ws://127.0.0.1:3001/ws`:
 //! the server greets with the session and the user, then answers every text frame with the
-//! number of frames this session has sent so far, kept in the session.
+//! number of frames this session has sent so far, kept in the session. `GET /sessions` (with the
+//! same token) lists the user's sessions: a plain HTTP route that holds the store, chosen at
+//! run time as an [`AnyStore`], without the app being generic over it.
 
-use axum::Router;
-use axum::extract::Request;
+use axum::extract::{Request, State};
+use axum::{Extension, Json, Router};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{StatusCode, header};
 use tower::ServiceBuilder;
-use ws_session::{MemoryStore, SessionLayer, SessionStore, UserId, WsSession};
+use ws_session::{AnyStore, MemoryStore, SessionLayer, SessionStore, UserId, WsSession};
 
 /// The demo's token table. A real application looks the token up in its identity provider
 /// (or verifies a signed one) here.
@@ -64,13 +67,31 @@ async fn authenticate(mut request: Request, next: Next) -> Response {
     }
 }
 
-/// The router: authentication first, then the session layer, around `GET /ws`.
-pub fn router(store: impl SessionStore) -> Router {
-    Router::new().route("/ws", get(upgrade)).layer(
-        ServiceBuilder::new()
-            .layer(middleware::from_fn(authenticate))
-            .layer(SessionLayer::new(store)),
-    )
+/// The router: authentication first, then the session layer, around `GET /ws` and
+/// `GET /sessions`.
+pub fn router(store: impl Into<AnyStore>) -> Router {
+    let store = store.into();
+    Router::new()
+        .route("/ws", get(upgrade))
+        .route("/sessions", get(sessions))
+        .with_state(store.clone())
+        .layer(
+            ServiceBuilder::new()
+                .layer(middleware::from_fn(authenticate))
+                .layer(SessionLayer::new(store)),
+        )
+}
+
+/// The ids of the caller's sessions, on every instance sharing the store.
+async fn sessions(
+    State(store): State<AnyStore>,
+    Extension(user): Extension<UserId>,
+) -> Result<Json<Vec<String>>, StatusCode> {
+    let sessions = store
+        .get_user_sessions(&user.0)
+        .await
+        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+    Ok(Json(sessions.into_iter().map(|session| session.id).collect()))
 }
 
 async fn upgrade(ws: WebSocketUpgrade, session: WsSession) -> impl IntoResponse {
@@ -108,6 +129,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3001".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!("auth example on ws://{}/ws", listener.local_addr()?);
-    axum::serve(listener, router(MemoryStore::new())).await?;
+    axum::serve(listener, router(store().await?)).await?;
     Ok(())
+}
+
+/// Redis when `REDIS_URL` is set, else memory: one value, whichever it is.
+#[allow(dead_code)]
+async fn store() -> ws_session::Result<AnyStore> {
+    let ttl = std::time::Duration::from_secs(3600);
+    #[cfg(feature = "redis")]
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        return Ok(ws_session::RedisStore::connect(&url, "auth", ttl).await?.into());
+    }
+    Ok(MemoryStore::with_ttl(ttl).into())
 }

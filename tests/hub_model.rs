@@ -18,7 +18,7 @@ use serde_json::json;
 use support::chat::{Client, Instance, serve, texts};
 use support::redis_server::{shared_url, unique_prefix};
 use ws_session::resume::Resume;
-use ws_session::{MemoryStore, RedisStore, SessionLayer, SessionStore};
+use ws_session::{AnyStore, MemoryStore, RedisStore, SessionLayer};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const INSTANCES: usize = 3;
@@ -382,7 +382,8 @@ async fn run(instances: &[Instance], seed: u64, resumable: bool) -> BTreeSet<Str
 }
 
 /// Three instances on `store`, resumable or not.
-async fn instances(store: impl SessionStore, resumable: bool) -> Vec<Instance> {
+async fn instances(store: impl Into<AnyStore>, resumable: bool) -> Vec<Instance> {
+    let store: AnyStore = store.into();
     let mut instances = Vec::new();
     for _ in 0..INSTANCES {
         let layer = layer(store.clone(), resumable);
@@ -391,7 +392,7 @@ async fn instances(store: impl SessionStore, resumable: bool) -> Vec<Instance> {
     instances
 }
 
-fn layer(store: impl SessionStore, resumable: bool) -> SessionLayer {
+fn layer(store: AnyStore, resumable: bool) -> SessionLayer {
     let layer = app::session_layer(store);
     if resumable {
         layer.resume(Resume::within(HOUR))
@@ -421,7 +422,7 @@ async fn on_redis(resumable: bool) {
                 .unwrap()
                 .limits(app::limits());
             stores.push(store.clone());
-            let layer = layer(store, resumable);
+            let layer = layer(store.into(), resumable);
             instances.push(serve(layer.clone(), app::router(layer)).await);
         }
         let gone = run(&instances, seed, resumable).await;

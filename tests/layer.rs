@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite};
-use ws_session::{LiveSessions, MemoryStore, SessionStore, WsSession};
+use ws_session::{AnyStore, LiveSessions, MemoryStore, SessionStore, WsSession};
 
 type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -28,7 +28,7 @@ async fn serve(router: Router) -> SocketAddr {
 }
 
 /// Serves the chat example's router on `store`.
-async fn serve_chat(store: impl SessionStore) -> (SocketAddr, LiveSessions) {
+async fn serve_chat(store: impl SessionStore + Into<AnyStore>) -> (SocketAddr, LiveSessions) {
     let layer = app::session_layer(store);
     let sessions = layer.live_sessions();
     (serve(app::router(layer)).await, sessions)
@@ -113,7 +113,7 @@ async fn exists(store: &impl SessionStore, id: &str) -> bool {
     store.get_session(id).await.unwrap().is_some()
 }
 
-async fn removed_after_clean_close(store: impl SessionStore) {
+async fn removed_after_clean_close(store: impl SessionStore + Into<AnyStore>) {
     let (addr, _) = serve_chat(store.clone()).await;
     let (mut client, id) = join(addr, "alice").await;
     let record = store
@@ -136,7 +136,7 @@ async fn removed_after_clean_close(store: impl SessionStore) {
     assert!(store.get_user_sessions("alice").await.unwrap().is_empty());
 }
 
-async fn removed_after_abrupt_drop(store: impl SessionStore) {
+async fn removed_after_abrupt_drop(store: impl SessionStore + Into<AnyStore>) {
     let (addr, _) = serve_chat(store.clone()).await;
     let (client, id) = join(addr, "bob").await;
     assert!(exists(&store, &id).await);
@@ -148,7 +148,7 @@ async fn removed_after_abrupt_drop(store: impl SessionStore) {
     assert!(store.get_user_sessions("bob").await.unwrap().is_empty());
 }
 
-async fn removed_when_the_handler_returns(store: impl SessionStore) {
+async fn removed_when_the_handler_returns(store: impl SessionStore + Into<AnyStore>) {
     let (ids, mut seen) = mpsc::unbounded_channel::<String>();
     let router = Router::new()
         .route(
@@ -174,7 +174,7 @@ async fn removed_when_the_handler_returns(store: impl SessionStore) {
     assert!(store.get_user_sessions("carol").await.unwrap().is_empty());
 }
 
-async fn unidentified_upgrade_is_refused(store: impl SessionStore) {
+async fn unidentified_upgrade_is_refused(store: impl SessionStore + Into<AnyStore>) {
     let (addr, sessions) = serve_chat(store).await;
     assert_eq!(refused_status(addr, "").await, 401);
     assert_eq!(refused_status(addr, "?user=").await, 401);
@@ -182,7 +182,7 @@ async fn unidentified_upgrade_is_refused(store: impl SessionStore) {
 }
 
 /// `store` must have a TTL of about 600 ms.
-async fn open_session_outlives_its_ttl(store: impl SessionStore) {
+async fn open_session_outlives_its_ttl(store: impl SessionStore + Into<AnyStore>) {
     let ttl = store.ttl();
     let (addr, _) = serve_chat(store.clone()).await;
     let (mut client, id) = join(addr, "dave").await;
@@ -200,7 +200,7 @@ async fn open_session_outlives_its_ttl(store: impl SessionStore) {
     .await;
 }
 
-async fn a_spawned_clone_keeps_the_session(store: impl SessionStore) {
+async fn a_spawned_clone_keeps_the_session(store: impl SessionStore + Into<AnyStore>) {
     let (started, mut handed_over) = mpsc::unbounded_channel::<(String, oneshot::Sender<()>)>();
     let router = Router::new()
         .route(
@@ -238,7 +238,7 @@ async fn a_spawned_clone_keeps_the_session(store: impl SessionStore) {
     .await;
 }
 
-async fn chat_protocol(store: impl SessionStore) {
+async fn chat_protocol(store: impl SessionStore + Into<AnyStore>) {
     let (addr, _) = serve_chat(store.clone()).await;
     let (mut one, id) = join(addr, "frank").await;
     let (mut two, id_two) = join(addr, "frank").await;

@@ -2,7 +2,9 @@
 //! stores on it, chat clients, the chat example as a process; and the macros of this directory.
 #![allow(dead_code)]
 
+#[allow(unused_imports)]
 pub use ws_session_testkit::chat_client as chat;
+#[allow(unused_imports)]
 pub use ws_session_testkit::{h2_socket, process, redis_server};
 
 /// Unwraps an `Option` from [`redis_server`], or prints the skip message and returns from the

@@ -94,6 +94,8 @@ mod reply;
 mod resume;
 mod rooms;
 mod scripts;
+#[cfg(test)]
+mod tests;
 mod write;
 
 use std::fmt;

@@ -79,6 +79,7 @@ macro_rules! backend_contract {
     ($store:ident, $open:ty) => {
         mod $store {
             backend_contract!(@cases $open;
+                room_operations_of_a_missing_session_are_not_found,
                 attached_sessions_know_their_node,
                 rooms_are_joined_listed_and_left,
                 room_members_span_every_session_and_skip_the_gone,
@@ -117,6 +118,39 @@ async fn session<S: SessionStore>(store: &S, id: &str) -> Session {
 
 fn ids(sessions: &[Session]) -> BTreeSet<String> {
     sessions.iter().map(|s| s.id.clone()).collect()
+}
+
+/// Requires every room operation, and the node lookup, of session `id` to be `NotFound`.
+async fn assert_rooms_not_found<S: Backend>(store: &S, id: &str) {
+    for result in [
+        store.join_room(id, "lobby").await.map(drop),
+        store.leave_room(id, "lobby").await.map(drop),
+        store.session_rooms(id).await.map(drop),
+        store.session_node(id).await.map(drop),
+    ] {
+        match result {
+            Err(Error::NotFound { id: got }) => assert_eq!(got, id),
+            other => panic!("expected NotFound for {id:?}, got {other:?}"),
+        }
+    }
+    assert!(store.room_members("lobby").await.unwrap().is_empty());
+}
+
+async fn room_operations_of_a_missing_session_are_not_found<B: Open>() {
+    let ttl = Duration::from_millis(300);
+    let Some(store) = B::open(ttl, Limits::default()).await else {
+        return;
+    };
+    // Never created.
+    assert_rooms_not_found(&store, "ghost").await;
+    // Removed.
+    store.create_session("c1", "alice").await.unwrap();
+    store.remove_session("c1").await.unwrap();
+    assert_rooms_not_found(&store, "c1").await;
+    // Expired.
+    store.create_session("c2", "alice").await.unwrap();
+    sleep(ttl + Duration::from_millis(150)).await;
+    assert_rooms_not_found(&store, "c2").await;
 }
 
 fn set_of<const N: usize>(ids: [&str; N]) -> BTreeSet<String> {
