@@ -163,6 +163,24 @@ fn operations(bencher: &mut Bencher, c: &mut Criterion) {
     }
 }
 
+/// The run-time choice of store: each store beside itself behind an `AnyStore`, one task,
+/// the operations a handler calls most.
+fn run_time_choice(bencher: &mut Bencher, c: &mut Criterion) {
+    let mut pairs = vec![("memory", Backend::Memory, Backend::AnyMemory)];
+    if bencher.world.redis.is_some() {
+        pairs.push(("redis", Backend::Redis, Backend::AnyRedis));
+    }
+    let mut group = Group::open(c, "any_store".to_owned());
+    for (store, concrete, any) in pairs {
+        for op in [Op::GetSessionData, Op::SetSessionData, Op::GetSession] {
+            let name = format!("{store}_{}", op.name());
+            bencher.bench(&mut group, (&name, "concrete"), concrete, op, 1);
+            bencher.bench(&mut group, (&name, "any_store"), any, op, 1);
+        }
+    }
+    group.finish(bencher);
+}
+
 /// The two lower bounds of any script-based write, as `set_session_data` benchmarks.
 fn bounds(bencher: &mut Bencher, group: &mut Group<'_>, tasks: usize) {
     let op = Op::SetSessionData;
@@ -418,6 +436,7 @@ fn main() {
         .configure_from_args();
 
     operations(&mut bencher, &mut c);
+    run_time_choice(&mut bencher, &mut c);
     let mut round_trips = None;
     let mut splits = Vec::new();
     let mut interleaved = Vec::new();

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use tower_sessions::Expiry;
 use tower_sessions::cookie::time;
 use tower_sessions_redis_store::fred::prelude::{ClientLike, Config, Pool as FredPool};
-use ws_session::{MemoryStore, RedisPool, RedisStore, SessionData, SessionStore};
+use ws_session::{AnyStore, MemoryStore, RedisPool, RedisStore, SessionData, SessionStore};
 
 type TowerStore = tower_sessions_redis_store::RedisStore<FredPool>;
 
@@ -129,6 +129,10 @@ impl Op {
 pub enum Backend {
     /// `MemoryStore`.
     Memory,
+    /// The same `MemoryStore` behind an `AnyStore`: the run-time choice of store.
+    AnyMemory,
+    /// The same `RedisStore` as [`Backend::Redis`] behind an `AnyStore`.
+    AnyRedis,
     /// A plain `DashMap`, the memory baseline.
     Map,
     /// `RedisStore` on the pool `RedisStore::connect` builds.
@@ -214,6 +218,8 @@ fn ttl_ms() -> u64 {
 /// Everything the benchmarks share.
 pub struct World {
     pub memory: MemoryStore,
+    /// `memory`, behind an `AnyStore`.
+    pub any_memory: AnyStore,
     pub map: RawMap,
     pub redis: Option<RedisWorld>,
     pub values: Values,
@@ -237,6 +243,8 @@ pub struct RedisWorld {
 /// A store, and the key prefix of the raw commands that run through its pool.
 pub struct RedisSide {
     pub store: RedisStore,
+    /// `store`, behind an `AnyStore`.
+    pub any: AnyStore,
     raw_prefix: String,
 }
 
@@ -255,8 +263,10 @@ impl World {
             Some((url, port)) => Some(RedisWorld::connect(url, port, &values).await),
             None => None,
         };
+        let memory = MemoryStore::with_ttl(TTL).limits(limits());
         World {
-            memory: MemoryStore::with_ttl(TTL).limits(limits()),
+            any_memory: memory.clone().into(),
+            memory,
             map: RawMap::default(),
             redis,
             values,
@@ -280,7 +290,7 @@ impl World {
     fn side(&self, backend: Backend) -> (&RedisSide, &str) {
         let side = &self.redis().main;
         match backend {
-            Backend::Redis => (side, side.store.prefix()),
+            Backend::Redis | Backend::AnyRedis => (side, side.store.prefix()),
             Backend::RawRedis
             | Backend::RawRedisHeld
             | Backend::EmptyScript
@@ -325,6 +335,7 @@ impl RedisWorld {
             port,
             connections,
             main: RedisSide {
+                any: store.clone().into(),
                 store,
                 raw_prefix: "raw".to_owned(),
             },
@@ -535,7 +546,7 @@ async fn write_sessions(
 ) {
     let values = &world.values;
     match backend {
-        Backend::Memory => {
+        Backend::Memory | Backend::AnyMemory => {
             for (id, user) in sessions {
                 world
                     .memory
@@ -555,6 +566,7 @@ async fn write_sessions(
             }
         }
         Backend::Redis
+        | Backend::AnyRedis
         | Backend::RawRedis
         | Backend::RawRedisHeld
         | Backend::EmptyScript
@@ -623,7 +635,7 @@ async fn tower_sessions(world: &World, tasks: usize) -> Vec<tower_sessions::Sess
 /// Removes what a round of calls left behind. Untimed.
 async fn clean_up(world: &World, backend: Backend, fixture: &Fixture) {
     match backend {
-        Backend::Memory => {
+        Backend::Memory | Backend::AnyMemory => {
             for id in &fixture.ids {
                 world.memory.remove_session(id).await.expect("removed");
             }
@@ -637,6 +649,7 @@ async fn clean_up(world: &World, backend: Backend, fixture: &Fixture) {
             }
         }
         Backend::Redis
+        | Backend::AnyRedis
         | Backend::RawRedis
         | Backend::RawRedisHeld
         | Backend::EmptyScript
@@ -759,6 +772,8 @@ async fn exec(world: &World, backend: Backend, op: Op, fx: &Fixture, t: usize, i
         Backend::Memory => store_op(&world.memory, &world.values, op, fx, t, i).await,
         Backend::Map => world.map.exec(&world.values, op, fx, t, i),
         Backend::Redis => store_op(&world.redis().main.store, &world.values, op, fx, t, i).await,
+        Backend::AnyMemory => store_op(&world.any_memory, &world.values, op, fx, t, i).await,
+        Backend::AnyRedis => store_op(&world.redis().main.any, &world.values, op, fx, t, i).await,
         Backend::RawRedis => {
             let side = &world.redis().main;
             let mut conn = {
