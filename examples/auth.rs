@@ -18,12 +18,12 @@
 //! same token) lists the user's sessions: a plain HTTP route that holds the store, chosen at
 //! run time as an [`AnyStore`], without the app being generic over it.
 
-use axum::extract::{Request, State};
-use axum::{Extension, Json, Router};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Json, Router};
 use http::{StatusCode, header};
 use tower::ServiceBuilder;
 use ws_session::{AnyStore, MemoryStore, SessionLayer, SessionStore, UserId, WsSession};
@@ -91,7 +91,9 @@ async fn sessions(
         .get_user_sessions(&user.0)
         .await
         .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
-    Ok(Json(sessions.into_iter().map(|session| session.id).collect()))
+    Ok(Json(
+        sessions.into_iter().map(|session| session.id).collect(),
+    ))
 }
 
 async fn upgrade(ws: WebSocketUpgrade, session: WsSession) -> impl IntoResponse {
@@ -139,7 +141,9 @@ async fn store() -> ws_session::Result<AnyStore> {
     let ttl = std::time::Duration::from_secs(3600);
     #[cfg(feature = "redis")]
     if let Ok(url) = std::env::var("REDIS_URL") {
-        return Ok(ws_session::RedisStore::connect(&url, "auth", ttl).await?.into());
+        return Ok(ws_session::RedisStore::connect(&url, "auth", ttl)
+            .await?
+            .into());
     }
     Ok(MemoryStore::with_ttl(ttl).into())
 }

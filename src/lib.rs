@@ -13,11 +13,13 @@ pub mod store;
 mod telemetry;
 
 pub use error::{Chain, Error, InvalidInput, Result};
-pub use layer::{Identification, OriginCheck, ResponseFuture, SessionLayer, SessionService, UserId};
+pub use layer::{
+    Identification, OriginCheck, ResponseFuture, SessionLayer, SessionService, UserId,
+};
 pub use limits::Limits;
 pub use session::{
-    LiveSessions, MissingSessionLayer, Session, SessionData, WsSession, from_value,
-    new_session_id, to_value,
+    LiveSessions, MissingSessionLayer, Session, SessionData, WsSession, from_value, new_session_id,
+    to_value,
 };
 pub use store::memory::MemoryStore;
 #[cfg(feature = "redis")]

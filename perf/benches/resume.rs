@@ -534,5 +534,8 @@ async fn open_session(layer: &SessionLayer, user: &str) -> WsSession {
         .unwrap();
     let response = router.oneshot(request).await.unwrap();
     assert_eq!(response.status(), http::StatusCode::SWITCHING_PROTOCOLS);
-    slot.lock().unwrap().take().expect("the route got a session")
+    slot.lock()
+        .unwrap()
+        .take()
+        .expect("the route got a session")
 }

@@ -245,7 +245,7 @@ impl Inbox {
     }
 
     /// Whether a close is waiting or was received.
-#[cfg(test)]
+    #[cfg(test)]
     pub(crate) fn is_closing(&self) -> bool {
         let state = self.lock();
         state.close.is_some() || state.ended

@@ -53,8 +53,8 @@ use http::StatusCode;
 use http::request::Parts;
 
 pub use self::inbox::{HubEvent, InboxLimits};
-use self::node::Node;
 pub use self::node::HubStats;
+use self::node::Node;
 use crate::error::{Error, Result};
 use crate::store::backend::Backend;
 use crate::store::envelope::{Envelope, Topic};
@@ -118,7 +118,7 @@ impl Hub {
         self.limits().check_session_id(id)?;
         let node = &self.node;
         node.transport()
-            .send_to_session(&self.store, id, payload, node.policy())
+            .send_to_session(id, payload, node.policy())
             .await
     }
 
@@ -319,13 +319,9 @@ where
     }
 }
 
+/// The hub a layer put into the request: [`HubService`], or the session layer on an upgrade.
 fn hub_in(parts: &Parts) -> Option<Hub> {
-    parts.extensions.get::<Hub>().cloned().or_else(|| {
-        parts
-            .extensions
-            .get::<crate::WsSession>()
-            .map(crate::WsSession::hub)
-    })
+    parts.extensions.get::<Hub>().cloned()
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Hub {

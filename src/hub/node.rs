@@ -17,7 +17,8 @@ use crate::store::backend::Backend;
 use crate::store::envelope::{Body, Envelope, Topic};
 use crate::store::history::HistoryPolicy;
 use crate::store::message::CloseReason;
-use crate::store::transport::{Published, Subscriber, Transport};
+use crate::store::subscriber::Subscriber;
+use crate::store::transport::{Published, Transport};
 
 /// One open connection, as the node knows it.
 pub(crate) struct Connection {

@@ -15,8 +15,8 @@ use http::request::Parts;
 use tower_layer::Layer;
 
 pub use self::future::ResponseFuture;
-use self::identify::{Identifier, from_extensions, identifier};
 pub use self::identify::{Identification, UserId};
+use self::identify::{Identifier, from_extensions, identifier};
 pub use self::origin::OriginCheck;
 pub use self::service::SessionService;
 use crate::hub::{Hub, InboxLimits};

@@ -9,9 +9,7 @@ use axum_core::response::IntoResponse;
 use http::{Request, StatusCode, Version};
 use tower::ServiceExt;
 
-use crate::{
-    MemoryStore, SessionLayer, SessionStore, UserId, WsSession,
-};
+use crate::{MemoryStore, SessionLayer, SessionStore, UserId, WsSession};
 
 /// Counts the store operations of the layer under test from when it is made: they all go
 /// through its `AnyStore`, on this test's thread.

@@ -12,9 +12,9 @@ use crate::error::{Error, Result};
 use crate::hub::node::{Connection, Node};
 use crate::hub::{Hub, HubEvent};
 use crate::resume::{Recovery, ResumeToken};
-use crate::store::{AnyStore, SessionStore};
 use crate::store::attachment::TokenHash;
 use crate::store::backend::Backend;
+use crate::store::{AnyStore, SessionStore};
 
 /// The session of one WebSocket client, as the handler sees it.
 ///

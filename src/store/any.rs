@@ -14,7 +14,8 @@ use super::memory::MemoryStore;
 use super::message::Member;
 #[cfg(feature = "redis")]
 use super::redis::RedisStore;
-use super::transport::{Subscriber, Transport};
+use super::subscriber::Subscriber;
+use super::transport::Transport;
 use crate::error::Result;
 use crate::limits::Limits;
 use crate::session::record::{Session, SessionData};
@@ -100,26 +101,6 @@ async fn measured<T>(_: &'static str, run: impl Future<Output = Result<T>>) -> R
     #[cfg(test)]
     calls::count();
     run.await
-}
-
-/// For the crate's tests: how many store operations went through an [`AnyStore`] on this
-/// thread (a current-thread runtime's tasks all run on it).
-#[cfg(test)]
-pub(crate) mod calls {
-    use std::cell::Cell;
-
-    thread_local! {
-        static CALLS: Cell<usize> = const { Cell::new(0) };
-    }
-
-    pub(super) fn count() {
-        CALLS.with(|calls| calls.set(calls.get() + 1));
-    }
-
-    /// The operations counted on this thread so far.
-    pub(crate) fn on_this_thread() -> usize {
-        CALLS.with(Cell::get)
-    }
 }
 
 impl SessionStore for AnyStore {
@@ -219,5 +200,25 @@ impl Backend for AnyStore {
 
     async fn remove_user_sessions(&self, user_id: &str) -> Result<Vec<String>> {
         on_store!(self, store => measured("remove_user_sessions", store.remove_user_sessions(user_id)).await)
+    }
+}
+
+/// For the crate's tests: how many store operations went through an [`AnyStore`] on this
+/// thread (a current-thread runtime's tasks all run on it).
+#[cfg(test)]
+pub(crate) mod calls {
+    use std::cell::Cell;
+
+    thread_local! {
+        static CALLS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    pub(super) fn count() {
+        CALLS.with(|calls| calls.set(calls.get() + 1));
+    }
+
+    /// The operations counted on this thread so far.
+    pub(crate) fn on_this_thread() -> usize {
+        CALLS.with(Cell::get)
     }
 }

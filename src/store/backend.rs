@@ -9,7 +9,8 @@ use std::sync::{Arc, Weak};
 use super::SessionStore;
 use super::attachment::{Attach, Claim, Claimed, Detach, Detached};
 use super::message::Member;
-use super::transport::{Subscriber, Transport};
+use super::subscriber::Subscriber;
+use super::transport::Transport;
 use crate::error::Result;
 use crate::session::record::Session;
 
@@ -32,7 +33,6 @@ pub(crate) trait Backend: SessionStore {
         attach: &Attach<'_>,
     ) -> impl Future<Output = Result<Session>> + Send;
 
-
     /// Claims the session of `claim.token` for a resume, in one atomic step: checks the token
     /// against the kept hash (in constant time) and the user, then rotates the token, counts a
     /// new attachment (epoch), attaches the session to `claim.node_id` and restarts its TTL. Of
@@ -44,7 +44,6 @@ pub(crate) trait Backend: SessionStore {
     /// Only store errors (`Unavailable`, ...): a claim that does not fit is
     /// [`Claimed::Refused`].
     fn claim_session(&self, claim: &Claim<'_>) -> impl Future<Output = Result<Claimed>> + Send;
-
 
     /// Detaches session `id` from the connection of attachment `epoch`, whose socket went:
     /// the session, its rooms and its entry in the user index are kept for `detach.window`,
@@ -61,7 +60,6 @@ pub(crate) trait Backend: SessionStore {
         detach: &Detach,
     ) -> impl Future<Output = Result<Detached>> + Send;
 
-
     /// The hub node that holds the connection of session `id`; `None` for a session that was
     /// created without one.
     ///
@@ -69,7 +67,6 @@ pub(crate) trait Backend: SessionStore {
     ///
     /// `NotFound` when the session is missing.
     fn session_node(&self, id: &str) -> impl Future<Output = Result<Option<String>>> + Send;
-
 
     /// Puts session `id` into `room`, refreshing the session's TTL. Returns `false` when it
     /// was in the room already.
@@ -80,7 +77,6 @@ pub(crate) trait Backend: SessionStore {
     /// when the session is in [`Limits::max_rooms`] rooms already.
     fn join_room(&self, id: &str, room: &str) -> impl Future<Output = Result<bool>> + Send;
 
-
     /// Takes session `id` out of `room`, refreshing the session's TTL. Returns `false` when it
     /// was not in the room. A room left by its last member leaves nothing behind.
     ///
@@ -89,7 +85,6 @@ pub(crate) trait Backend: SessionStore {
     /// `NotFound` for a missing session; `InvalidInput` for a bad room name.
     fn leave_room(&self, id: &str, room: &str) -> impl Future<Output = Result<bool>> + Send;
 
-
     /// The rooms session `id` is in, sorted.
     ///
     /// # Errors
@@ -97,11 +92,9 @@ pub(crate) trait Backend: SessionStore {
     /// `NotFound` for a missing session.
     fn session_rooms(&self, id: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
 
-
     /// The live members of `room`, in no particular order, across every server instance
     /// sharing the store. Ids of sessions that are gone are pruned from the room.
     fn room_members(&self, room: &str) -> impl Future<Output = Result<Vec<Member>>> + Send;
-
 
     /// Removes every session of `user_id`, with their rooms and the user's index, and returns
     /// the ids of the live sessions removed.

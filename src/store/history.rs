@@ -89,4 +89,3 @@ pub(crate) struct Replayed {
     pub(crate) missed: Vec<Delivery>,
     pub(crate) complete: bool,
 }
-

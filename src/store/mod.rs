@@ -23,6 +23,7 @@ pub mod memory;
 pub(crate) mod message;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub(crate) mod subscriber;
 pub(crate) mod transport;
 
 #[cfg(test)]

@@ -6,8 +6,6 @@
 //! publishes reach each connection in the order they were published; a node receives only the
 //! topics its connections need.
 
-use super::AnyStore;
-use super::backend::Backend;
 use super::envelope::{Envelope, Stream, Topic};
 use super::history::{HistoryPolicy, ReadBudget, ReadFrom, Replayed};
 use super::memory::bus::LocalTransport;
@@ -15,12 +13,6 @@ use super::message::Payload;
 #[cfg(feature = "redis")]
 use super::redis::hub::transport::RedisTransport;
 use crate::error::Result;
-
-/// Who takes what the broker delivers to a node: the hub's node.
-pub(crate) trait Subscriber: Send + Sync {
-    /// Hands `envelope`, which arrived on `topic`, to the connections it is for.
-    fn deliver(&self, topic: &Topic, envelope: &Envelope);
-}
 
 /// The answer to a publish: whether the broker took the envelope.
 pub(crate) type Published = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>;
@@ -97,7 +89,6 @@ impl Transport {
     /// cannot be reached.
     pub(crate) async fn send_to_session(
         &self,
-        store: &AnyStore,
         id: &str,
         payload: Payload,
         policy: HistoryPolicy,
@@ -105,7 +96,7 @@ impl Transport {
         let envelope = Envelope::message(Some(id.to_owned()), payload);
         match self {
             Transport::Local(local) => {
-                let node = store.session_node(id).await?;
+                let node = local.session_node(id)?;
                 let stream = Stream::Session(id.to_owned());
                 match node {
                     Some(node) => {

@@ -10,8 +10,10 @@ use crate::error::{Error, InvalidInput, Result};
 use crate::session::record::Session;
 use crate::store::attachment::{Attach, Claim, Claimed, Detach, Detached};
 use crate::store::backend::Backend;
+use crate::store::memory::bus::Targets;
 use crate::store::message::Member;
-use crate::store::transport::{Subscriber, Transport};
+use crate::store::subscriber::Subscriber;
+use crate::store::transport::Transport;
 
 impl Backend for MemoryStore {
     fn transport(&self, subscriber: Weak<dyn Subscriber>, node_id: &Arc<str>) -> Transport {
@@ -40,10 +42,7 @@ impl Backend for MemoryStore {
     }
 
     async fn session_node(&self, id: &str) -> Result<Option<String>> {
-        self.inner.limits.check_session_id(id)?;
-        self.inner
-            .read(id, |entry| entry.node.as_deref().map(str::to_owned))
-            .ok_or_else(|| Error::not_found(id))
+        self.inner.session_node(id)
     }
 
     async fn join_room(&self, id: &str, room: &str) -> Result<bool> {

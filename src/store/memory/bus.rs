@@ -11,9 +11,10 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
 use super::history::LocalHistory;
+use crate::error::{Error, Result};
 use crate::store::envelope::{Body, Envelope, Stream, Topic};
 use crate::store::history::{HistoryPolicy, ReadBudget, ReadFrom, Replayed};
-use crate::store::transport::Subscriber;
+use crate::store::subscriber::Subscriber;
 
 /// Topic -> the nodes subscribed to it, by node id; and the history of what was sent.
 #[derive(Default)]
@@ -26,8 +27,17 @@ pub(crate) struct LocalBus {
 
 /// Whether a target has a session that a message kept for it could ever reach: a room with a
 /// member, a user with a session, a session that exists, anyone at all for everyone.
+///
+/// And which node holds the connection of a session, for a message to that session alone.
 pub(crate) trait Targets: Send + Sync {
     fn has_sessions(&self, stream: &Stream) -> bool;
+
+    /// The node of session `id`: `None` for a session created without one.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` for a missing session; `InvalidInput` for a bad id.
+    fn session_node(&self, id: &str) -> Result<Option<String>>;
 }
 
 impl LocalBus {
@@ -41,13 +51,24 @@ impl LocalBus {
 
     /// Whether a message for `stream` is worth keeping: without anyone to ask, it is.
     fn has_sessions(&self, stream: &Stream) -> bool {
-        let targets = self
-            .targets
+        self.targets()
+            .is_none_or(|targets| targets.has_sessions(stream))
+    }
+
+    /// The node of session `id`; without a store to ask, there is no such session.
+    fn session_node(&self, id: &str) -> Result<Option<String>> {
+        match self.targets() {
+            Some(targets) => targets.session_node(id),
+            None => Err(Error::not_found(id)),
+        }
+    }
+
+    fn targets(&self) -> Option<std::sync::Arc<dyn Targets>> {
+        self.targets
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
-            .and_then(Weak::upgrade);
-        targets.is_none_or(|targets| targets.has_sessions(stream))
+            .and_then(Weak::upgrade)
     }
 }
 
@@ -147,6 +168,15 @@ impl LocalTransport {
         budget: ReadBudget,
     ) -> Replayed {
         self.bus.history.read(from, policy, budget)
+    }
+
+    /// The node of session `id`, asked of the store that owns the bus.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` for a missing session; `InvalidInput` for a bad id.
+    pub(crate) fn session_node(&self, id: &str) -> Result<Option<String>> {
+        self.bus.session_node(id)
     }
 
     pub(crate) fn subscriptions(&self) -> usize {

@@ -9,9 +9,9 @@ use dashmap::mapref::one::RefMut;
 use foldhash::SharedSeed;
 use foldhash::fast::{FoldHasher, SeedableRandomState};
 
-use crate::store::message::Offset;
-use crate::store::attachment::TokenHash;
 use crate::session::record::{Session, SessionData};
+use crate::store::attachment::TokenHash;
+use crate::store::message::Offset;
 
 /// The hasher of the store's maps and sets: foldhash, keyed from the operating system's CSPRNG.
 ///

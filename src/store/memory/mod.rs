@@ -59,9 +59,10 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
+use crate::error::{Error, Result};
+use crate::limits::Limits;
 use crate::store::envelope::Stream;
 use bus::{LocalBus, Targets};
-use crate::limits::Limits;
 use entry::{Entry, Keyed};
 use sweep::Sweeper;
 
@@ -252,6 +253,12 @@ impl Targets for Inner {
             Stream::Room(room) => self.rooms.contains_key(room),
             Stream::Session(id) => self.sessions.contains_key(id),
         }
+    }
+
+    fn session_node(&self, id: &str) -> Result<Option<String>> {
+        self.limits.check_session_id(id)?;
+        self.read(id, |entry| entry.node.as_deref().map(str::to_owned))
+            .ok_or_else(|| Error::not_found(id))
     }
 }
 

@@ -18,7 +18,12 @@ use crate::store::attachment::Attach;
 
 impl MemoryStore {
     /// Creates session `id` of `user_id`, attached as `attach` says if it is.
-    pub(super) fn create(&self, id: &str, user_id: &str, attach: Option<&Attach<'_>>) -> Result<Session> {
+    pub(super) fn create(
+        &self,
+        id: &str,
+        user_id: &str,
+        attach: Option<&Attach<'_>>,
+    ) -> Result<Session> {
         let inner = &*self.inner;
         inner.limits.check_session_id(id)?;
         inner.limits.check_user_id(user_id)?;
@@ -104,13 +109,9 @@ impl SessionStore for MemoryStore {
         self.inner.limits
     }
 
-
     async fn create_session(&self, id: &str, user_id: &str) -> Result<Session> {
         self.create(id, user_id, None)
     }
-
-
-
 
     async fn get_session(&self, id: &str) -> Result<Option<Session>> {
         self.inner.limits.check_session_id(id)?;
@@ -259,10 +260,4 @@ impl SessionStore for MemoryStore {
             .collect();
         Ok(missing)
     }
-
-
-
-
-
-
 }

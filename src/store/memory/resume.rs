@@ -2,8 +2,8 @@
 
 use super::MemoryStore;
 use crate::error::Result;
-use crate::store::attachment::{Claim, Claimed, Detach, Detached, Refusal, Resumed};
 use crate::session::record::now_ms;
+use crate::store::attachment::{Claim, Claimed, Detach, Detached, Refusal, Resumed};
 
 impl MemoryStore {
     pub(super) fn claim(&self, claim: &Claim<'_>) -> Result<Claimed> {

@@ -109,12 +109,13 @@ use serde_json::Value as Json;
 
 use crate::error::{Error, Result};
 use crate::limits::Limits;
+use crate::session::record::{Session, SessionData};
+use crate::store::SessionStore;
 use crate::store::attachment::{Attach, Claim, Claimed, Detach, Detached};
 use crate::store::backend::Backend;
 use crate::store::message::Member;
-use crate::store::transport::{Subscriber, Transport};
-use crate::session::record::{Session, SessionData};
-use crate::store::SessionStore;
+use crate::store::subscriber::Subscriber;
+use crate::store::transport::Transport;
 use command::Command;
 use conn::{DEFAULT_TIMEOUT, pool_builder, redis_error};
 use group_commit::GroupCommit;
@@ -524,7 +525,10 @@ const DATA: &str = "data:";
 
 impl Backend for RedisStore {
     fn transport(&self, subscriber: Weak<dyn Subscriber>, _node_id: &Arc<str>) -> Transport {
-        Transport::Redis(hub::transport::RedisTransport::new(self.clone(), subscriber))
+        Transport::Redis(hub::transport::RedisTransport::new(
+            self.clone(),
+            subscriber,
+        ))
     }
 
     async fn create_attached_session(

@@ -7,9 +7,9 @@ use super::command::Command;
 use super::reply::{string, unexpected};
 use super::scripts;
 use crate::error::{Error, Result};
-use crate::store::message::Offset;
-use crate::store::attachment::{Claim, Claimed, Detach, Detached, Refusal, Resumed};
 use crate::session::record::now_ms;
+use crate::store::attachment::{Claim, Claimed, Detach, Detached, Refusal, Resumed};
+use crate::store::message::Offset;
 
 impl RedisStore {
     pub(super) async fn claim(&self, claim: &Claim<'_>) -> Result<Claimed> {

@@ -9,9 +9,9 @@ use super::reply::{string, unexpected};
 use super::scripts::{self, StoreScript};
 use super::{META_NODE, META_USER_ID};
 use crate::error::{Error, Result};
-use crate::store::message::Member;
-use crate::store::attachment::Attach;
 use crate::session::record::{Session, now_ms};
+use crate::store::attachment::Attach;
+use crate::store::message::Member;
 
 impl RedisStore {
     /// Creates session `id` of `user_id`, attached as `attach` says if it is.

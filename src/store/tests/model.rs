@@ -12,13 +12,13 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use proptest::prelude::*;
-use proptest::test_runner::TestCaseError;
-use serde_json::{Value, json};
 use crate::resume::ResumeToken;
 use crate::store::attachment::{Attach, Claim, Claimed, Detach, Refusal};
 use crate::store::backend::Backend;
 use crate::{Error, InvalidInput, Limits, MemoryStore, Session, SessionData};
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+use serde_json::{Value, json};
 
 const TTL: Duration = Duration::from_secs(3600);
 

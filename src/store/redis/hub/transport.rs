@@ -21,7 +21,7 @@ use crate::store::envelope::{Body, Envelope, Topic};
 use crate::store::history::{HistoryPolicy, ReadBudget, ReadFrom, Replayed};
 use crate::store::message::Payload;
 use crate::store::redis::RedisStore;
-use crate::store::transport::Subscriber;
+use crate::store::subscriber::Subscriber;
 
 /// Most channels in one `SUBSCRIBE` or `UNSUBSCRIBE`.
 const BATCH: usize = 500;
