@@ -214,7 +214,7 @@ pub(crate) fn store_operation<T>(
 /// what [`DETACHED_SESSIONS`] shows. Each update costs O(1) amortized: ids leave in the order
 /// their windows end. Kept only with the `metrics` feature.
 #[derive(Default)]
-pub(crate) struct DetachedHere {
+pub(crate) struct DetachedGauge {
     #[cfg(feature = "metrics")]
     state: Mutex<Windows>,
 }
@@ -244,7 +244,7 @@ impl Windows {
     }
 }
 
-impl DetachedHere {
+impl DetachedGauge {
     pub(crate) fn detached(&self, id: &str, window: Duration) {
         count(DETACHED, 1);
         #[cfg(feature = "metrics")]

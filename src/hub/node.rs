@@ -39,7 +39,7 @@ const OWNED: u8 = 0;
 const RELEASED: u8 = 1;
 /// Something else decided: a resume took the session over, a kick removed it, or a shutdown
 /// detached it.
-const DISOWNED: u8 = 2;
+const TAKEN: u8 = 2;
 
 impl Connection {
     /// Hands the session over from the handle to whoever calls this first. Returns `true`
@@ -57,8 +57,8 @@ impl Connection {
     }
 
     /// The session is no longer this connection's to detach or remove; `true` when it was.
-    pub(crate) fn disown(&self) -> bool {
-        self.take(DISOWNED)
+    pub(crate) fn take_from_handle(&self) -> bool {
+        self.take(TAKEN)
     }
 }
 
@@ -206,7 +206,7 @@ impl Node {
     /// Closes `older`, a connection of session `id` that a resume took over, with 4002. Its
     /// handle no longer owns the session.
     fn take_over(&self, id: &str, older: &Arc<Connection>) {
-        older.disown();
+        older.take_from_handle();
         self.forget_member(id, older);
         if older.inbox.close(CloseReason::TAKEN_OVER) {
             tracing::info!(session = %id, epoch = older.epoch, "connection taken over by a resume; closing with 4002");
@@ -387,7 +387,7 @@ impl Node {
             Body::Close(reason) => {
                 if reason.code == CloseReason::KICKED.code {
                     // The kicker removes the session; the handle must not detach it.
-                    connection.disown();
+                    connection.take_from_handle();
                 }
                 if connection.inbox.close(reason.clone()) {
                     tracing::debug!(session = %id, code = reason.code, "connection asked to close");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::hub::InboxLimits;
-use crate::resume::claim::{Won, claim, give_back, read_from};
+use crate::resume::claim::{Won, claim, read_from, unclaim};
 use crate::resume::{Presented, Recovery, ResumeToken};
 use crate::session::WsSession;
 use crate::session::live::Live;
@@ -99,7 +99,7 @@ pub(crate) async fn resumed(
         Err(error) => {
             tracing::warn!(session = %id, error = %error.chain(), "resumed session could not be attached here");
             // The client never gets the new token: the session goes back to the one it holds.
-            give_back(
+            unclaim(
                 &live.store,
                 node.id(),
                 &user_id,
@@ -112,7 +112,7 @@ pub(crate) async fn resumed(
         }
     };
     crate::telemetry::resumed();
-    live.detached_here.resumed(&id);
+    live.detached_gauge.resumed(&id);
     if resumed.previous_node.is_some() {
         crate::telemetry::takeover();
     }

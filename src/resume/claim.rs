@@ -64,7 +64,7 @@ pub(crate) async fn claim(
 /// it: for a claim whose connection never came up (it could not be attached here, or the
 /// upgrade failed), so that the client can try again with the same token. Best effort: on a
 /// store error the session stays as the claim left it, and expires.
-pub(crate) async fn give_back(
+pub(crate) async fn unclaim(
     store: &AnyStore,
     node_id: &str,
     user_id: &str,

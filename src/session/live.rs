@@ -13,13 +13,13 @@ use tokio_util::task::TaskTracker;
 use super::record::new_session_id;
 use crate::hub::node::{Connection, Node};
 use crate::hub::{CloseReason, Hub};
-use crate::resume::claim::give_back;
+use crate::resume::claim::unclaim;
 use crate::resume::{Resume, ResumeToken};
 use crate::store::attachment::{Detach, TokenHash};
 use crate::store::backend::Backend;
 use crate::store::history::HistoryPolicy;
 use crate::store::{AnyStore, SessionStore};
-use crate::telemetry::DetachedHere;
+use crate::telemetry::DetachedGauge;
 
 /// The live sessions of a layer: shared by the layer, its services and every handle it gave
 /// out.
@@ -32,7 +32,7 @@ pub(crate) struct Live {
     /// How a session whose connection goes is kept for a resume; `None`: it is removed.
     detach: Option<Detach>,
     /// The sessions this instance detached, for the gauge of detached sessions.
-    pub(crate) detached_here: Arc<DetachedHere>,
+    pub(crate) detached_gauge: Arc<DetachedGauge>,
 }
 
 impl Live {
@@ -49,7 +49,7 @@ impl Live {
             removals: TaskTracker::new(),
             refresher_started: AtomicBool::new(false),
             detach: resume.as_ref().map(Resume::detach),
-            detached_here: Arc::default(),
+            detached_gauge: Arc::default(),
         }
     }
 
@@ -74,11 +74,11 @@ impl Live {
         if connection.release() {
             let detach = self.detach().filter(|_| detach);
             let store = self.store.clone();
-            let here = Arc::clone(&self.detached_here);
+            let here = Arc::clone(&self.detached_gauge);
             let owned_id = id.to_owned();
             let epoch = connection.epoch;
             self.track(id, async move {
-                let_go(&store, &here, &owned_id, epoch, detach).await;
+                detach_or_remove(&store, &here, &owned_id, epoch, detach).await;
             });
         }
         self.node.unregister(id, connection);
@@ -99,7 +99,7 @@ impl Live {
 
     /// The handle of a resumed session whose upgrade failed lets go of `connection`: the session
     /// goes back to the token its client presented (`previous`), detached, in a tracked task.
-    pub(crate) fn give_back(
+    pub(crate) fn unclaim(
         &self,
         id: &str,
         connection: &Arc<Connection>,
@@ -112,7 +112,7 @@ impl Live {
             let (user_id, current) = (user_id.to_owned(), current.clone());
             let detach = self.detach();
             self.track(id, async move {
-                give_back(&store, &node_id, &user_id, &current, previous, detach).await;
+                unclaim(&store, &node_id, &user_id, &current, previous, detach).await;
             });
         }
         self.node.unregister(id, connection);
@@ -126,7 +126,7 @@ impl Live {
         let mut owned = Vec::new();
         let mut closed = 0;
         for (id, connection) in self.node.connections() {
-            if connection.disown() {
+            if connection.take_from_handle() {
                 owned.push((id, connection.epoch));
             }
             if connection.inbox.close(CloseReason::GOING_AWAY) {
@@ -135,11 +135,9 @@ impl Live {
         }
         let store = &self.store;
         for chunk in owned.chunks(batch.max(1)) {
-            futures_util::future::join_all(
-                chunk
-                    .iter()
-                    .map(|(id, epoch)| let_go(store, &self.detached_here, id, *epoch, detach)),
-            )
+            futures_util::future::join_all(chunk.iter().map(|(id, epoch)| {
+                detach_or_remove(store, &self.detached_gauge, id, *epoch, detach)
+            }))
             .await;
         }
         tracing::info!(
@@ -186,7 +184,7 @@ impl Live {
 
     /// Touches every open session, `batch` ids per store call. Returns how many were refreshed.
     pub(crate) async fn refresh(&self, batch: usize) -> usize {
-        self.detached_here.refresh();
+        self.detached_gauge.refresh();
         let ids = self.node.connection_ids();
         let mut refreshed = 0;
         for chunk in ids.chunks(batch.max(1)) {
@@ -216,7 +214,7 @@ impl Live {
     fn close_vanished(&self, ids: &[String]) {
         for id in ids {
             if let Some(connection) = self.node.connection(id) {
-                connection.disown();
+                connection.take_from_handle();
                 connection.inbox.close(CloseReason::SERVICE_RESTART);
             }
         }
@@ -225,9 +223,9 @@ impl Live {
 
 /// Detaches session `id` of attachment `epoch` when `detach` says so, else removes it, and
 /// logs what became of it.
-async fn let_go(
+async fn detach_or_remove(
     store: &AnyStore,
-    here: &DetachedHere,
+    here: &DetachedGauge,
     id: &str,
     epoch: u64,
     detach: Option<Detach>,

@@ -149,7 +149,7 @@ impl WsSession {
         let inner = &self.inner;
         match inner.recovery {
             None => inner.live.release(&inner.id, &inner.connection, false),
-            Some((_, presented)) => inner.live.give_back(
+            Some((_, presented)) => inner.live.unclaim(
                 &inner.id,
                 &inner.connection,
                 &inner.user_id,

@@ -8,7 +8,7 @@
 
 use super::envelope::{Envelope, Stream, Topic};
 use super::history::{HistoryPolicy, ReadBudget, ReadFrom, Replayed};
-use super::memory::bus::LocalTransport;
+use super::memory::bus::MemoryTransport;
 use super::message::Payload;
 #[cfg(feature = "redis")]
 use super::redis::hub::transport::RedisTransport;
@@ -22,7 +22,7 @@ pub(crate) type Published = std::pin::Pin<Box<dyn std::future::Future<Output = R
 /// `subscribe` and `unsubscribe` record what the node needs, in the order it says so, and
 /// return at once; `ready` waits until the broker delivers a topic.
 pub(crate) enum Transport {
-    Local(LocalTransport),
+    Memory(MemoryTransport),
     #[cfg(feature = "redis")]
     Redis(RedisTransport),
 }
@@ -30,7 +30,7 @@ pub(crate) enum Transport {
 impl Transport {
     pub(crate) fn subscribe(&self, topic: &Topic) {
         match self {
-            Transport::Local(local) => local.subscribe(topic),
+            Transport::Memory(local) => local.subscribe(topic),
             #[cfg(feature = "redis")]
             Transport::Redis(redis) => redis.subscribe(topic),
         }
@@ -38,7 +38,7 @@ impl Transport {
 
     pub(crate) fn unsubscribe(&self, topic: &Topic) {
         match self {
-            Transport::Local(local) => local.unsubscribe(topic),
+            Transport::Memory(local) => local.unsubscribe(topic),
             #[cfg(feature = "redis")]
             Transport::Redis(redis) => redis.unsubscribe(topic),
         }
@@ -52,7 +52,7 @@ impl Transport {
     /// time; the topics stay wanted, and are subscribed once the broker is back.
     pub(crate) async fn ready(&self, topics: &[Topic]) -> Result<()> {
         match self {
-            Transport::Local(_) => Ok(()),
+            Transport::Memory(_) => Ok(()),
             #[cfg(feature = "redis")]
             Transport::Redis(redis) => redis.ready(topics).await,
         }
@@ -70,7 +70,7 @@ impl Transport {
         policy: HistoryPolicy,
     ) -> Published {
         match self {
-            Transport::Local(local) => {
+            Transport::Memory(local) => {
                 local.publish(topic, topic.stream().as_ref(), envelope, policy);
                 Box::pin(std::future::ready(Ok(())))
             }
@@ -95,7 +95,7 @@ impl Transport {
     ) -> Result<()> {
         let envelope = Envelope::message(Some(id.to_owned()), payload);
         match self {
-            Transport::Local(local) => {
+            Transport::Memory(local) => {
                 let node = local.session_node(id)?;
                 let stream = Stream::Session(id.to_owned());
                 match node {
@@ -131,7 +131,7 @@ impl Transport {
             });
         }
         match self {
-            Transport::Local(local) => Ok(local.replay(from, policy, budget)),
+            Transport::Memory(local) => Ok(local.replay(from, policy, budget)),
             #[cfg(feature = "redis")]
             Transport::Redis(redis) => redis.replay(from, budget).await,
         }
@@ -140,7 +140,7 @@ impl Transport {
     /// How many topics this node is subscribed to.
     pub(crate) fn subscriptions(&self) -> usize {
         match self {
-            Transport::Local(local) => local.subscriptions(),
+            Transport::Memory(local) => local.subscriptions(),
             #[cfg(feature = "redis")]
             Transport::Redis(redis) => redis.subscriptions(),
         }

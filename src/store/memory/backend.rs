@@ -5,7 +5,7 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use super::MemoryStore;
-use super::bus::LocalTransport;
+use super::bus::MemoryTransport;
 use crate::error::{Error, InvalidInput, Result};
 use crate::session::record::Session;
 use crate::store::attachment::{Attach, Claim, Claimed, Detach, Detached};
@@ -17,7 +17,7 @@ use crate::store::transport::Transport;
 
 impl Backend for MemoryStore {
     fn transport(&self, subscriber: Weak<dyn Subscriber>, node_id: &Arc<str>) -> Transport {
-        Transport::Local(LocalTransport::new(
+        Transport::Memory(MemoryTransport::new(
             Arc::clone(&self.inner.bus),
             subscriber,
             node_id,

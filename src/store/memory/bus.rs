@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock, Weak};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
-use super::history::LocalHistory;
+use super::history::MemoryHistory;
 use crate::error::{Error, Result};
 use crate::store::envelope::{Body, Envelope, Stream, Topic};
 use crate::store::history::{HistoryPolicy, ReadBudget, ReadFrom, Replayed};
@@ -18,9 +18,9 @@ use crate::store::subscriber::Subscriber;
 
 /// Topic -> the nodes subscribed to it, by node id; and the history of what was sent.
 #[derive(Default)]
-pub(crate) struct LocalBus {
+pub(crate) struct MemoryBus {
     topics: DashMap<Topic, HashMap<Arc<str>, Weak<dyn Subscriber>>>,
-    pub(crate) history: LocalHistory,
+    pub(crate) history: MemoryHistory,
     /// Who tells whether a target has sessions (the memory store that owns this bus).
     targets: RwLock<Option<Weak<dyn Targets>>>,
 }
@@ -40,7 +40,7 @@ pub(crate) trait Targets: Send + Sync {
     fn session_node(&self, id: &str) -> Result<Option<String>>;
 }
 
-impl LocalBus {
+impl MemoryBus {
     /// Sets who answers [`Targets::has_sessions`] for this bus (again when the store moved).
     pub(crate) fn set_targets(&self, targets: Weak<dyn Targets>) {
         *self
@@ -72,16 +72,16 @@ impl LocalBus {
     }
 }
 
-pub(crate) struct LocalTransport {
-    bus: Arc<LocalBus>,
+pub(crate) struct MemoryTransport {
+    bus: Arc<MemoryBus>,
     node: Weak<dyn Subscriber>,
     node_id: Arc<str>,
     subscriptions: AtomicUsize,
 }
 
-impl LocalTransport {
-    pub(crate) fn new(bus: Arc<LocalBus>, node: Weak<dyn Subscriber>, node_id: &Arc<str>) -> Self {
-        LocalTransport {
+impl MemoryTransport {
+    pub(crate) fn new(bus: Arc<MemoryBus>, node: Weak<dyn Subscriber>, node_id: &Arc<str>) -> Self {
+        MemoryTransport {
             bus,
             node,
             node_id: Arc::clone(node_id),
@@ -184,7 +184,7 @@ impl LocalTransport {
     }
 }
 
-impl Drop for LocalTransport {
+impl Drop for MemoryTransport {
     fn drop(&mut self) {
         let node_id = &self.node_id;
         self.bus.topics.retain(|_, nodes| {

@@ -13,7 +13,7 @@ use crate::store::message::{Delivery, Offset, Payload};
 /// The history of the in-process broker, and its clock. Its lock also orders the broker's
 /// deliveries, so offsets increase on every connection.
 #[derive(Default)]
-pub(crate) struct LocalHistory {
+pub(crate) struct MemoryHistory {
     state: Mutex<State>,
 }
 
@@ -68,7 +68,7 @@ impl Kept {
     }
 }
 
-impl LocalHistory {
+impl MemoryHistory {
     /// Gives the next offset to a message for `stream`, keeps it there under `policy` when
     /// `keep` says so (the target has a session to deliver it to), then runs `deliver` with
     /// the offset, all under the history's lock: deliveries happen in offset order.
@@ -246,7 +246,7 @@ mod tests {
 
     #[test]
     fn offsets_increase_and_reads_start_after_a_point() {
-        let history = LocalHistory::default();
+        let history = MemoryHistory::default();
         let room = Stream::Room("r".into());
         let offsets: Vec<Offset> = ["a", "b", "c"]
             .iter()
@@ -267,7 +267,7 @@ mod tests {
 
     #[test]
     fn a_start_before_what_is_kept_is_incomplete() {
-        let history = LocalHistory::default();
+        let history = MemoryHistory::default();
         let all = Stream::All;
         let first = history.record(&all, &"0".into(), POLICY, true, |offset| offset);
         for n in 1..5 {
@@ -290,7 +290,7 @@ mod tests {
 
     #[test]
     fn several_histories_merge_in_offset_order() {
-        let history = LocalHistory::default();
+        let history = MemoryHistory::default();
         let (a, b) = (Stream::Room("a".into()), Stream::User("u".into()));
         history.record(&a, &"1".into(), POLICY, true, |_| ());
         history.record(&b, &"2".into(), POLICY, true, |_| ());
@@ -317,7 +317,7 @@ mod tests {
 
     #[test]
     fn each_history_is_bounded_in_bytes() {
-        let history = LocalHistory::default();
+        let history = MemoryHistory::default();
         let room = Stream::Room("r".into());
         let policy = HistoryPolicy {
             keep_bytes: 10,
@@ -334,7 +334,7 @@ mod tests {
 
     #[test]
     fn past_the_total_the_least_recently_written_history_goes() {
-        let history = LocalHistory::default();
+        let history = MemoryHistory::default();
         let (a, b, c) = (
             Stream::Room("a".into()),
             Stream::Room("b".into()),
@@ -360,7 +360,7 @@ mod tests {
 
     #[test]
     fn a_message_not_kept_still_gets_an_offset() {
-        let history = LocalHistory::default();
+        let history = MemoryHistory::default();
         let room = Stream::Room("empty".into());
         let first = history.record(&room, &"x".into(), POLICY, false, |offset| offset);
         let second = history.record(&room, &"y".into(), POLICY, false, |offset| offset);
@@ -376,7 +376,7 @@ mod tests {
 
     #[test]
     fn a_read_takes_the_newest_that_fit_its_budget() {
-        let history = LocalHistory::default();
+        let history = MemoryHistory::default();
         let (a, b) = (Stream::Room("a".into()), Stream::User("u".into()));
         for (stream, text) in [(&a, "1"), (&b, "22"), (&a, "333"), (&b, "4444")] {
             history.record(stream, &text.into(), POLICY, true, |_| ());
@@ -400,7 +400,7 @@ mod tests {
 
     #[test]
     fn the_sweep_reclaims_histories_nobody_writes_to() {
-        let history = LocalHistory::default();
+        let history = MemoryHistory::default();
         let room = Stream::Room("r".into());
         let policy = HistoryPolicy {
             retention: Duration::from_millis(20),

@@ -62,7 +62,7 @@ use dashmap::DashMap;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::store::envelope::Stream;
-use bus::{LocalBus, Targets};
+use bus::{MemoryBus, Targets};
 use entry::{Entry, Keyed};
 use sweep::Sweeper;
 
@@ -120,7 +120,7 @@ struct Inner {
     /// dead ids, which readers skip and prune.
     rooms: Index,
     /// The in-process broker of the hubs on this store.
-    bus: Arc<LocalBus>,
+    bus: Arc<MemoryBus>,
     ttl: Duration,
     limits: Limits,
     sweep_interval: Duration,
