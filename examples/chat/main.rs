@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 use ws_session::store::redis::redacted_url;
-use ws_session::{MemoryStore, OriginCheck, RedisStore, SessionLayer};
+use ws_session::{AnyStore, MemoryStore, OriginCheck, RedisStore, SessionLayer};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -63,21 +63,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(str::to_owned)
         .collect();
 
-    let layer: SessionLayer = match std::env::var("REDIS_URL") {
+    // One store value, chosen at run time: Redis when `REDIS_URL` is set, memory otherwise.
+    let store: AnyStore = match std::env::var("REDIS_URL") {
         Ok(url) => {
             tracing::info!(url = %redacted_url(&url), "sessions in Redis, prefix \"chat\"");
-            app::resumable_layer(
-                RedisStore::connect(&url, "chat", ttl)
-                    .await?
-                    .limits(app::limits()),
-                window,
-            )
+            RedisStore::connect(&url, "chat", ttl)
+                .await?
+                .limits(app::limits())
+                .into()
         }
         Err(_) => {
             tracing::info!("sessions in memory (set REDIS_URL to share them through Redis)");
-            app::resumable_layer(MemoryStore::with_ttl(ttl).limits(app::limits()), window)
+            MemoryStore::with_ttl(ttl).limits(app::limits()).into()
         }
     };
+    let layer: SessionLayer = app::resumable_layer(store, window);
     tracing::info!(window = ?window, ?origins, "resume window, origins allowed beside the server's own");
     let layer = layer.check_origin(OriginCheck::same_origin_and(origins));
     let sessions = layer.live_sessions();
