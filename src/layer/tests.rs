@@ -318,3 +318,20 @@ async fn a_resume_whose_upgrade_fails_gives_the_session_back_to_the_presented_to
     assert!(again.recovered());
     assert_eq!(again.id(), id);
 }
+
+#[tokio::test]
+async fn builder_methods_leave_earlier_clones_as_they_were() {
+    use crate::resume::Resume;
+    let layer = SessionLayer::new(MemoryStore::new());
+    let before = layer.clone();
+    let resumable = layer
+        .resume(Resume::within(Duration::from_secs(60)))
+        .allow_anonymous(true);
+    assert!(before.live.detach().is_none(), "the earlier clone has no window");
+    assert!(!before.config.allow_anonymous);
+    assert!(before.live.node.policy().keep == 0, "nor keeps history");
+    assert!(resumable.live.detach().is_some());
+    assert!(resumable.config.allow_anonymous);
+    assert!(resumable.live.node.policy().keep > 0);
+    assert!(resumable.config.resumable && !before.config.resumable);
+}
