@@ -76,7 +76,7 @@ pub struct SessionLayer {
     config: Arc<Config>,
 }
 
-/// What a layer's services need besides the registry.
+/// What a layer's services need besides its live sessions.
 #[derive(Clone)]
 pub(crate) struct Config {
     /// Which web pages may open a socket.

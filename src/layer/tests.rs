@@ -327,7 +327,10 @@ async fn builder_methods_leave_earlier_clones_as_they_were() {
     let resumable = layer
         .resume(Resume::within(Duration::from_secs(60)))
         .allow_anonymous(true);
-    assert!(before.live.detach().is_none(), "the earlier clone has no window");
+    assert!(
+        before.live.detach().is_none(),
+        "the earlier clone has no window"
+    );
     assert!(!before.config.allow_anonymous);
     assert!(before.live.node.policy().keep == 0, "nor keeps history");
     assert!(resumable.live.detach().is_some());

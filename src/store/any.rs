@@ -84,6 +84,20 @@ macro_rules! on_store {
     };
 }
 
+/// Awaits the future `$call` makes of the store `$any` holds, as `$store`. A Redis operation's
+/// future is large (kilobytes: its command, its pool checkout, its timeout); it is boxed, so
+/// that a future holding an `AnyStore` call (a handler's, a socket loop's) stays small. A
+/// memory operation's future is small and runs in place.
+macro_rules! run_on_store {
+    ($any:expr, $store:ident => $call:expr) => {
+        match $any {
+            AnyStore::Memory($store) => $call.await,
+            #[cfg(feature = "redis")]
+            AnyStore::Redis($store) => Box::pin($call).await,
+        }
+    };
+}
+
 /// Runs a store operation, and records its time and any failure of the store's.
 #[cfg(feature = "metrics")]
 async fn measured<T>(operation: &'static str, run: impl Future<Output = Result<T>>) -> Result<T> {
@@ -113,43 +127,43 @@ impl SessionStore for AnyStore {
     }
 
     async fn create_session(&self, id: &str, user_id: &str) -> Result<Session> {
-        on_store!(self, store => measured("create_session", store.create_session(id, user_id)).await)
+        run_on_store!(self, store => measured("create_session", store.create_session(id, user_id)))
     }
 
     async fn get_session(&self, id: &str) -> Result<Option<Session>> {
-        on_store!(self, store => measured("get_session", store.get_session(id)).await)
+        run_on_store!(self, store => measured("get_session", store.get_session(id)))
     }
 
     async fn set_session_data(&self, id: &str, key: &str, value: Value) -> Result<()> {
-        on_store!(self, store => measured("set_session_data", store.set_session_data(id, key, value)).await)
+        run_on_store!(self, store => measured("set_session_data", store.set_session_data(id, key, value)))
     }
 
     async fn get_session_data(&self, id: &str, key: &str) -> Result<Option<Value>> {
-        on_store!(self, store => measured("get_session_data", store.get_session_data(id, key)).await)
+        run_on_store!(self, store => measured("get_session_data", store.get_session_data(id, key)))
     }
 
     async fn update_session_data(&self, id: &str, data: SessionData) -> Result<()> {
-        on_store!(self, store => measured("update_session_data", store.update_session_data(id, data)).await)
+        run_on_store!(self, store => measured("update_session_data", store.update_session_data(id, data)))
     }
 
     async fn delete_session_data(&self, id: &str, key: &str) -> Result<()> {
-        on_store!(self, store => measured("delete_session_data", store.delete_session_data(id, key)).await)
+        run_on_store!(self, store => measured("delete_session_data", store.delete_session_data(id, key)))
     }
 
     async fn clear_session_data(&self, id: &str) -> Result<()> {
-        on_store!(self, store => measured("clear_session_data", store.clear_session_data(id)).await)
+        run_on_store!(self, store => measured("clear_session_data", store.clear_session_data(id)))
     }
 
     async fn remove_session(&self, id: &str) -> Result<()> {
-        on_store!(self, store => measured("remove_session", store.remove_session(id)).await)
+        run_on_store!(self, store => measured("remove_session", store.remove_session(id)))
     }
 
     async fn get_user_sessions(&self, user_id: &str) -> Result<Vec<Session>> {
-        on_store!(self, store => measured("get_user_sessions", store.get_user_sessions(user_id)).await)
+        run_on_store!(self, store => measured("get_user_sessions", store.get_user_sessions(user_id)))
     }
 
     async fn touch(&self, ids: &[String]) -> Result<Vec<String>> {
-        on_store!(self, store => measured("touch", store.touch(ids)).await)
+        run_on_store!(self, store => measured("touch", store.touch(ids)))
     }
 }
 
@@ -164,42 +178,42 @@ impl Backend for AnyStore {
         user_id: &str,
         attach: &Attach<'_>,
     ) -> Result<Session> {
-        on_store!(self, store => measured(
+        run_on_store!(self, store => measured(
             "create_attached_session",
             store.create_attached_session(id, user_id, attach),
-        ).await)
+        ))
     }
 
     async fn claim_session(&self, claim: &Claim<'_>) -> Result<Claimed> {
-        on_store!(self, store => measured("claim_session", store.claim_session(claim)).await)
+        run_on_store!(self, store => measured("claim_session", store.claim_session(claim)))
     }
 
     async fn detach_session(&self, id: &str, epoch: u64, detach: &Detach) -> Result<Detached> {
-        on_store!(self, store => measured("detach_session", store.detach_session(id, epoch, detach)).await)
+        run_on_store!(self, store => measured("detach_session", store.detach_session(id, epoch, detach)))
     }
 
     async fn session_node(&self, id: &str) -> Result<Option<String>> {
-        on_store!(self, store => measured("session_node", store.session_node(id)).await)
+        run_on_store!(self, store => measured("session_node", store.session_node(id)))
     }
 
     async fn join_room(&self, id: &str, room: &str) -> Result<bool> {
-        on_store!(self, store => measured("join_room", store.join_room(id, room)).await)
+        run_on_store!(self, store => measured("join_room", store.join_room(id, room)))
     }
 
     async fn leave_room(&self, id: &str, room: &str) -> Result<bool> {
-        on_store!(self, store => measured("leave_room", store.leave_room(id, room)).await)
+        run_on_store!(self, store => measured("leave_room", store.leave_room(id, room)))
     }
 
     async fn session_rooms(&self, id: &str) -> Result<Vec<String>> {
-        on_store!(self, store => measured("session_rooms", store.session_rooms(id)).await)
+        run_on_store!(self, store => measured("session_rooms", store.session_rooms(id)))
     }
 
     async fn room_members(&self, room: &str) -> Result<Vec<Member>> {
-        on_store!(self, store => measured("room_members", store.room_members(room)).await)
+        run_on_store!(self, store => measured("room_members", store.room_members(room)))
     }
 
     async fn remove_user_sessions(&self, user_id: &str) -> Result<Vec<String>> {
-        on_store!(self, store => measured("remove_user_sessions", store.remove_user_sessions(user_id)).await)
+        run_on_store!(self, store => measured("remove_user_sessions", store.remove_user_sessions(user_id)))
     }
 }
 
@@ -220,5 +234,27 @@ pub(crate) mod calls {
     /// The operations counted on this thread so far.
     pub(crate) fn on_this_thread() -> usize {
         CALLS.with(Cell::get)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AnyStore;
+    use crate::store::backend::Backend;
+    use crate::{MemoryStore, SessionStore};
+
+    /// A handler or socket loop holds these futures across its awaits: whatever store is
+    /// chosen, they stay small (a Redis operation's own future is boxed).
+    #[test]
+    fn the_futures_of_an_any_store_stay_small() {
+        let any: AnyStore = MemoryStore::new().into();
+        let sizes = [
+            size_of_val(&any.set_session_data("a", "k", serde_json::Value::Null)),
+            size_of_val(&any.get_session_data("a", "k")),
+            size_of_val(&any.get_user_sessions("u")),
+            size_of_val(&any.join_room("a", "r")),
+            size_of_val(&any.touch(&[])),
+        ];
+        assert!(sizes.iter().all(|size| *size <= 512), "{sizes:?}");
     }
 }
