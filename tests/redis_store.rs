@@ -16,7 +16,9 @@ use redis::aio::MultiplexedConnection;
 use serde_json::json;
 use ws_session::{Error, InvalidInput, Limits, RedisStore, SessionData, SessionStore};
 
-use support::redis_server::{RedisServer, redis_store, shared_url, unique_prefix};
+use support::redis_server::{
+    RedisServer, expire_time, pttl, redis_store, shared_url, unique_prefix,
+};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -31,20 +33,6 @@ fn session_key(store: &RedisStore, id: &str) -> String {
 
 fn user_key(store: &RedisStore, user: &str) -> String {
     format!("{}:user_sessions:{user}", store.prefix())
-}
-
-async fn pttl(conn: &mut MultiplexedConnection, key: &str) -> i64 {
-    redis::cmd("PTTL").arg(key).query_async(conn).await.unwrap()
-}
-
-/// When `key` expires, in ms since the Unix epoch. Unlike two `PTTL` readings taken one after
-/// the other, two of these compare exactly.
-async fn expire_time(conn: &mut MultiplexedConnection, key: &str) -> i64 {
-    redis::cmd("PEXPIRETIME")
-        .arg(key)
-        .query_async(conn)
-        .await
-        .unwrap()
 }
 
 /// Two server instances on one Redis: two stores with their own pools, sharing a new prefix.

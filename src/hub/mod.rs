@@ -42,15 +42,12 @@
 mod inbox;
 pub(crate) mod node;
 
-use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
 use http::StatusCode;
-use http::request::Parts;
 
 pub use self::inbox::{HubEvent, InboxLimits};
 pub use self::node::HubStats;
@@ -316,30 +313,6 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         request.extensions_mut().insert(self.hub.clone());
         self.inner.call(request)
-    }
-}
-
-/// The hub a layer put into the request: [`HubService`], or the session layer on an upgrade.
-fn hub_in(parts: &Parts) -> Option<Hub> {
-    parts.extensions.get::<Hub>().cloned()
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Hub {
-    type Rejection = MissingHub;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        hub_in(parts).ok_or(MissingHub)
-    }
-}
-
-impl<S: Send + Sync> OptionalFromRequestParts<S> for Hub {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        _state: &S,
-    ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(hub_in(parts))
     }
 }
 

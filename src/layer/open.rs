@@ -81,15 +81,16 @@ pub(crate) async fn resumed(
     identified: Option<&str>,
 ) -> Result<Option<WsSession>> {
     let node = &live.node;
-    let Some((id, user_id, won)) = claim(&live.store, presented, identified, node.id()).await?
-    else {
-        return Ok(None);
-    };
-    let Won {
+    let Some(Won {
+        id,
+        user_id,
         resumed,
         token,
         presented: presented_hash,
-    } = won;
+    }) = claim(&live.store, presented, identified, node.id()).await?
+    else {
+        return Ok(None);
+    };
     let rooms: Vec<String> = resumed.rooms.iter().map(|(room, _)| room.clone()).collect();
     let connection = match node
         .register(&id, &user_id, limits, resumed.epoch, &rooms)

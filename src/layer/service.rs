@@ -167,7 +167,6 @@ where
         },
     };
     live.start_refresher(config.refresh_interval, config.refresh_batch);
-    parts.extensions.insert(session.hub());
     parts.extensions.insert(session.clone());
 
     let result = inner.call(Request::from_parts(parts, body)).await;

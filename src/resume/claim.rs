@@ -9,8 +9,11 @@ use crate::store::backend::Backend;
 use crate::store::envelope::Stream;
 use crate::store::history::ReadFrom;
 
-/// A claim that got the session: its attachment, and the token that now holds it.
+/// A claim that got the session: which one and whose, its attachment, and the token that now
+/// holds it.
 pub(crate) struct Won {
+    pub(crate) id: String,
+    pub(crate) user_id: String,
     pub(crate) resumed: Resumed,
     pub(crate) token: ResumeToken,
     /// The hash of the token the client presented, to give the session back to.
@@ -28,7 +31,7 @@ pub(crate) async fn claim(
     presented: &Presented,
     user_id: Option<&str>,
     node_id: &str,
-) -> Result<Option<(String, String, Won)>> {
+) -> Result<Option<Won>> {
     let Some(token) = ResumeToken::parse(&presented.token) else {
         refused(Refusal::Malformed, user_id);
         return Ok(None);
@@ -38,15 +41,13 @@ pub(crate) async fn claim(
     let new_token = ResumeToken::generate(&id);
     let claim = Claim::new(&id, token.hash(), &session_user, new_token.hash(), node_id);
     match store.claim_session(&claim).await {
-        Ok(Claimed::Resumed(resumed)) => Ok(Some((
+        Ok(Claimed::Resumed(resumed)) => Ok(Some(Won {
             id,
-            session_user,
-            Won {
-                resumed,
-                token: new_token,
-                presented: token.hash(),
-            },
-        ))),
+            user_id: session_user,
+            resumed,
+            token: new_token,
+            presented: token.hash(),
+        })),
         Ok(Claimed::Refused(refusal)) => {
             refused(refusal, user_id);
             Ok(None)

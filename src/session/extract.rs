@@ -1,4 +1,4 @@
-//! [`WsSession`] as an axum extractor, and its rejection.
+//! [`WsSession`] and [`Hub`] as axum extractors, and the rejection of the first.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -9,6 +9,7 @@ use http::StatusCode;
 use http::request::Parts;
 
 use super::ws_session::WsSession;
+use crate::hub::{Hub, MissingHub};
 
 impl<S: Send + Sync> FromRequestParts<S> for WsSession {
     type Rejection = MissingSessionLayer;
@@ -76,5 +77,34 @@ impl IntoResponse for MissingSessionLayer {
     fn into_response(self) -> Response {
         tracing::error!("{}", Self::MESSAGE);
         (self.status(), Self::MESSAGE).into_response()
+    }
+}
+
+/// The hub of the request: the one [`HubService`](crate::hub::HubService) put in, or, behind
+/// the session layer, the hub of the upgrade's session.
+fn hub_in(parts: &Parts) -> Option<Hub> {
+    parts
+        .extensions
+        .get::<Hub>()
+        .cloned()
+        .or_else(|| parts.extensions.get::<WsSession>().map(WsSession::hub))
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Hub {
+    type Rejection = MissingHub;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        hub_in(parts).ok_or(MissingHub)
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Hub {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(hub_in(parts))
     }
 }

@@ -344,3 +344,24 @@ pub async fn raw_connection(store: &RedisStore) -> redis::aio::MultiplexedConnec
         .await
         .expect("a raw connection")
 }
+
+/// How many ms `key` has left (`PTTL`).
+pub async fn pttl(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("PTTL").arg(key).query_async(conn).await.unwrap()
+}
+
+/// When `key` expires, in ms since the Unix epoch. Unlike two `PTTL` readings taken one after
+/// the other, two of these compare exactly.
+pub async fn expire_time(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("PEXPIRETIME")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+/// Redis's clock, in ms.
+pub async fn redis_ms(conn: &mut redis::aio::MultiplexedConnection) -> i64 {
+    let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(conn).await.unwrap();
+    secs * 1000 + micros / 1000
+}

@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::store::attachment::Detach;
 use crate::store::backend::Backend;
 use crate::{Error, RedisStore, SessionData, SessionStore};
+use ws_session_testkit::redis_server::{expire_time, pttl, redis_ms};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -43,19 +44,6 @@ fn session_key(store: &RedisStore, id: &str) -> String {
 
 fn user_key(store: &RedisStore, user: &str) -> String {
     format!("{}:user_sessions:{user}", store.prefix())
-}
-
-async fn pttl(conn: &mut MultiplexedConnection, key: &str) -> i64 {
-    redis::cmd("PTTL").arg(key).query_async(conn).await.unwrap()
-}
-
-/// When `key` expires, in ms since the Unix epoch.
-async fn expire_time(conn: &mut MultiplexedConnection, key: &str) -> i64 {
-    redis::cmd("PEXPIRETIME")
-        .arg(key)
-        .query_async(conn)
-        .await
-        .unwrap()
 }
 
 /// Asserts that `err` is Redis's `WRONGTYPE`, passed on as a backend error.
@@ -224,10 +212,4 @@ async fn writes_renew_a_session_at_most_every_64th_of_its_ttl() {
     store.set_session_data("c1", "k", json!(4)).await.unwrap();
     let left = pttl(&mut conn, &key).await;
     assert!(left >= floor, "after the detach: {left} ms left");
-}
-
-/// Redis's clock, in ms.
-async fn redis_ms(conn: &mut MultiplexedConnection) -> i64 {
-    let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(conn).await.unwrap();
-    secs * 1000 + micros / 1000
 }

@@ -1,1 +1,0 @@
-//! Comparative harnesses of `ws-session`, in `benches/`; this library is empty.
