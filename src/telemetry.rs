@@ -1,5 +1,5 @@
 //! The crate's metrics, through the [`metrics`](https://docs.rs/metrics) facade (feature
-//! `metrics`): every name and label in this one place, and README's table says what each
+//! `metrics`): every name and label in this one place, and the metrics guide (`guide::metrics`) says what each
 //! counts. Without the feature, or without a recorder installed, each function here costs
 //! nothing.
 

@@ -1,6 +1,7 @@
 //! WebSockets over HTTP/2 (RFC 8441), end to end: the chat example's router served by
 //! `axum::serve` (which accepts extended CONNECT), a real HTTP/2 client opening WebSockets on
 //! streams of one connection, and the same session lifecycle as over HTTP/1.1.
+#![cfg(feature = "http2")]
 
 mod support;
 

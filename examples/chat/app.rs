@@ -4,32 +4,27 @@
 
 use std::fmt::Write as _;
 use std::future::Future;
-use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
-use futures_util::{SinkExt, StreamExt};
 
 use axum::{
     Router,
-    extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code},
+    extract::ws::{Message, WebSocket, WebSocketUpgrade},
     response::IntoResponse,
     routing::get,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite;
-use ws_session::hub::{CloseReason, Delivery, HubEvent, Payload};
+use ws_session::hub::Delivery;
 use ws_session::resume::Resume;
+use ws_session::socket::SessionSocket;
 use ws_session::{AnyStore, SessionData, SessionLayer, WsSession};
 
 /// The longest text a client may send in one message.
 pub const MAX_TEXT: usize = 64 * 1024;
-
-/// How long one frame may take to reach a client before the connection is dropped: a client
-/// that stops reading blocks the socket, not the hub (its inbox overflows and closes it).
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The largest message a client may send, and the largest frame: 1 MiB. A larger one closes the
 /// socket with 1009 before it is read whole. The store's limits (a 64 KiB text, a value of
@@ -190,46 +185,24 @@ async fn upgrade(
 /// Most sends of one connection waiting for the hub at once.
 const MAX_IN_FLIGHT: usize = 64;
 
-/// Most hub events written to the socket before one flush.
-const BATCH: usize = 64;
-
-async fn serve_socket(mut socket: WebSocket, session: WsSession, settings: Settings) {
-    // The welcome's JSON is dropped before the loop: a connection that sits idle holds none
-    // of it.
-    let welcome = {
-        let mut welcome = json!({
-            "type": "welcome",
-            "session": session.id(),
-            "user": session.user_id(),
-            "resume": session.resume_token().expose(),
-            "recovered": session.recovered(),
-        });
-        if let Some(recovery) = session.recovery() {
-            // The missed messages wait first in the inbox: they follow the welcome.
-            welcome["missed"] = json!(recovery.missed);
-            welcome["complete"] = json!(recovery.complete);
-        }
-        Message::Text(welcome.to_string().into())
-    };
-    if send_frame(&mut socket, welcome).await.is_err() {
+async fn serve_socket(socket: WebSocket, session: WsSession, settings: Settings) {
+    // The socket loop of the crate: it writes what the hub sends (each message with its
+    // offset), pings a silent client and closes it after `idle_timeout`, and closes on the
+    // hub's order, a slow client or an oversized message.
+    let mut socket = SessionSocket::new(socket, session.clone())
+        .deliver_with(with_offset)
+        .idle_timeout(Some(settings.idle_timeout));
+    if socket.send(welcome(&session)).await.is_err() {
         return;
     }
-    // Grows with the largest batch taken: an idle connection holds none.
-    let mut events = Vec::new();
     // Replies that wait for a publish, in the order of the frames that asked for them.
     let mut pending: FuturesOrdered<Later> = FuturesOrdered::new();
     let sends = settings.sends_per_second.and_then(send_limiter);
-    // A silent client is pinged at half the idle timeout, and closed once it has been silent
-    // for the whole of it.
-    let mut pings = tokio::time::interval(settings.idle_timeout / 2);
-    pings.tick().await;
-    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            incoming = socket.recv() => {
-                heard = tokio::time::Instant::now();
-                let reply = match incoming {
-                    Some(Ok(Message::Text(text))) => {
+            frame = socket.recv() => {
+                let reply = match frame {
+                    Some(Message::Text(text)) => {
                         match answer(&text, &session, sends.as_ref()).await {
                             // A send goes on in the background: the next frame is read meanwhile.
                             Answer::Later(reply) => {
@@ -238,7 +211,7 @@ async fn serve_socket(mut socket: WebSocket, session: WsSession, settings: Setti
                                 // waits here, so what it costs stays bounded.
                                 if pending.len() >= MAX_IN_FLIGHT
                                     && let Some(Some(reply)) = pending.next().await
-                                    && send(&mut socket, &reply).await.is_err()
+                                    && socket.send(frame_of(&reply)).await.is_err()
                                 {
                                     break;
                                 }
@@ -247,16 +220,10 @@ async fn serve_socket(mut socket: WebSocket, session: WsSession, settings: Setti
                             Answer::Now(reply) => reply,
                         }
                     }
-                    Some(Ok(Message::Binary(_))) => {
+                    Some(_binary) => {
                         Some(error_reply("binary frames are not understood: send JSON text".into()))
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Err(error)) if too_big(&error) => {
-                        let reason = CloseReason::new(close_code::SIZE, "message too big");
-                        close(&mut socket, &reason).await;
-                        break;
-                    }
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                    None => break,
                 };
                 // Replies go out in the order of the frames: the earlier ones first.
                 let mut replies: Vec<Value> = Vec::new();
@@ -264,36 +231,37 @@ async fn serve_socket(mut socket: WebSocket, session: WsSession, settings: Setti
                     replies.extend(earlier);
                 }
                 replies.extend(reply);
-                if send_all(&mut socket, &replies).await.is_err() {
+                if socket.send_all(replies.iter().map(frame_of)).await.is_err() {
                     break;
                 }
             }
             Some(reply) = pending.next(), if !pending.is_empty() => {
                 if let Some(reply) = reply
-                    && send(&mut socket, &reply).await.is_err()
+                    && socket.send(frame_of(&reply)).await.is_err()
                 {
-                    break;
-                }
-            }
-            // What the hub sent: every message waiting goes out in one write.
-            taken = session.recv_many(&mut events, BATCH) => {
-                if taken == 0 || forward(&mut socket, &mut events).await.is_break() {
-                    break;
-                }
-            }
-            _ = pings.tick() => {
-                if heard.elapsed() >= settings.idle_timeout {
-                    tracing::debug!(session = %session.id(), "silent client: closing");
-                    close(&mut socket, &CloseReason::new(close_code::AWAY, "idle")).await;
-                    break;
-                }
-                if send_frame(&mut socket, Message::Ping(Default::default())).await.is_err() {
                     break;
                 }
             }
         }
     }
     // `session` is dropped when this task ends: the session is removed from the store.
+}
+
+/// The first frame: who the client is, its resume token, and what a resume brought back.
+fn welcome(session: &WsSession) -> Message {
+    let mut welcome = json!({
+        "type": "welcome",
+        "session": session.id(),
+        "user": session.user_id(),
+        "resume": session.resume_token().expose(),
+        "recovered": session.recovered(),
+    });
+    if let Some(recovery) = session.recovery() {
+        // The missed messages wait first in the inbox: they follow the welcome.
+        welcome["missed"] = json!(recovery.missed);
+        welcome["complete"] = json!(recovery.complete);
+    }
+    Message::Text(welcome.to_string().into())
 }
 
 /// The rate limiter of one connection's sends: `per_second`, with bursts of twice as many.
@@ -303,19 +271,6 @@ fn send_limiter(per_second: u32) -> Option<governor::DefaultDirectRateLimiter> {
     Some(governor::RateLimiter::direct(
         governor::Quota::per_second(rate).allow_burst(burst),
     ))
-}
-
-/// Whether a read failed on a message or frame over the size limit.
-fn too_big(error: &axum::Error) -> bool {
-    use std::error::Error as _;
-    let mut source = error.source();
-    while let Some(cause) = source {
-        if let Some(tungstenite::Error::Capacity(_)) = cause.downcast_ref::<tungstenite::Error>() {
-            return true;
-        }
-        source = cause.source();
-    }
-    false
 }
 
 /// A reply that comes once a publish is taken (`None`: no reply, for a `say` that went out).
@@ -341,36 +296,6 @@ fn reply_to_send(
             Err(error) => Some(error_reply(error.to_string())),
         }
     }))
-}
-
-/// Writes `events` to the socket and flushes once; `Break` when the socket is done (it failed,
-/// or the hub closed it).
-async fn forward(socket: &mut WebSocket, events: &mut Vec<HubEvent>) -> ControlFlow<()> {
-    let written = async {
-        for event in events.drain(..) {
-            let frame = match event {
-                HubEvent::Message(delivery) => match delivery.payload() {
-                    Payload::Text(_) => Message::Text(with_offset(&delivery).into()),
-                    // Sent by other code through the hub: passed on as it is.
-                    Payload::Binary(bytes) => Message::Binary(bytes.clone()),
-                },
-                HubEvent::Close(reason) => {
-                    socket.flush().await?;
-                    close(socket, &reason).await;
-                    return Ok(ControlFlow::Break(()));
-                }
-            };
-            socket.feed(frame).await?;
-        }
-        socket.flush().await?;
-        Ok::<_, axum::Error>(ControlFlow::Continue(()))
-    };
-    let flow = match tokio::time::timeout(SEND_TIMEOUT, written).await {
-        Ok(Ok(flow)) => flow,
-        Ok(Err(_)) | Err(_) => ControlFlow::Break(()),
-    };
-    events.clear();
-    flow
 }
 
 /// What one client frame gets. Sends to a room, a user or everyone are queued at once, in
@@ -477,9 +402,12 @@ fn checked(text: &str) -> Result<(), Value> {
 }
 
 /// The hub message as the client sees it: the JSON object that was sent, with the delivery's
-/// `offset` added as its last field.
-fn with_offset(delivery: &Delivery) -> String {
-    let text = delivery.text().unwrap_or("{}");
+/// `offset` added as its last field. Bytes sent by other code through the hub go out as they
+/// are.
+fn with_offset(delivery: &Delivery) -> Message {
+    let Some(text) = delivery.text() else {
+        return Message::from(delivery);
+    };
     let body = text.strip_suffix('}').unwrap_or(text);
     let mut frame = String::with_capacity(body.len() + 32);
     frame.push_str(body);
@@ -488,7 +416,7 @@ fn with_offset(delivery: &Delivery) -> String {
     }
     // Writing to a String cannot fail.
     let _ = write!(frame, "\"offset\":\"{}\"}}", delivery.offset());
-    frame
+    Message::Text(frame.into())
 }
 
 fn ok() -> Value {
@@ -499,37 +427,7 @@ fn error_reply(message: String) -> Value {
     json!({"type": "error", "message": message})
 }
 
-async fn send(socket: &mut WebSocket, value: &Value) -> Result<(), axum::Error> {
-    send_frame(socket, Message::Text(value.to_string().into())).await
-}
-
-/// Sends `replies` in order, with one flush.
-async fn send_all(socket: &mut WebSocket, replies: &[Value]) -> Result<(), axum::Error> {
-    let written = async {
-        for reply in replies {
-            socket.feed(Message::Text(reply.to_string().into())).await?;
-        }
-        socket.flush().await
-    };
-    match tokio::time::timeout(SEND_TIMEOUT, written).await {
-        Ok(result) => result,
-        Err(elapsed) => Err(axum::Error::new(elapsed)),
-    }
-}
-
-/// Sends one frame, giving up (as if the socket had failed) after [`SEND_TIMEOUT`].
-async fn send_frame(socket: &mut WebSocket, frame: Message) -> Result<(), axum::Error> {
-    match tokio::time::timeout(SEND_TIMEOUT, socket.send(frame)).await {
-        Ok(result) => result,
-        Err(elapsed) => Err(axum::Error::new(elapsed)),
-    }
-}
-
-/// Sends a close frame: the one the hub asked for, or the socket loop's own.
-async fn close(socket: &mut WebSocket, reason: &CloseReason) {
-    let frame = CloseFrame {
-        code: reason.code,
-        reason: reason.reason.as_ref().into(),
-    };
-    let _ = send_frame(socket, Message::Close(Some(frame))).await;
+/// A reply as a text frame.
+fn frame_of(reply: &Value) -> Message {
+    Message::Text(reply.to_string().into())
 }

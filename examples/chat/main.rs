@@ -13,7 +13,7 @@
 //! it), `MAX_CONNECTIONS` (default 10,000), `SENDS_PER_SECOND` (default 100 per connection; 0:
 //! no limit). Connect with
 //! `GET /ws?user=NAME`, and resume with `&resume=TOKEN&offset=OFFSET`; the protocol (sessions,
-//! rooms, messages to a room, a user, a session or everyone, kicks, resume) is in README.md.
+//! rooms, messages to a room, a user, a session or everyone, kicks, resume) is in examples/chat/README.md.
 //! Start it twice on one `REDIS_URL` with two `ADDR`s and the clients of both reach each
 //! other; stop one (Ctrl-C or SIGTERM) and its clients resume on the other, or on it once it
 //! is back.

@@ -139,6 +139,7 @@ impl Hub {
         let topic = self.limits().check_user_id(user_id);
         self.send_to(
             topic.map(|()| Topic::User(user_id.to_owned())),
+            None,
             payload.into(),
         )
     }
@@ -157,7 +158,43 @@ impl Hub {
         payload: impl Into<Payload>,
     ) -> impl Future<Output = Result<()>> + Send + 'static {
         let topic = self.limits().check_room(room);
-        self.send_to(topic.map(|()| Topic::Room(room.to_owned())), payload.into())
+        self.send_to(
+            topic.map(|()| Topic::Room(room.to_owned())),
+            None,
+            payload.into(),
+        )
+    }
+
+    /// Sends `payload` to every member of `room` but the connection of session `except` (the
+    /// sender's own), on every instance. Ordered as [`send_to_user`](Self::send_to_user) is.
+    /// The left-out session does not get the message later either, when it resumes.
+    ///
+    /// ```no_run
+    /// # async fn run(session: ws_session::WsSession) -> ws_session::Result<()> {
+    /// let hub = session.hub();
+    /// hub.send_to_room_except("lobby", session.id(), "someone else said hi").await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`send_to_room`](Self::send_to_room); `InvalidInput` for an empty or overlong
+    /// session id too.
+    pub fn send_to_room_except(
+        &self,
+        room: &str,
+        except: &str,
+        payload: impl Into<Payload>,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        let limits = self.limits();
+        let topic = limits
+            .check_room(room)
+            .and_then(|()| limits.check_session_id(except));
+        self.send_to(
+            topic.map(|()| Topic::Room(room.to_owned())),
+            Some(except.to_owned()),
+            payload.into(),
+        )
     }
 
     /// Sends `payload` to every connection on every instance. Ordered as
@@ -171,20 +208,21 @@ impl Hub {
         &self,
         payload: impl Into<Payload>,
     ) -> impl Future<Output = Result<()>> + Send + 'static {
-        self.send_to(Ok(Topic::All), payload.into())
+        self.send_to(Ok(Topic::All), None, payload.into())
     }
 
-    /// Checks `payload` and publishes it to `topic` now (when the topic's name passed its
-    /// check); the future says whether the broker took it.
+    /// Checks `payload` and publishes it to `topic`, leaving out session `except`, now (when
+    /// the topic's name passed its check); the future says whether the broker took it.
     fn send_to(
         &self,
         topic: std::result::Result<Topic, crate::InvalidInput>,
+        except: Option<String>,
         payload: Payload,
     ) -> impl Future<Output = Result<()>> + Send + 'static {
         let published = topic
             .map_err(Error::from)
             .and_then(|topic| Ok((topic, self.checked(payload)?)))
-            .map(|(topic, payload)| self.publish(&topic, &Envelope::message(None, payload)));
+            .map(|(topic, payload)| self.publish(&topic, &Envelope::message(except, payload)));
         async move { published?.await }
     }
 
@@ -232,6 +270,26 @@ impl Hub {
     /// `InvalidInput` for a bad room name; any store error.
     pub async fn members(&self, room: &str) -> Result<Vec<Member>> {
         self.store.room_members(room).await
+    }
+
+    /// Every live session of `user_id`, on every instance (all the devices of the user), with
+    /// their data: the same as [`SessionStore::get_user_sessions`] on the hub's store, for an
+    /// HTTP route that holds a hub and not a store.
+    ///
+    /// ```no_run
+    /// use axum::{Json, extract::Path};
+    /// use ws_session::{Session, hub::Hub};
+    ///
+    /// async fn devices(hub: Hub, Path(user): Path<String>) -> Json<Vec<Session>> {
+    ///     Json(hub.user_sessions(&user).await.unwrap_or_default())
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for an empty or overlong user id; any store error.
+    pub async fn user_sessions(&self, user_id: &str) -> Result<Vec<crate::Session>> {
+        self.store.get_user_sessions(user_id).await
     }
 
     /// The rooms session `id` is in, sorted, from the store's state: wherever its connection

@@ -345,7 +345,9 @@ impl Node {
         match topic {
             Topic::All => {
                 for entry in &self.connections {
-                    self.deliver(entry.key(), entry.value(), envelope);
+                    if envelope.to.as_deref() != Some(entry.key().as_str()) {
+                        self.deliver(entry.key(), entry.value(), envelope);
+                    }
                 }
             }
             Topic::Node(_) => {
@@ -366,8 +368,11 @@ impl Node {
         members: Option<dashmap::mapref::one::Ref<'_, String, Members>>,
         envelope: &Envelope,
     ) {
+        let left_out = envelope.to.as_deref();
         for (id, connection) in members.iter().flat_map(|members| members.iter()) {
-            self.deliver(id, connection, envelope);
+            if left_out != Some(id.as_str()) {
+                self.deliver(id, connection, envelope);
+            }
         }
     }
 

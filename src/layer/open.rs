@@ -134,7 +134,11 @@ pub(crate) async fn resumed(
         messages: limits.messages,
         bytes: limits.bytes,
     };
-    let recovery = match node.transport().replay(&from, node.policy(), budget).await {
+    let recovery = match node
+        .transport()
+        .replay(&id, &from, node.policy(), budget)
+        .await
+    {
         Ok(replayed) => {
             let (missed, fitted) = connection.inbox.replay(replayed.missed);
             Recovery {

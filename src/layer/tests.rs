@@ -163,6 +163,7 @@ async fn a_response_that_is_not_an_upgrade_removes_the_session_at_once() {
     assert!(store.get_user_sessions("alice").await.unwrap().is_empty());
 }
 
+#[cfg(feature = "http2")]
 #[tokio::test]
 async fn http2_extended_connect_gets_a_session() {
     let store = MemoryStore::new();

@@ -7,7 +7,9 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Version, header};
 pub(crate) enum UpgradeKind {
     /// HTTP/1.1: `GET` with `Connection: upgrade` and `Upgrade: websocket` (RFC 6455).
     Http1,
-    /// HTTP/2 extended CONNECT with the `:protocol` pseudo-header `websocket` (RFC 8441).
+    /// HTTP/2 extended CONNECT with the `:protocol` pseudo-header `websocket` (RFC 8441), with
+    /// the `http2` feature.
+    #[cfg_attr(not(feature = "http2"), allow(dead_code))]
     Http2Connect,
 }
 
@@ -33,6 +35,7 @@ pub(crate) fn websocket_upgrade<B>(request: &Request<B>) -> Option<UpgradeKind> 
             && header_has_token(headers, header::UPGRADE, "websocket");
         return asks.then_some(UpgradeKind::Http1);
     }
+    #[cfg(feature = "http2")]
     if method == Method::CONNECT {
         let protocol = request.extensions().get::<hyper::ext::Protocol>()?;
         return protocol
@@ -100,6 +103,7 @@ mod tests {
         assert_eq!(websocket_upgrade(&post), None);
     }
 
+    #[cfg(feature = "http2")]
     #[test]
     fn http2_extended_connect_is_detected() {
         let req = Request::connect("/ws")

@@ -27,6 +27,9 @@
 //!
 //! [`MemoryStore`](crate::MemoryStore) supports all of this within one process (network drops,
 //! takeovers, missed messages); its sessions do not survive a restart of the process.
+//!
+//! The [resume guide](crate::guide::resume) tells in full what survives what, and what a
+//! resume costs the store.
 
 pub(crate) mod attempts;
 pub(crate) mod claim;

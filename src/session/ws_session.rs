@@ -177,7 +177,10 @@ impl WsSession {
         self.inner.recovery.map(|(recovery, _)| recovery)
     }
 
-    /// The client id: 128 random bits, unique to this connection.
+    /// The session id: 128 random bits, given when the session is created. It names the
+    /// session, not the connection: a client that [resumes](crate::resume) gets the same id
+    /// on its new connection (and [`recovered`](Self::recovered) says so), while no two
+    /// sessions alive at once share one.
     pub fn id(&self) -> &str {
         &self.inner.id
     }

@@ -13,6 +13,7 @@ pub(crate) struct TokenHash(pub(crate) [u8; 32]);
 
 impl TokenHash {
     /// The hash in lowercase hex, as the Redis store keeps it.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn to_hex(self) -> String {
         hex::encode(self.0)
     }
@@ -177,6 +178,7 @@ impl Detach {
     }
 
     /// The window in milliseconds, at least 1.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn window_ms(&self) -> u64 {
         u64::try_from(self.window.as_millis())
             .unwrap_or(u64::MAX)

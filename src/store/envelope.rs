@@ -1,5 +1,7 @@
 //! What nodes send each other: a topic (who it is for) and an envelope (what it is), and the
 //! envelope's bytes on the wire of a broker that carries bytes.
+// The wire form is what the Redis broker carries; the in-process one passes envelopes as they are.
+#![cfg_attr(not(feature = "redis"), allow(dead_code))]
 
 use std::sync::Arc;
 
@@ -47,7 +49,8 @@ impl Topic {
 /// What travels on a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Envelope {
-    /// The one session it is for, on a node topic; `None` for everyone the topic reaches.
+    /// On a node topic, the one session it is for. On any other topic, the session it leaves
+    /// out (the sender's own connection), or `None` for everyone the topic reaches.
     pub(crate) to: Option<String>,
     /// The message's place in the store's history, when the broker keeps one.
     pub(crate) offset: Option<Offset>,
@@ -92,6 +95,14 @@ impl Envelope {
             to: Some(to),
             offset: None,
             body: Body::TakeOver { epoch },
+        }
+    }
+
+    /// The session a message on `topic` leaves out: `to`, on every topic but a node's.
+    pub(crate) fn left_out(&self, topic: &Topic) -> Option<&str> {
+        match topic {
+            Topic::Node(_) => None,
+            Topic::All | Topic::User(_) | Topic::Room(_) => self.to.as_deref(),
         }
     }
 

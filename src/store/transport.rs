@@ -50,6 +50,7 @@ impl Transport {
     ///
     /// [`Error::Unavailable`](crate::Error::Unavailable) when the broker cannot confirm them in
     /// time; the topics stay wanted, and are subscribed once the broker is back.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
     pub(crate) async fn ready(&self, topics: &[Topic]) -> Result<()> {
         match self {
             Transport::Memory(_) => Ok(()),
@@ -120,6 +121,7 @@ impl Transport {
     /// `Unavailable` when the store cannot be reached.
     pub(crate) async fn replay(
         &self,
+        reader: &str,
         from: &[ReadFrom],
         policy: HistoryPolicy,
         budget: ReadBudget,
@@ -131,9 +133,9 @@ impl Transport {
             });
         }
         match self {
-            Transport::Memory(local) => Ok(local.replay(from, policy, budget)),
+            Transport::Memory(local) => Ok(local.replay(reader, from, policy, budget)),
             #[cfg(feature = "redis")]
-            Transport::Redis(redis) => redis.replay(from, budget).await,
+            Transport::Redis(redis) => redis.replay(reader, from, budget).await,
         }
     }
 

@@ -125,15 +125,21 @@ impl MemoryTransport {
         match (&envelope.body, stream) {
             (Body::Message(payload), Some(stream)) if policy.is_on() => {
                 let keep = self.bus.has_sessions(stream);
-                self.bus
-                    .history
-                    .record(stream, payload, policy, keep, |offset| {
+                let left_out = envelope.left_out(topic);
+                self.bus.history.record_leaving_out(
+                    stream,
+                    payload,
+                    left_out,
+                    policy,
+                    keep,
+                    |offset| {
                         let envelope = Envelope {
                             offset: Some(offset),
                             ..envelope.clone()
                         };
                         self.deliver(topic, &envelope);
-                    });
+                    },
+                );
             }
             _ => self.deliver(topic, envelope),
         }
@@ -145,7 +151,7 @@ impl MemoryTransport {
         if let Body::Message(payload) = &envelope.body {
             self.bus
                 .history
-                .record(stream, payload, policy, true, |_| ());
+                .record_leaving_out(stream, payload, None, policy, true, |_| ());
         }
     }
 
@@ -163,11 +169,12 @@ impl MemoryTransport {
 
     pub(crate) fn replay(
         &self,
+        reader: &str,
         from: &[ReadFrom],
         policy: HistoryPolicy,
         budget: ReadBudget,
     ) -> Replayed {
-        self.bus.history.read(from, policy, budget)
+        self.bus.history.read_for(reader, from, policy, budget)
     }
 
     /// The node of session `id`, asked of the store that owns the bus.

@@ -28,7 +28,8 @@ struct State {
 }
 
 struct Kept {
-    entries: VecDeque<(Offset, Instant, Payload)>,
+    /// Each message's offset, when it was kept, its payload, and the session it leaves out.
+    entries: VecDeque<(Offset, Instant, Payload, Option<Box<str>>)>,
     /// The payload bytes of `entries`.
     bytes: usize,
     /// The highest offset dropped from this history, by count, bytes, age or the store's bound.
@@ -47,9 +48,9 @@ impl Kept {
             || self
                 .entries
                 .front()
-                .is_some_and(|(_, at, _)| now.duration_since(*at) > policy.retention)
+                .is_some_and(|(_, at, _, _)| now.duration_since(*at) > policy.retention)
         {
-            let Some((offset, _, payload)) = self.entries.pop_front() else {
+            let Some((offset, _, payload, _)) = self.entries.pop_front() else {
                 break;
             };
             self.bytes -= payload.len();
@@ -60,7 +61,7 @@ impl Kept {
 
     /// Drops everything; a reader from before the last message is told it missed some.
     fn drop_all(&mut self) -> usize {
-        if let Some((offset, _, _)) = self.entries.back() {
+        if let Some((offset, _, _, _)) = self.entries.back() {
             self.max_dropped = self.max_dropped.max(*offset);
         }
         self.entries.clear();
@@ -72,6 +73,7 @@ impl MemoryHistory {
     /// Gives the next offset to a message for `stream`, keeps it there under `policy` when
     /// `keep` says so (the target has a session to deliver it to), then runs `deliver` with
     /// the offset, all under the history's lock: deliveries happen in offset order.
+    #[cfg(test)]
     pub(crate) fn record<T>(
         &self,
         stream: &Stream,
@@ -80,11 +82,25 @@ impl MemoryHistory {
         keep: bool,
         deliver: impl FnOnce(Offset) -> T,
     ) -> T {
+        self.record_leaving_out(stream, payload, None, policy, keep, deliver)
+    }
+
+    /// As [`record`](Self::record), for a message that leaves out session `left_out`: a
+    /// resume of that session does not read it.
+    pub(crate) fn record_leaving_out<T>(
+        &self,
+        stream: &Stream,
+        payload: &Payload,
+        left_out: Option<&str>,
+        policy: HistoryPolicy,
+        keep: bool,
+        deliver: impl FnOnce(Offset) -> T,
+    ) -> T {
         let mut state = lock(&self.state);
         let offset = Offset::next(state.last, now_ms());
         state.last = offset;
         if keep && policy.is_on() {
-            state.keep(stream, offset, payload, policy);
+            state.keep(stream, offset, payload, left_out, policy);
             crate::telemetry::history_bytes(state.bytes);
         }
         deliver(offset)
@@ -96,17 +112,29 @@ impl MemoryHistory {
         lock(&self.state).last.max(floor)
     }
 
-    /// The newest messages of the histories `from` after their starting points that fit
-    /// `budget`, in offset order; incomplete when any was left out or dropped before.
+    #[cfg(test)]
     pub(crate) fn read(
         &self,
         from: &[ReadFrom],
         policy: HistoryPolicy,
         budget: ReadBudget,
     ) -> Replayed {
+        self.read_for("", from, policy, budget)
+    }
+
+    /// The newest messages of the histories `from` after their starting points that fit
+    /// `budget`, in offset order, but those that leave out session `reader`; incomplete when
+    /// any was left out or dropped before.
+    pub(crate) fn read_for(
+        &self,
+        reader: &str,
+        from: &[ReadFrom],
+        policy: HistoryPolicy,
+        budget: ReadBudget,
+    ) -> Replayed {
         let mut state = lock(&self.state);
         let now = Instant::now();
-        let mut found: Vec<&(Offset, Instant, Payload)> = Vec::new();
+        let mut found: Vec<&(Offset, Instant, Payload, Option<Box<str>>)> = Vec::new();
         let mut complete = true;
         let state = &mut *state;
         for ReadFrom { stream, .. } in from {
@@ -121,12 +149,14 @@ impl MemoryHistory {
             if kept.max_dropped > *after {
                 complete = false;
             }
-            found.extend(kept.entries.iter().filter(|(offset, _, _)| offset > after));
+            found.extend(kept.entries.iter().filter(|(offset, _, _, left_out)| {
+                offset > after && left_out.as_deref() != Some(reader)
+            }));
         }
         found.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.0));
         found.dedup_by_key(|entry| entry.0);
         let (missed, all) = newest_within(
-            found.into_iter().map(|(offset, _, payload)| Delivery {
+            found.into_iter().map(|(offset, _, payload, _)| Delivery {
                 offset: *offset,
                 payload: payload.clone(),
             }),
@@ -177,7 +207,14 @@ impl MemoryHistory {
 }
 
 impl State {
-    fn keep(&mut self, stream: &Stream, offset: Offset, payload: &Payload, policy: HistoryPolicy) {
+    fn keep(
+        &mut self,
+        stream: &Stream,
+        offset: Offset,
+        payload: &Payload,
+        left_out: Option<&str>,
+        policy: HistoryPolicy,
+    ) {
         self.policy = Some(policy);
         let now = Instant::now();
         let kept = self.streams.entry(stream.clone()).or_insert_with(|| Kept {
@@ -187,7 +224,8 @@ impl State {
             written: now,
         });
         kept.written = now;
-        kept.entries.push_back((offset, now, payload.clone()));
+        kept.entries
+            .push_back((offset, now, payload.clone(), left_out.map(Box::from)));
         kept.bytes += payload.len();
         let freed = kept.trim(policy, now);
         self.bytes = self.bytes + payload.len() - freed;

@@ -142,7 +142,12 @@ impl RedisStore {
     /// most [`STEP_MESSAGES`] messages per history and stop after [`STEP_BYTES`], and merged
     /// here as they come: a resume holds Redis for a short step at a time, and never holds more
     /// than the budget and one step.
-    pub(crate) async fn replay(&self, from: &[ReadFrom], budget: ReadBudget) -> Result<Replayed> {
+    pub(crate) async fn replay(
+        &self,
+        reader: &str,
+        from: &[ReadFrom],
+        budget: ReadBudget,
+    ) -> Result<Replayed> {
         let mut cursors: Vec<Cursor> = from.iter().map(|_| Cursor::default()).collect();
         let mut complete = true;
         let mut taken: Vec<Delivery> = Vec::new();
@@ -157,25 +162,31 @@ impl RedisStore {
                     .saturating_sub(taken.len())
                     .clamp(1, STEP_MESSAGES);
                 let read = self
-                    .replay_step(from, &cursors, &empty, per_history)
+                    .replay_step(reader, from, &cursors, &empty, per_history)
                     .await?;
                 for (&i, (lost, more, entries)) in empty.iter().zip(read) {
                     complete &= !lost;
                     let cursor = &mut cursors[i];
                     cursor.more = more;
-                    cursor.before = entries.last().map(|last| last.offset).or(cursor.before);
+                    cursor.before = entries
+                        .last()
+                        .map(|(last, _)| last.offset)
+                        .or(cursor.before);
                     cursor.buffer.extend(entries);
                 }
             }
             let newest = (0..cursors.len())
-                .filter_map(|i| Some((cursors[i].buffer.front()?.offset, i)))
+                .filter_map(|i| Some((cursors[i].buffer.front()?.0.offset, i)))
                 .max();
             let Some((_, i)) = newest else {
                 break;
             };
-            let Some(delivery) = cursors[i].buffer.pop_front() else {
+            let Some((delivery, left_out)) = cursors[i].buffer.pop_front() else {
                 break;
             };
+            if left_out {
+                continue;
+            }
             let len = delivery.payload.len();
             if taken.len() >= budget.messages || bytes.saturating_add(len) > budget.bytes {
                 complete = false;
@@ -202,11 +213,12 @@ impl RedisStore {
     /// hold more, and the messages read, newest first.
     async fn replay_step(
         &self,
+        reader: &str,
         from: &[ReadFrom],
         cursors: &[Cursor],
         which: &[usize],
         per_history: usize,
-    ) -> Result<Vec<(bool, bool, Vec<Delivery>)>> {
+    ) -> Result<Vec<(bool, bool, Vec<(Delivery, bool)>)>> {
         let keys = &self.inner.keys;
         let mut command = Command::script(&self.inner.scripts.replay, which.len());
         for &i in which {
@@ -234,7 +246,13 @@ impl RedisStore {
             let Value::Array(entries) = entries else {
                 return Err(unexpected("a history's messages", &entries));
             };
-            let entries = entries.into_iter().map(delivery).collect::<Result<_>>()?;
+            let entries = entries
+                .into_iter()
+                .map(|entry| {
+                    let (delivery, left_out) = delivery(entry)?;
+                    Ok((delivery, left_out.is_some_and(|id| id == reader.as_bytes())))
+                })
+                .collect::<Result<_>>()?;
             read.push((lost == Value::Int(1), more == Value::Int(1), entries));
         }
         Ok(read)
@@ -250,8 +268,8 @@ const STEP_BYTES: usize = 256 * 1024;
 struct Cursor {
     /// The oldest offset read so far: the next step reads below it.
     before: Option<crate::store::message::Offset>,
-    /// Read and not yet merged, newest first.
-    buffer: std::collections::VecDeque<Delivery>,
+    /// Read and not yet merged, newest first, each with whether it leaves the reader out.
+    buffer: std::collections::VecDeque<(Delivery, bool)>,
     /// Whether the history may hold more below `before`.
     more: bool,
 }
@@ -286,8 +304,10 @@ fn answer(send: &HubSend, value: Value) -> Result<()> {
     }
 }
 
-/// One stream entry, `[id, ['k', kind, 'p', payload]]`, as a delivery.
-fn delivery(entry: Value) -> Result<Delivery> {
+/// One stream entry, `[id, ['k', kind, 'p', payload]]`, as a delivery and the session it leaves
+/// out: a message that leaves one out keeps, after its kind byte, the target part of its
+/// envelope (two bytes of length, then the session id).
+fn delivery(entry: Value) -> Result<(Delivery, Option<Vec<u8>>)> {
     let Value::Array(parts) = entry else {
         return Err(unexpected("a history entry", &entry));
     };
@@ -299,11 +319,19 @@ fn delivery(entry: Value) -> Result<Delivery> {
     let position = id.iter().position(|b| *b == b'-').unwrap_or(id.len());
     let at = offset(Value::BulkString(id[..position].to_vec()))?;
     let mut kind = None;
+    let mut left_out = None;
     let mut body = None;
     let mut fields = fields.into_iter();
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
         match bytes(name)?.as_slice() {
-            b"k" => kind = bytes(value)?.first().copied(),
+            b"k" => {
+                let field = bytes(value)?;
+                kind = field.first().copied();
+                left_out = field
+                    .get(3..)
+                    .filter(|id| !id.is_empty())
+                    .map(<[u8]>::to_vec);
+            }
             b"p" => body = Some(bytes(value)?),
             _ => {}
         }
@@ -312,8 +340,11 @@ fn delivery(entry: Value) -> Result<Delivery> {
         .zip(body)
         .and_then(|(kind, body)| payload(kind, &body))
         .ok_or_else(|| Error::Backend("a history entry that is not a message".into()))?;
-    Ok(Delivery {
-        offset: at,
-        payload,
-    })
+    Ok((
+        Delivery {
+            offset: at,
+            payload,
+        },
+        left_out,
+    ))
 }

@@ -183,8 +183,13 @@ impl RedisTransport {
 
     /// The newest messages the histories `from` hold after their starting points, as many
     /// as fit `budget`, read in short steps.
-    pub(crate) async fn replay(&self, from: &[ReadFrom], budget: ReadBudget) -> Result<Replayed> {
-        self.store.replay(from, budget).await
+    pub(crate) async fn replay(
+        &self,
+        reader: &str,
+        from: &[ReadFrom],
+        budget: ReadBudget,
+    ) -> Result<Replayed> {
+        self.store.replay(reader, from, budget).await
     }
 
     fn queue(&self, send: HubSend) -> impl Future<Output = Result<()>> + Send + 'static {
