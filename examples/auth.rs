@@ -15,18 +15,21 @@
 //! with, for instance, `websocat -H 'Authorization: Bearer alice-secret' ws://127.0.0.1:3001/ws`:
 //! the server greets with the session and the user, then answers every text frame with the
 //! number of frames this session has sent so far, kept in the session. `GET /sessions` (with the
-//! same token) lists the user's sessions: a plain HTTP route that holds the store, chosen at
-//! run time as an [`AnyStore`], without the app being generic over it.
+//! same token) lists the user's sessions on every instance: a plain HTTP route that holds the
+//! hub. The store is chosen at run time as an [`AnyStore`], without the app being generic over
+//! it.
 
+use axum::extract::Request;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use http::{StatusCode, header};
 use tower::ServiceBuilder;
-use ws_session::{AnyStore, MemoryStore, SessionLayer, SessionStore, UserId, WsSession};
+use ws_session::hub::Hub;
+use ws_session::socket::SessionSocket;
+use ws_session::{AnyStore, MemoryStore, SessionLayer, UserId, WsSession};
 
 /// The demo's token table. A real application looks the token up in its identity provider
 /// (or verifies a signed one) here.
@@ -70,25 +73,25 @@ async fn authenticate(mut request: Request, next: Next) -> Response {
 /// The router: authentication first, then the session layer, around `GET /ws` and
 /// `GET /sessions`.
 pub fn router(store: impl Into<AnyStore>) -> Router {
-    let store = store.into();
+    let sessions_layer = SessionLayer::new(store);
     Router::new()
         .route("/ws", get(upgrade))
         .route("/sessions", get(sessions))
-        .with_state(store.clone())
         .layer(
             ServiceBuilder::new()
                 .layer(middleware::from_fn(authenticate))
-                .layer(SessionLayer::new(store)),
+                .layer(sessions_layer.hub())
+                .layer(sessions_layer),
         )
 }
 
 /// The ids of the caller's sessions, on every instance sharing the store.
 async fn sessions(
-    State(store): State<AnyStore>,
+    hub: Hub,
     Extension(user): Extension<UserId>,
 ) -> Result<Json<Vec<String>>, StatusCode> {
-    let sessions = store
-        .get_user_sessions(&user.0)
+    let sessions = hub
+        .user_sessions(&user.0)
         .await
         .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
     Ok(Json(
@@ -100,7 +103,8 @@ async fn upgrade(ws: WebSocketUpgrade, session: WsSession) -> impl IntoResponse 
     ws.on_upgrade(move |socket| serve(socket, session))
 }
 
-async fn serve(mut socket: WebSocket, session: WsSession) {
+async fn serve(socket: WebSocket, session: WsSession) {
+    let mut socket = SessionSocket::new(socket, session.clone());
     let hello = serde_json::json!({"session": session.id(), "user": session.user_id()});
     if socket
         .send(Message::Text(hello.to_string().into()))
@@ -109,7 +113,7 @@ async fn serve(mut socket: WebSocket, session: WsSession) {
     {
         return;
     }
-    while let Some(Ok(frame)) = socket.recv().await {
+    while let Some(frame) = socket.recv().await {
         if let Message::Text(_) = frame {
             let frames: u64 = session.get("frames").await.ok().flatten().unwrap_or(0) + 1;
             if session.set("frames", &frames).await.is_err()

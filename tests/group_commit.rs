@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 use ws_session::{Error, InvalidInput, Limits, RedisStore, SessionData, SessionStore};

@@ -60,7 +60,10 @@ async fn server(store: AnyStore) -> Instance {
         .resume(Resume::within(Duration::from_secs(60)));
     let router = Router::new()
         .route("/ws", get(|ws, session| upgrade(ws, session, Mode::Echo)))
-        .route("/ws/idle", get(|ws, session| upgrade(ws, session, Mode::Idle)))
+        .route(
+            "/ws/idle",
+            get(|ws, session| upgrade(ws, session, Mode::Idle)),
+        )
         .route(
             "/ws/cancel",
             get(|ws, session| upgrade(ws, session, Mode::Cancel)),
@@ -97,7 +100,11 @@ async fn upgrade(ws: WebSocketUpgrade, session: WsSession, mode: Mode) -> impl I
                 "token": session.resume_token().expose(),
                 "missed": session.recovery().map(|recovery| recovery.missed),
             });
-            if socket.send(Message::Text(hello.to_string().into())).await.is_err() {
+            if socket
+                .send(Message::Text(hello.to_string().into()))
+                .await
+                .is_err()
+            {
                 return;
             }
             loop {
@@ -178,11 +185,18 @@ async fn hub_messages_and_client_frames_flow_both_ways(kind: Kind) {
     assert_eq!(next_text(&mut alice).await, "echo me");
     alice.send(vec![1u8, 2, 3].into()).await.unwrap();
     let echoed = tokio::time::timeout(WAIT, alice.next()).await.unwrap();
-    assert_eq!(echoed.unwrap().unwrap(), tungstenite::Message::Binary(vec![1u8, 2, 3].into()));
+    assert_eq!(
+        echoed.unwrap().unwrap(),
+        tungstenite::Message::Binary(vec![1u8, 2, 3].into())
+    );
 
     // A burst from the hub reaches both, in order, with offsets.
     for n in 0..100 {
-        instance.hub.send_to_room("room", format!("m{n}")).await.unwrap();
+        instance
+            .hub
+            .send_to_room("room", format!("m{n}"))
+            .await
+            .unwrap();
     }
     instance.hub.send_to_room("room", vec![9u8]).await.unwrap();
     for client in [&mut alice, &mut bob] {
@@ -196,7 +210,10 @@ async fn hub_messages_and_client_frames_flow_both_ways(kind: Kind) {
             last_offset = offset;
         }
         let binary = tokio::time::timeout(WAIT, client.next()).await.unwrap();
-        assert_eq!(binary.unwrap().unwrap(), tungstenite::Message::Binary(vec![9u8].into()));
+        assert_eq!(
+            binary.unwrap().unwrap(),
+            tungstenite::Message::Binary(vec![9u8].into())
+        );
     }
 }
 each_store!(hub_messages_and_client_frames_flow_both_ways);
@@ -213,7 +230,10 @@ async fn a_room_send_can_leave_the_sender_out(kind: Kind) {
     let (mut bob, _) = connect(&instance, "/ws", "bob", "").await;
 
     alice.send("leave-out".into()).await.unwrap();
-    assert_eq!(text_of(&next_text(&mut bob).await), format!("from {alice_id}"));
+    assert_eq!(
+        text_of(&next_text(&mut bob).await),
+        format!("from {alice_id}")
+    );
     // Alice's next message is the one after hers: hers never came.
     instance.hub.send_to_room("room", "after").await.unwrap();
     assert_eq!(text_of(&next_text(&mut alice).await), "after");
@@ -225,7 +245,9 @@ async fn a_room_send_can_leave_the_sender_out(kind: Kind) {
     drop(alice);
     instance.settle(1).await;
     let hub = instance.hub.clone();
-    hub.send_to_room_except("room", &alice_id, "not for alice").await.unwrap();
+    hub.send_to_room_except("room", &alice_id, "not for alice")
+        .await
+        .unwrap();
     hub.send_to_room("room", "for alice").await.unwrap();
     let query = format!("&resume={alice_token}");
     let (mut alice, hello) = connect(&instance, "/ws", "alice", &query).await;
@@ -251,7 +273,10 @@ async fn the_hub_close_order_closes_the_socket_with_its_code(kind: Kind) {
     let (mut alice, hello) = connect(&instance, "/ws", "alice", "").await;
     let kicked = instance.hub.kick("alice").await.unwrap();
     assert_eq!(kicked, vec![hello["id"].as_str().unwrap().to_owned()]);
-    assert_eq!(close_frame(&mut alice).await, (CloseCode::Library(4000), "kicked".into()));
+    assert_eq!(
+        close_frame(&mut alice).await,
+        (CloseCode::Library(4000), "kicked".into())
+    );
 }
 each_store!(the_hub_close_order_closes_the_socket_with_its_code);
 
