@@ -189,9 +189,12 @@ async fn serve_socket(socket: WebSocket, session: WsSession, settings: Settings)
     // The socket loop of the crate: it writes what the hub sends (each message with its
     // offset), pings a silent client and closes it after `idle_timeout`, and closes on the
     // hub's order, a slow client or an oversized message.
-    let mut socket = SessionSocket::new(socket, session.clone())
+    let mut socket = SessionSocket::new(socket, session)
         .deliver_with(with_offset)
         .idle_timeout(Some(settings.idle_timeout));
+    // Declared after `socket`, so dropped before it: the session is released before the socket
+    // closes, and a client that reconnects at once finds its old connection gone.
+    let session = socket.session().clone();
     if socket.send(welcome(&session)).await.is_err() {
         return;
     }

@@ -1,16 +1,19 @@
 //! # The hub: every connection, on every instance
 //!
-//! The seed's `Manager` (clients, users, rooms) is the hub. Every connection the layer opens is
-//! registered with the hub *node* of its instance for as long as its `WsSession` lives; nothing
-//! to call. Each layer is one node, with a random node id of its own (new at every start).
+//! The [hub](crate::hub) holds the clients, users and rooms of every instance. Every connection
+//! the layer opens is registered with the hub *node* of its instance for as long as its
+//! [`WsSession`](crate::WsSession) lives; nothing to call. Each layer is one node, with a random node id of its own (new at every start).
 //!
 //! | from | call | what it does |
 //! |------|------|--------------|
 //! | the handle | `session.join(room)`, `session.leave(room)` | joins or leaves a room, on every instance (rooms live in the store) |
 //! | the handle | `session.rooms()` | this connection's rooms |
-//! | the handle | `session.recv()`, `session.recv_many(&mut buf, n)` | what the hub sends this connection: `HubEvent::Message(delivery)` or `HubEvent::Close(reason)`; select on it beside the socket |
+//! | the socket loop | [`SessionSocket::recv`](crate::socket::SessionSocket::recv) | writes what the hub sends this connection while it waits for the client's next frame |
+//! | the handle | `session.recv()`, `session.recv_many(&mut buf, n)` | what the hub sends this connection, for a loop of one's own: `HubEvent::Message(delivery)` or `HubEvent::Close(reason)` |
 //! | a `Hub` | `send_to_session(id, m)`, `send_to_user(user, m)`, `send_to_room(room, m)`, `broadcast(m)` | text (`&str`, `String`) or binary (`Vec<u8>`, `Bytes`) messages, to connections on any instance |
+//! | a `Hub` | `send_to_room_except(room, id, m)` | to a room but one session (the sender's own connection), live and when that session resumes |
 //! | a `Hub` | `disconnect(id)`, `kick(user)` | close one session, or every connection of a user, with 4000; the sessions are removed (with their rooms and index entries) |
+//! | a `Hub` | `user_sessions(user)` | every live session of a user on every instance, with its data |
 //! | a `Hub` | `members(room)` | every member of the room on every instance (session id, user id), from the store in one round trip; never a session that is gone |
 //! | a `Hub` | `stats()` | this node's connections, subscriptions, envelopes received, slow-consumer closes, queued messages and bytes |
 //!

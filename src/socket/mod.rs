@@ -79,8 +79,11 @@ pub const BATCH: usize = 64;
 ///   ([`WebSocketUpgrade::max_message_size`](axum::extract::ws::WebSocketUpgrade::max_message_size))
 ///   closes the socket with 1009.
 pub struct SessionSocket {
-    socket: WebSocket,
+    // Dropped in this order: the session's handle goes before the socket closes, so that a
+    // client that sees its socket close and reconnects at once finds its old connection gone
+    // from the hub (when no other clone of the handle is left).
     session: WsSession,
+    socket: WebSocket,
     /// Hub events taken from the inbox; the first `written` of them are in the socket's sink.
     events: Vec<HubEvent>,
     written: usize,
@@ -124,8 +127,8 @@ impl SessionSocket {
     /// `on_upgrade`, in the task that serves the socket.
     pub fn new(socket: WebSocket, session: WsSession) -> Self {
         SessionSocket {
-            socket,
             session,
+            socket,
             events: Vec::new(),
             written: 0,
             deadline: None,
