@@ -202,49 +202,53 @@ async fn serve_socket(socket: WebSocket, session: WsSession, settings: Settings)
     let mut pending: FuturesOrdered<Later> = FuturesOrdered::new();
     let sends = settings.sends_per_second.and_then(send_limiter);
     loop {
-        tokio::select! {
-            frame = socket.recv() => {
-                let reply = match frame {
-                    Some(Message::Text(text)) => {
-                        match answer(&text, &session, sends.as_ref()).await {
-                            // A send goes on in the background: the next frame is read meanwhile.
-                            Answer::Later(reply) => {
-                                pending.push_back(reply);
-                                // A client that sends faster than the hub takes its messages
-                                // waits here, so what it costs stays bounded.
-                                if pending.len() >= MAX_IN_FLIGHT
-                                    && let Some(Some(reply)) = pending.next().await
-                                    && socket.send(frame_of(&reply)).await.is_err()
-                                {
-                                    break;
-                                }
-                                continue;
-                            }
-                            Answer::Now(reply) => reply,
-                        }
+        // With replies waiting, the next frame and the next reply race; without, only a frame
+        // can come (awaited directly: a select around `recv` costs the fan-out about a tenth).
+        let frame = if pending.is_empty() {
+            socket.recv().await
+        } else {
+            tokio::select! {
+                frame = socket.recv() => frame,
+                Some(reply) = pending.next() => {
+                    if let Some(reply) = reply
+                        && socket.send(frame_of(&reply)).await.is_err()
+                    {
+                        break;
                     }
-                    Some(_binary) => {
-                        Some(error_reply("binary frames are not understood: send JSON text".into()))
-                    }
-                    None => break,
-                };
-                // Replies go out in the order of the frames: the earlier ones first.
-                let mut replies: Vec<Value> = Vec::new();
-                while let Some(earlier) = pending.next().await {
-                    replies.extend(earlier);
-                }
-                replies.extend(reply);
-                if socket.send_all(replies.iter().map(frame_of)).await.is_err() {
-                    break;
+                    continue;
                 }
             }
-            Some(reply) = pending.next(), if !pending.is_empty() => {
-                if let Some(reply) = reply
-                    && socket.send(frame_of(&reply)).await.is_err()
-                {
-                    break;
+        };
+        let reply = match frame {
+            Some(Message::Text(text)) => match answer(&text, &session, sends.as_ref()).await {
+                // A send goes on in the background: the next frame is read meanwhile.
+                Answer::Later(reply) => {
+                    pending.push_back(reply);
+                    // A client that sends faster than the hub takes its messages waits here,
+                    // so what it costs stays bounded.
+                    if pending.len() >= MAX_IN_FLIGHT
+                        && let Some(Some(reply)) = pending.next().await
+                        && socket.send(frame_of(&reply)).await.is_err()
+                    {
+                        break;
+                    }
+                    continue;
                 }
-            }
+                Answer::Now(reply) => reply,
+            },
+            Some(_binary) => Some(error_reply(
+                "binary frames are not understood: send JSON text".into(),
+            )),
+            None => break,
+        };
+        // Replies go out in the order of the frames: the earlier ones first.
+        let mut replies: Vec<Value> = Vec::new();
+        while let Some(earlier) = pending.next().await {
+            replies.extend(earlier);
+        }
+        replies.extend(reply);
+        if socket.send_all(replies.iter().map(frame_of)).await.is_err() {
+            break;
         }
     }
     // `session` is dropped when this task ends: the session is removed from the store.
