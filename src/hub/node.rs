@@ -453,10 +453,12 @@ impl Node {
                 members.get_mut().remove(id);
             }
             if members.get().is_empty() {
-                members.remove();
+                // Told while the entry is still locked: a member added right after it
+                // subscribes after this unsubscribe, not before it.
                 let topic = topic(name.to_owned());
                 tracing::debug!(node = %self.id, ?topic, "last local member gone: unsubscribing");
                 self.transport.unsubscribe(&topic);
+                members.remove();
             }
         }
     }
@@ -472,4 +474,49 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::message::Payload;
+    use crate::{AnyStore, MemoryStore};
+
+    /// A user's last connection leaving while the user's next one arrives, on two threads at
+    /// once, over and over: the new connection must always be reachable through the user's
+    /// topic. (The leaving side once unsubscribed after letting go of the user's entry, so the
+    /// arriving side's subscription could be undone by it.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_member_arriving_as_the_last_one_leaves_stays_subscribed() {
+        let store = AnyStore::from(MemoryStore::new());
+        let node = Node::new("node".into(), &store);
+        let register = |node: Arc<Node>, id: String| async move {
+            node.register(&id, "u", InboxLimits::default(), 1, &[])
+                .await
+                .unwrap()
+        };
+        let mut old_id = "s0".to_owned();
+        let mut old = register(Arc::clone(&node), old_id.clone()).await;
+        for n in 1..20_000 {
+            let new_id = format!("s{n}");
+            let leaving = {
+                let node = Arc::clone(&node);
+                let (id, connection) = (old_id.clone(), Arc::clone(&old));
+                tokio::spawn(async move { node.unregister(&id, &connection) })
+            };
+            let arriving = tokio::spawn(register(Arc::clone(&node), new_id.clone()));
+            leaving.await.unwrap();
+            let new = arriving.await.unwrap();
+            let envelope = Envelope::message(None, Payload::from("ping"));
+            drop(node.publish(&Topic::User("u".into()), &envelope));
+            assert_eq!(
+                new.inbox.queued().0,
+                1,
+                "iteration {n}: the user's message was lost"
+            );
+            let mut taken = Vec::new();
+            new.inbox.recv_many(&mut taken, 8).await;
+            (old_id, old) = (new_id, new);
+        }
+    }
 }
