@@ -344,8 +344,9 @@ impl Node {
         self.received.fetch_add(1, Ordering::Relaxed);
         match topic {
             Topic::All => {
+                let left_out = envelope.left_out(topic);
                 for entry in &self.connections {
-                    if envelope.to.as_deref() != Some(entry.key().as_str()) {
+                    if left_out != Some(entry.key().as_str()) {
                         self.deliver(entry.key(), entry.value(), envelope);
                     }
                 }
@@ -357,18 +358,20 @@ impl Node {
                     self.deliver(id, &connection, envelope);
                 }
             }
-            Topic::User(name) => self.deliver_to(self.users.get(name), envelope),
-            Topic::Room(name) => self.deliver_to(self.rooms.get(name), envelope),
+            Topic::User(name) => self.deliver_to(self.users.get(name), topic, envelope),
+            Topic::Room(name) => self.deliver_to(self.rooms.get(name), topic, envelope),
         }
     }
 
-    /// Delivers `body` to every member of a user or room entry, if there is one.
+    /// Delivers `envelope`, which came on `topic`, to every member of a user or room entry, if
+    /// there is one, but the session it leaves out.
     fn deliver_to(
         &self,
         members: Option<dashmap::mapref::one::Ref<'_, String, Members>>,
+        topic: &Topic,
         envelope: &Envelope,
     ) {
-        let left_out = envelope.to.as_deref();
+        let left_out = envelope.left_out(topic);
         for (id, connection) in members.iter().flat_map(|members| members.iter()) {
             if left_out != Some(id.as_str()) {
                 self.deliver(id, connection, envelope);

@@ -170,17 +170,13 @@ impl Envelope {
         }
         let kind = bytes.get_u8();
         let offset_len = usize::from(bytes.get_u8());
-        let (offset, mut bytes) = bytes.split_at_checked(offset_len)?;
+        let (offset, bytes) = bytes.split_at_checked(offset_len)?;
         let offset = if offset.is_empty() {
             None
         } else {
             Some(std::str::from_utf8(offset).ok()?.parse().ok()?)
         };
-        if bytes.remaining() < 2 {
-            return None;
-        }
-        let to_len = usize::from(bytes.get_u16());
-        let (to, mut rest) = bytes.split_at_checked(to_len)?;
+        let (to, mut rest) = split_target(bytes)?;
         let to = if to.is_empty() {
             None
         } else {
@@ -203,6 +199,16 @@ impl Envelope {
         };
         Some(Envelope { to, offset, body })
     }
+}
+
+/// The session id of the target part at the start of `bytes` (two bytes of length, then the
+/// id; empty for none), and what follows it; `None` when `bytes` do not start with one.
+pub(crate) fn split_target(mut bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    if bytes.remaining() < 2 {
+        return None;
+    }
+    let len = usize::from(bytes.get_u16());
+    bytes.split_at_checked(len)
 }
 
 /// The payload of kind `kind` (text or binary) in `bytes`, as history keeps it.

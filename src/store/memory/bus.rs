@@ -126,20 +126,15 @@ impl MemoryTransport {
             (Body::Message(payload), Some(stream)) if policy.is_on() => {
                 let keep = self.bus.has_sessions(stream);
                 let left_out = envelope.left_out(topic);
-                self.bus.history.record_leaving_out(
-                    stream,
-                    payload,
-                    left_out,
-                    policy,
-                    keep,
-                    |offset| {
+                self.bus
+                    .history
+                    .record(stream, payload, left_out, policy, keep, |offset| {
                         let envelope = Envelope {
                             offset: Some(offset),
                             ..envelope.clone()
                         };
                         self.deliver(topic, &envelope);
-                    },
-                );
+                    });
             }
             _ => self.deliver(topic, envelope),
         }
@@ -151,7 +146,7 @@ impl MemoryTransport {
         if let Body::Message(payload) = &envelope.body {
             self.bus
                 .history
-                .record_leaving_out(stream, payload, None, policy, true, |_| ());
+                .record(stream, payload, None, policy, true, |_| ());
         }
     }
 
@@ -174,7 +169,7 @@ impl MemoryTransport {
         policy: HistoryPolicy,
         budget: ReadBudget,
     ) -> Replayed {
-        self.bus.history.read_for(reader, from, policy, budget)
+        self.bus.history.read(reader, from, policy, budget)
     }
 
     /// The node of session `id`, asked of the store that owns the bus.

@@ -72,22 +72,9 @@ impl Kept {
 impl MemoryHistory {
     /// Gives the next offset to a message for `stream`, keeps it there under `policy` when
     /// `keep` says so (the target has a session to deliver it to), then runs `deliver` with
-    /// the offset, all under the history's lock: deliveries happen in offset order.
-    #[cfg(test)]
+    /// the offset, all under the history's lock: deliveries happen in offset order. A message
+    /// that leaves out session `left_out` is not read by a resume of that session.
     pub(crate) fn record<T>(
-        &self,
-        stream: &Stream,
-        payload: &Payload,
-        policy: HistoryPolicy,
-        keep: bool,
-        deliver: impl FnOnce(Offset) -> T,
-    ) -> T {
-        self.record_leaving_out(stream, payload, None, policy, keep, deliver)
-    }
-
-    /// As [`record`](Self::record), for a message that leaves out session `left_out`: a
-    /// resume of that session does not read it.
-    pub(crate) fn record_leaving_out<T>(
         &self,
         stream: &Stream,
         payload: &Payload,
@@ -112,20 +99,10 @@ impl MemoryHistory {
         lock(&self.state).last.max(floor)
     }
 
-    #[cfg(test)]
-    pub(crate) fn read(
-        &self,
-        from: &[ReadFrom],
-        policy: HistoryPolicy,
-        budget: ReadBudget,
-    ) -> Replayed {
-        self.read_for("", from, policy, budget)
-    }
-
     /// The newest messages of the histories `from` after their starting points that fit
     /// `budget`, in offset order, but those that leave out session `reader`; incomplete when
     /// any was left out or dropped before.
-    pub(crate) fn read_for(
+    pub(crate) fn read(
         &self,
         reader: &str,
         from: &[ReadFrom],
@@ -288,10 +265,11 @@ mod tests {
         let room = Stream::Room("r".into());
         let offsets: Vec<Offset> = ["a", "b", "c"]
             .iter()
-            .map(|text| history.record(&room, &(*text).into(), POLICY, true, |offset| offset))
+            .map(|text| history.record(&room, &(*text).into(), None, POLICY, true, |offset| offset))
             .collect();
         assert!(offsets.windows(2).all(|pair| pair[0] < pair[1]));
         let read = history.read(
+            "",
             &[ReadFrom {
                 stream: room.clone(),
                 after: offsets[0],
@@ -307,9 +285,9 @@ mod tests {
     fn a_start_before_what_is_kept_is_incomplete() {
         let history = MemoryHistory::default();
         let all = Stream::All;
-        let first = history.record(&all, &"0".into(), POLICY, true, |offset| offset);
+        let first = history.record(&all, &"0".into(), None, POLICY, true, |offset| offset);
         for n in 1..5 {
-            history.record(&all, &n.to_string().into(), POLICY, true, |_| ());
+            history.record(&all, &n.to_string().into(), None, POLICY, true, |_| ());
         }
         let from = |after| {
             [ReadFrom {
@@ -317,28 +295,28 @@ mod tests {
                 after,
             }]
         };
-        let read = history.read(&from(Offset::default()), POLICY, ALL_OF_IT);
+        let read = history.read("", &from(Offset::default()), POLICY, ALL_OF_IT);
         assert_eq!(texts(&read), ["2", "3", "4"]);
         assert!(!read.complete);
-        let read = history.read(&from(first), POLICY, ALL_OF_IT);
+        let read = history.read("", &from(first), POLICY, ALL_OF_IT);
         assert!(!read.complete, "1 was dropped, and came after the start");
         let two = read.missed[0].offset;
-        assert!(history.read(&from(two), POLICY, ALL_OF_IT).complete);
+        assert!(history.read("", &from(two), POLICY, ALL_OF_IT).complete);
     }
 
     #[test]
     fn several_histories_merge_in_offset_order() {
         let history = MemoryHistory::default();
         let (a, b) = (Stream::Room("a".into()), Stream::User("u".into()));
-        history.record(&a, &"1".into(), POLICY, true, |_| ());
-        history.record(&b, &"2".into(), POLICY, true, |_| ());
-        history.record(&a, &"3".into(), POLICY, true, |_| ());
+        history.record(&a, &"1".into(), None, POLICY, true, |_| ());
+        history.record(&b, &"2".into(), None, POLICY, true, |_| ());
+        history.record(&a, &"3".into(), None, POLICY, true, |_| ());
         let from = [a, b].map(|stream| ReadFrom {
             stream,
             after: Offset::default(),
         });
         assert_eq!(
-            texts(&history.read(&from, POLICY, ALL_OF_IT)),
+            texts(&history.read("", &from, POLICY, ALL_OF_IT)),
             ["1", "2", "3"]
         );
     }
@@ -362,10 +340,10 @@ mod tests {
             ..POLICY
         };
         for text in ["aaaa", "bbbb", "cccc"] {
-            history.record(&room, &text.into(), policy, true, |_| ());
+            history.record(&room, &text.into(), None, policy, true, |_| ());
         }
         assert_eq!(history.bytes(), 8);
-        let read = history.read(&from_start(&[&room]), policy, ALL_OF_IT);
+        let read = history.read("", &from_start(&[&room]), policy, ALL_OF_IT);
         assert_eq!(texts(&read), ["bbbb", "cccc"]);
         assert!(!read.complete, "aaaa was dropped");
     }
@@ -382,16 +360,16 @@ mod tests {
             total_bytes: 10,
             ..POLICY
         };
-        history.record(&a, &"aaaa".into(), policy, true, |_| ());
+        history.record(&a, &"aaaa".into(), None, policy, true, |_| ());
         std::thread::sleep(Duration::from_millis(2));
-        history.record(&b, &"bbbb".into(), policy, true, |_| ());
+        history.record(&b, &"bbbb".into(), None, policy, true, |_| ());
         std::thread::sleep(Duration::from_millis(2));
-        history.record(&c, &"cccc".into(), policy, true, |_| ());
+        history.record(&c, &"cccc".into(), None, policy, true, |_| ());
         assert_eq!(history.bytes(), 8);
-        let read = history.read(&from_start(&[&a]), policy, ALL_OF_IT);
+        let read = history.read("", &from_start(&[&a]), policy, ALL_OF_IT);
         assert!(read.missed.is_empty());
         assert!(!read.complete, "a's history was dropped whole");
-        let read = history.read(&from_start(&[&b, &c]), policy, ALL_OF_IT);
+        let read = history.read("", &from_start(&[&b, &c]), policy, ALL_OF_IT);
         assert_eq!(texts(&read), ["bbbb", "cccc"]);
         assert!(read.complete);
     }
@@ -400,13 +378,13 @@ mod tests {
     fn a_message_not_kept_still_gets_an_offset() {
         let history = MemoryHistory::default();
         let room = Stream::Room("empty".into());
-        let first = history.record(&room, &"x".into(), POLICY, false, |offset| offset);
-        let second = history.record(&room, &"y".into(), POLICY, false, |offset| offset);
+        let first = history.record(&room, &"x".into(), None, POLICY, false, |offset| offset);
+        let second = history.record(&room, &"y".into(), None, POLICY, false, |offset| offset);
         assert!(first < second);
         assert_eq!(history.bytes(), 0);
         assert!(
             history
-                .read(&from_start(&[&room]), POLICY, ALL_OF_IT)
+                .read("", &from_start(&[&room]), POLICY, ALL_OF_IT)
                 .missed
                 .is_empty()
         );
@@ -417,21 +395,21 @@ mod tests {
         let history = MemoryHistory::default();
         let (a, b) = (Stream::Room("a".into()), Stream::User("u".into()));
         for (stream, text) in [(&a, "1"), (&b, "22"), (&a, "333"), (&b, "4444")] {
-            history.record(stream, &text.into(), POLICY, true, |_| ());
+            history.record(stream, &text.into(), None, POLICY, true, |_| ());
         }
         let from = from_start(&[&a, &b]);
         let by_count = ReadBudget {
             messages: 2,
             bytes: 1000,
         };
-        let read = history.read(&from, POLICY, by_count);
+        let read = history.read("", &from, POLICY, by_count);
         assert_eq!(texts(&read), ["333", "4444"]);
         assert!(!read.complete);
         let by_bytes = ReadBudget {
             messages: 10,
             bytes: 8,
         };
-        let read = history.read(&from, POLICY, by_bytes);
+        let read = history.read("", &from, POLICY, by_bytes);
         assert_eq!(texts(&read), ["333", "4444"], "22 would make 7 + 2 bytes");
         assert!(!read.complete);
     }
@@ -444,7 +422,7 @@ mod tests {
             retention: Duration::from_millis(20),
             ..POLICY
         };
-        history.record(&room, &"old".into(), policy, true, |_| ());
+        history.record(&room, &"old".into(), None, policy, true, |_| ());
         assert_eq!(history.bytes(), 3);
         std::thread::sleep(Duration::from_millis(50));
         history.sweep();

@@ -13,7 +13,7 @@ use super::reply::{bytes, unexpected};
 use super::resume::offset;
 use super::scripts::{self, StoreScript};
 use crate::error::{Error, Result};
-use crate::store::envelope::{Stream, payload};
+use crate::store::envelope::{Stream, payload, split_target};
 use crate::store::history::{HistoryPolicy, ReadBudget, ReadFrom, Replayed};
 use crate::store::message::{Delivery, Payload};
 
@@ -328,7 +328,9 @@ fn delivery(entry: Value) -> Result<(Delivery, Option<Vec<u8>>)> {
                 let field = bytes(value)?;
                 kind = field.first().copied();
                 left_out = field
-                    .get(3..)
+                    .get(1..)
+                    .and_then(split_target)
+                    .map(|(id, _)| id)
                     .filter(|id| !id.is_empty())
                     .map(<[u8]>::to_vec);
             }
