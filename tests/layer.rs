@@ -181,15 +181,31 @@ async fn unidentified_upgrade_is_refused(store: impl SessionStore + Into<AnyStor
     assert_eq!(sessions.len(), 0);
 }
 
-/// `store` must have a TTL of about 600 ms.
+/// `store` must have a TTL of about 600 ms. The keep-alive restarts the session's TTL on every
+/// tick and renews its user's set and its room's members once every two TTLs; after nine TTLs
+/// (past what a user set or a room is given when written) all three are still there.
 async fn open_session_outlives_its_ttl(store: impl SessionStore + Into<AnyStore>) {
     let ttl = store.ttl();
     let (addr, _) = serve_chat(store.clone()).await;
     let (mut client, id) = join(addr, "dave").await;
-    tokio::time::sleep(ttl * 2 + ttl / 2).await;
+    let reply = ask(&mut client, json!({"op": "join", "room": "lobby"})).await;
+    assert_eq!(reply, json!({"type": "ok"}));
+    tokio::time::sleep(ttl * 9).await;
     assert!(
         exists(&store, &id).await,
         "an open socket's session expired"
+    );
+    let listed = store.get_user_sessions("dave").await.unwrap();
+    assert_eq!(
+        listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        [id.as_str()],
+        "the user's index lost an open session"
+    );
+    let members = ask(&mut client, json!({"op": "members", "room": "lobby"})).await;
+    assert_eq!(
+        members["members"],
+        json!([{"session": id, "user": "dave"}]),
+        "the room lost an open session"
     );
     let reply = ask(&mut client, json!({"op": "set", "key": "k", "value": 1})).await;
     assert_eq!(reply, json!({"type": "ok"}));
@@ -380,7 +396,7 @@ macro_rules! layer_tests {
             );
             layer_test!(
                 $make,
-                open_session_outlives_twice_its_ttl,
+                open_session_and_its_indexes_outlive_many_ttls,
                 open_session_outlives_its_ttl,
                 Duration::from_millis(600)
             );

@@ -17,7 +17,7 @@ use serde_json::json;
 use ws_session::{Error, InvalidInput, Limits, RedisStore, SessionData, SessionStore};
 
 use support::redis_server::{
-    RedisServer, expire_time, pttl, redis_store, shared_url, unique_prefix,
+    RedisServer, command_calls, expire_time, pttl, redis_store, shared_url, unique_prefix,
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -603,27 +603,6 @@ async fn touch_refreshes_sessions_and_their_user_sets() {
     let session = store.get_session("c1").await.unwrap().unwrap();
     assert!(session.last_active > created.last_active);
     assert_eq!(session.created_at, created.created_at);
-}
-
-/// `(calls per command)` from `INFO commandstats`.
-async fn command_calls(conn: &mut MultiplexedConnection) -> HashMap<String, u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .unwrap();
-    info.lines()
-        .filter_map(|line| {
-            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = stats
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), calls))
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,8 +12,10 @@
 //!    it joins them, its rooms' topics are subscribed before the handler runs). The handler
 //!    moves the handle into its socket task, usually with a
 //!    [`SessionSocket`](crate::socket::SessionSocket), which writes what the hub sends the
-//!    connection while it reads the client's frames. While any clone of the handle is alive, the session is kept alive: one timer per layer refreshes the TTL of all of this
-//!    instance's open sessions with the store's batch `touch` (every third of the TTL by default).
+//!    connection while it reads the client's frames. While any clone of the handle is alive,
+//!    the session is kept alive: one timer per layer restarts the TTL of all of this
+//!    instance's open sessions, many per store call (every half TTL by default; on Redis one
+//!    `PEXPIRE` per session, and the keys that index them once every two TTLs).
 //! 3. **Closed.** When the last clone of the handle is dropped — the client closed the socket,
 //!    vanished without a close frame, or the handler returned — the connection leaves the hub
 //!    at once (topics nobody here needs any more are unsubscribed) and, in a tracked task, the

@@ -4,10 +4,10 @@
 //!
 //! | key                          | type | holds | TTL |
 //! |------------------------------|------|-------|-----|
-//! | `app:session:{id}`           | Hash | one session | the session TTL, renewed by every refresh, and by every write that finds less than 63/64 of it left (a 64th is at most a second) |
-//! | `app:user_sessions:{user}`   | Set  | the ids of the user's sessions | always longer than that of its longest-lived member: when a write would leave it less than a second longer, it is set to twice the session TTL plus a second |
-//! | `app:session_rooms:{id}`     | Hash | the rooms of one session, each with the hub offset at which it joined | the same as the session's, set whenever the session's is |
-//! | `app:room_members:{room}`    | Set  | the ids of the room's sessions | like a user set: never shorter than its longest-lived member's |
+//! | `app:session:{id}`           | Hash | one session | the session TTL, renewed by every keep-alive tick (one `PEXPIRE`), and by every write that finds less than 63/64 of it left (a 64th is at most a second) |
+//! | `app:user_sessions:{user}`   | Set  | the ids of the user's sessions | at least four session TTLs and a second longer than that of its longest-lived member: when a write would leave it less, it is set to five TTLs and a second; the keep-alive of open sessions renews it once every two TTLs |
+//! | `app:session_rooms:{id}`     | Hash | the rooms of one session, each with the hub offset at which it joined | like a user set's, set whenever the session's TTL is; the resume window once detached |
+//! | `app:room_members:{room}`    | Set  | the ids of the room's sessions | like a user set's |
 //! | `app:user_detached:{user}`   | Sorted set | the user's detached sessions, scored by the time they detached (for the cap) | twice the window and a second, from the last detach |
 //! | `app:hub:clock`              | String | the last offset the hub gave a message | a day (or four retentions), renewed by every kept message |
 //! | `app:history:all`            | Stream | messages sent to everyone, kept for resumes | twice the retention and a second, renewed by every message |
@@ -48,7 +48,7 @@
 //! |--------------------|-------|
 //! | `meta:user_id`     | the user |
 //! | `meta:created_at`  | creation time, ms since the Unix epoch |
-//! | `meta:last_active` | last write or refresh, ms since the Unix epoch |
+//! | `meta:last_active` | last write or `touch`, ms since the Unix epoch (the keep-alive of open sessions leaves it) |
 //! | `meta:node`        | the hub node holding the session's connection (a session the layer opened; none while detached) |
 //! | `meta:rooms`       | how many rooms the session is in, when it is in any |
 //! | `meta:epoch`       | which attachment holds the session: 1, one more on each resume |

@@ -16,6 +16,7 @@ use crate::store::AnyStore;
 use crate::store::backend::Backend;
 use crate::store::envelope::{Body, Envelope, Topic};
 use crate::store::history::HistoryPolicy;
+use crate::store::keep_alive::Indexes;
 use crate::store::message::CloseReason;
 use crate::store::subscriber::Subscriber;
 use crate::store::transport::{Published, Transport};
@@ -309,6 +310,21 @@ impl Node {
 
     pub(crate) fn len(&self) -> usize {
         self.connections.len()
+    }
+
+    /// The index keys of the sessions open here: those of its connections that are in rooms,
+    /// their users and their rooms.
+    pub(crate) fn indexes(&self) -> Indexes {
+        Indexes {
+            sessions: self
+                .connections
+                .iter()
+                .filter(|entry| !lock(&entry.rooms).is_empty())
+                .map(|entry| entry.key().clone())
+                .collect(),
+            users: self.users.iter().map(|entry| entry.key().clone()).collect(),
+            rooms: self.rooms.iter().map(|entry| entry.key().clone()).collect(),
+        }
     }
 
     /// Asks every connection open here to close with `reason`. Returns how many were asked.

@@ -105,7 +105,7 @@ impl SessionLayer {
     pub fn new(store: impl Into<AnyStore>) -> Self {
         crate::telemetry::describe();
         let store = store.into();
-        let refresh_interval = (store.ttl() / 3).max(Duration::from_millis(10));
+        let refresh_interval = (store.ttl() / 2).max(Duration::from_millis(10));
         SessionLayer {
             live: Arc::new(Live::new(store, None)),
             config: Arc::new(Config {
@@ -212,9 +212,12 @@ impl SessionLayer {
         self
     }
 
-    /// How often open sessions are refreshed (default: a third of the store's TTL).
+    /// How often open sessions are refreshed (default: half the store's TTL).
     ///
-    /// Keep it well below the TTL: a session whose refresh is late by more than the TTL
+    /// Each refresh restarts the TTL of every open session, with one command per session on
+    /// Redis, many sessions per call (see [`refresh_batch`](Self::refresh_batch)); the keys
+    /// that index them (users' and rooms' sets) are renewed once every two TTLs. Keep the
+    /// interval well below the TTL: a session whose refresh is late by more than the TTL
     /// expires even though its socket is open.
     #[must_use]
     pub fn refresh_interval(mut self, every: Duration) -> Self {

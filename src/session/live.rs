@@ -18,6 +18,7 @@ use crate::resume::{Resume, ResumeToken};
 use crate::store::attachment::{Detach, TokenHash};
 use crate::store::backend::Backend;
 use crate::store::history::HistoryPolicy;
+use crate::store::keep_alive::indexes_due;
 use crate::store::{AnyStore, SessionStore};
 use crate::telemetry::DetachedGauge;
 
@@ -161,7 +162,9 @@ impl Live {
         self.removals.reopen();
     }
 
-    /// Starts, once per layer, the timer that keeps open sessions alive.
+    /// Starts, once per layer, the timer that keeps open sessions alive: every tick restarts
+    /// the TTL of each open session, and a tick renews their indexes too when the next tick
+    /// would come too late for them (see `keep_alive.rs`).
     ///
     /// The task holds only a weak reference, so it ends once the layer and every handle are gone.
     pub(crate) fn start_refresher(self: &Arc<Self>, every: Duration, batch: usize) {
@@ -172,23 +175,30 @@ impl Live {
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
             ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            let mut indexes_renewed = Instant::now();
             loop {
                 ticks.tick().await;
                 let Some(live) = live.upgrade() else {
                     break;
                 };
                 live.refresh(batch).await;
+                if indexes_due(indexes_renewed.elapsed(), every, live.store.ttl())
+                    && live.renew_indexes(batch).await
+                {
+                    indexes_renewed = Instant::now();
+                }
             }
         });
     }
 
-    /// Touches every open session, `batch` ids per store call. Returns how many were refreshed.
+    /// Restarts the TTL of every open session, `batch` ids per store call. Returns how many
+    /// were refreshed.
     pub(crate) async fn refresh(&self, batch: usize) -> usize {
         self.detached_gauge.refresh();
         let ids = self.node.connection_ids();
         let mut refreshed = 0;
         for chunk in ids.chunks(batch.max(1)) {
-            match self.store.touch(chunk).await {
+            match self.store.keep_alive(chunk).await {
                 Ok(missing) => {
                     refreshed += chunk.len() - missing.len();
                     if !missing.is_empty() {
@@ -207,6 +217,19 @@ impl Live {
         }
         tracing::trace!(refreshed, open = ids.len(), "sessions refreshed");
         refreshed
+    }
+
+    /// Renews the indexes of every open session (their users' sets, their rooms' members and
+    /// their lists of rooms), `batch` keys per store call. Returns whether every call worked.
+    pub(crate) async fn renew_indexes(&self, batch: usize) -> bool {
+        let mut renewed = true;
+        for part in self.node.indexes().split(batch) {
+            if let Err(error) = self.store.keep_indexes(&part).await {
+                tracing::warn!(error = %error.chain(), keys = part.len(), "index refresh failed");
+                renewed = false;
+            }
+        }
+        renewed
     }
 
     /// Closes the connections here whose sessions vanished from the store with 1012, so that
@@ -333,7 +356,9 @@ impl LiveSessions {
     /// Refreshes the TTL of every open session now, instead of waiting for the next tick.
     /// Returns how many were refreshed.
     pub async fn refresh_now(&self) -> usize {
-        self.live.refresh(self.batch).await
+        let refreshed = self.live.refresh(self.batch).await;
+        self.live.renew_indexes(self.batch).await;
+        refreshed
     }
 }
 

@@ -39,7 +39,9 @@ pub struct Session {
     pub data: SessionData,
     /// When the session was created, in ms since the Unix epoch.
     pub created_at: u64,
-    /// When the session was last written or refreshed, in ms since the Unix epoch.
+    /// When the session was last written or [`touch`](crate::SessionStore::touch)ed, in ms
+    /// since the Unix epoch. The layer's keep-alive of open sessions restarts their TTL
+    /// without moving it.
     pub last_active: u64,
 }
 
@@ -72,7 +74,7 @@ impl Session {
         UNIX_EPOCH + Duration::from_millis(self.created_at)
     }
 
-    /// When the session was last written or refreshed.
+    /// When the session was last written or touched.
     pub fn last_active_time(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(self.last_active)
     }

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::SessionStore;
 use super::attachment::{Attach, Claim, Claimed, Detach, Detached};
 use super::backend::Backend;
+use super::keep_alive::Indexes;
 use super::memory::MemoryStore;
 use super::message::Member;
 #[cfg(feature = "redis")]
@@ -210,6 +211,14 @@ impl Backend for AnyStore {
 
     async fn room_members(&self, room: &str) -> Result<Vec<Member>> {
         run_on_store!(self, store => measured("room_members", store.room_members(room)))
+    }
+
+    async fn keep_alive(&self, ids: &[String]) -> Result<Vec<String>> {
+        run_on_store!(self, store => measured("keep_alive", store.keep_alive(ids)))
+    }
+
+    async fn keep_indexes(&self, indexes: &Indexes) -> Result<()> {
+        run_on_store!(self, store => measured("keep_indexes", store.keep_indexes(indexes)))
     }
 
     async fn remove_user_sessions(&self, user_id: &str) -> Result<Vec<String>> {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Weak};
 
 use super::SessionStore;
 use super::attachment::{Attach, Claim, Claimed, Detach, Detached};
+use super::keep_alive::Indexes;
 use super::message::Member;
 use super::subscriber::Subscriber;
 use super::transport::Transport;
@@ -95,6 +96,25 @@ pub(crate) trait Backend: SessionStore {
     /// The live members of `room`, in no particular order, across every server instance
     /// sharing the store. Ids of sessions that are gone are pruned from the room.
     fn room_members(&self, room: &str) -> impl Future<Output = Result<Vec<Member>>> + Send;
+
+    /// The keep-alive of open sessions: restarts the TTL of each session of `ids` and returns
+    /// those that no longer exist. Unlike [`touch`](SessionStore::touch) it leaves
+    /// `last_active` as it is (the time of the last write), and the sessions' indexes too: a
+    /// layer renews those with [`keep_indexes`](Self::keep_indexes), as `keep_alive.rs` says.
+    ///
+    /// # Errors
+    ///
+    /// Store errors only.
+    fn keep_alive(&self, ids: &[String]) -> impl Future<Output = Result<Vec<String>>> + Send;
+
+    /// Makes the index keys of `indexes` live at least
+    /// [`INDEX_FLOOR_TTLS`](super::keep_alive::INDEX_FLOOR_TTLS) TTLs more, never shortening
+    /// one, and creating none.
+    ///
+    /// # Errors
+    ///
+    /// Store errors only.
+    fn keep_indexes(&self, indexes: &Indexes) -> impl Future<Output = Result<()>> + Send;
 
     /// Removes every session of `user_id`, with their rooms and the user's index, and returns
     /// the ids of the live sessions removed.

@@ -19,6 +19,7 @@ pub(crate) mod attachment;
 pub(crate) mod backend;
 pub(crate) mod envelope;
 pub(crate) mod history;
+pub(crate) mod keep_alive;
 pub mod memory;
 pub(crate) mod message;
 #[cfg(feature = "redis")]

@@ -313,6 +313,30 @@ pub async fn info_field(
         .unwrap_or_else(|| panic!("INFO {section} reports no {field}"))
 }
 
+/// How many times each command ran (`calls` of `INFO commandstats`, by lowercase name),
+/// counting the commands that scripts call.
+pub async fn command_calls(
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> std::collections::HashMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
 /// `CONFIG SET name value` on `conn`.
 pub async fn config_set(conn: &mut redis::aio::MultiplexedConnection, name: &str, value: &str) {
     redis::cmd("CONFIG")

@@ -10,6 +10,7 @@ use crate::error::{Error, InvalidInput, Result};
 use crate::session::record::Session;
 use crate::store::attachment::{Attach, Claim, Claimed, Detach, Detached};
 use crate::store::backend::Backend;
+use crate::store::keep_alive::Indexes;
 use crate::store::memory::bus::Targets;
 use crate::store::message::Member;
 use crate::store::subscriber::Subscriber;
@@ -129,6 +130,16 @@ impl Backend for MemoryStore {
             inner.rooms.remove_if(room, |_, ids| ids.is_empty());
         }
         Ok(members)
+    }
+
+    async fn keep_alive(&self, ids: &[String]) -> Result<Vec<String>> {
+        let inner = &*self.inner;
+        inner.renew_each(ids, |entry, now| entry.expires_at = inner.expiry(now))
+    }
+
+    /// The indexes of a memory store live as long as the sessions they index: nothing to do.
+    async fn keep_indexes(&self, _indexes: &Indexes) -> Result<()> {
+        Ok(())
     }
 
     async fn remove_user_sessions(&self, user_id: &str) -> Result<Vec<String>> {

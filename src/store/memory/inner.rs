@@ -25,6 +25,30 @@ impl Inner {
         entry.expires_at = self.expiry(now);
     }
 
+    /// Runs `renew` on each live session of `ids`, with the instant it was seen live, and
+    /// returns the ids that are not live. Checks every id before it renews any.
+    pub(super) fn renew_each(
+        &self,
+        ids: &[String],
+        renew: impl Fn(&mut Entry, Instant),
+    ) -> Result<Vec<String>> {
+        for id in ids {
+            self.limits.check_session_id(id)?;
+        }
+        let missing = ids
+            .iter()
+            .filter(|id| match self.live_mut(id) {
+                Some((mut entry, now)) => {
+                    renew(&mut entry, now);
+                    false
+                }
+                None => true,
+            })
+            .cloned()
+            .collect();
+        Ok(missing)
+    }
+
     /// The guard on session `id` if it is live, and the instant it was seen live.
     pub(super) fn live_mut(&self, id: &str) -> Option<(EntryGuard<'_>, Instant)> {
         let entry = self.sessions.get_mut(id)?;

@@ -242,22 +242,8 @@ impl SessionStore for MemoryStore {
 
     async fn touch(&self, ids: &[String]) -> Result<Vec<String>> {
         let inner = &*self.inner;
-        for id in ids {
-            inner.limits.check_session_id(id)?;
-        }
         // One wall-clock time for the whole batch, as the Redis store sends it.
         let active = now_ms();
-        let missing = ids
-            .iter()
-            .filter(|id| match inner.live_mut(id) {
-                Some((mut entry, now)) => {
-                    inner.refresh(&mut entry, now, active);
-                    false
-                }
-                None => true,
-            })
-            .cloned()
-            .collect();
-        Ok(missing)
+        inner.renew_each(ids, |entry, now| inner.refresh(entry, now, active))
     }
 }

@@ -42,22 +42,28 @@
 //! # TTLs
 //!
 //! Every key carries a TTL. A session hash expires [`ttl`](SessionStore::ttl) after its last
-//! [`touch`](SessionStore::touch), and at least 63/64 of it after its last write; each of them
-//! also sets `meta:last_active`. Renewing the TTL costs Redis more than the write itself, so a
-//! write renews it only when the hash's `meta:lives_until` (written by its creation and by each
-//! renewing write) is less than 63/64 of a TTL away: a session written all the time is renewed
-//! about once per 64th of its TTL, and at most once a second; a session written less often, on
-//! every write. A write that does not renew moves no expiry, so it has nothing to keep alive
-//! either. A detach, the only script that gives a hash a shorter TTL, deletes the field. Whenever
-//! a session's TTL is set, the same script makes sure that its user set outlives it by at
-//! least a second: if the set would not, its TTL becomes twice the session TTL plus a second.
-//! So the set always outlives its longest-lived member. The session hash remembers, in
-//! `meta:set_until`, until when the set is known to live (written at creation; no script
-//! shortens a set's TTL or deletes a set while one of its sessions lives), so a write reads
-//! the set's TTL only when that time is less than a TTL and a second away: about once per TTL
-//! for a session written all the time. A [`touch`](SessionStore::touch), the keep-alive of
-//! live sessions, always reads it, so a set whose TTL was changed behind the store's back is
-//! repaired by the next keep-alive. Ids of expired sessions stay in the set until
+//! [`touch`](SessionStore::touch) or keep-alive, and at least 63/64 of it after its last write;
+//! writes and touches also set `meta:last_active`, the keep-alive does not. Renewing the TTL
+//! costs Redis more than the write itself, so a write renews it only when the hash's
+//! `meta:lives_until` (written by its creation and by each renewing write) is less than 63/64
+//! of a TTL away: a session written all the time is renewed about once per 64th of its TTL, and
+//! at most once a second; a session written less often, on every write. A write that does not
+//! renew moves no expiry, so it has nothing to keep alive either. A detach, the only script that
+//! gives a hash a shorter TTL, deletes the field.
+//!
+//! The keys that index sessions (a user's set, a room's members, a session's rooms) live
+//! longer than the sessions they index: whenever a script sets a session's TTL, it makes sure
+//! that the session's user set and rooms live at least four TTLs and a second more, giving them
+//! five TTLs and a second when they would not. So a set always outlives its longest-lived
+//! member, and the keep-alive of a layer's open sessions (see
+//! [`SessionLayer::refresh_interval`](crate::SessionLayer::refresh_interval)) costs one
+//! `PEXPIRE` per session and tick, plus one per index key every two TTLs. The session hash
+//! remembers, in `meta:set_until`, until when its user set is known to live (written at
+//! creation; no script shortens a set's TTL or deletes a set while one of its sessions lives),
+//! so a write reads the set's TTL only when that time is less than four TTLs and a second away:
+//! about once per TTL for a session written all the time. A [`touch`](SessionStore::touch)
+//! always reads it, so a set whose TTL was changed behind the store's back is repaired by the
+//! next touch. Ids of expired sessions stay in the set until
 //! [`get_user_sessions`](SessionStore::get_user_sessions) prunes them, or the set itself
 //! expires.
 //!
@@ -89,6 +95,7 @@ mod command;
 mod conn;
 mod group_commit;
 pub(crate) mod hub;
+mod keep_alive;
 pub(crate) mod keys;
 mod reply;
 mod resume;
@@ -113,6 +120,7 @@ use crate::session::record::{Session, SessionData};
 use crate::store::SessionStore;
 use crate::store::attachment::{Attach, Claim, Claimed, Detach, Detached};
 use crate::store::backend::Backend;
+use crate::store::keep_alive::Indexes;
 use crate::store::message::Member;
 use crate::store::subscriber::Subscriber;
 use crate::store::transport::Transport;
@@ -566,6 +574,14 @@ impl Backend for RedisStore {
 
     async fn room_members(&self, room: &str) -> Result<Vec<Member>> {
         self.members_of(room).await
+    }
+
+    async fn keep_alive(&self, ids: &[String]) -> Result<Vec<String>> {
+        self.keep_sessions_alive(ids).await
+    }
+
+    async fn keep_indexes(&self, indexes: &Indexes) -> Result<()> {
+        self.keep_index_keys(indexes).await
     }
 
     async fn remove_user_sessions(&self, user_id: &str) -> Result<Vec<String>> {

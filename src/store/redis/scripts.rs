@@ -15,6 +15,7 @@ use std::time::Duration;
 use ::redis::{Cmd, Script};
 
 use super::keys::Keys;
+use crate::store::keep_alive::INDEX_FLOOR_TTLS;
 use crate::store::message::{CLOCK_EPOCH_MS, OFFSETS_PER_MS};
 
 /// The script finished and wrote what it was asked to.
@@ -44,7 +45,7 @@ pub(super) const REFUSED_TOKEN: i64 = -11;
 /// A claim came from another user than the session's.
 pub(super) const REFUSED_USER: i64 = -12;
 
-/// A user set is kept alive at least this much longer than any of its members.
+/// An index key is kept alive at least this much longer than the session TTLs it is given.
 const SET_MARGIN_MS: u64 = 1000;
 
 /// A session written all the time has its TTL renewed at most this often: a 64th of its TTL,
@@ -84,6 +85,7 @@ pub(super) struct Scripts {
     pub(crate) publish: StoreScript,
     pub(crate) send: StoreScript,
     pub(super) replay: StoreScript,
+    pub(super) keep_alive: StoreScript,
 }
 
 /// The helpers of `lua/lib/`, each included only by the scripts that call it.
@@ -134,6 +136,7 @@ impl Scripts {
             publish: script(&[HISTORY], include_str!("lua/publish.lua")),
             send: script(&[HISTORY], include_str!("lua/send.lua")),
             replay: script(&[], include_str!("lua/replay.lua")),
+            keep_alive: script(&[], include_str!("lua/keep_alive.lua")),
         }
     }
 }
@@ -177,16 +180,18 @@ fn header(config: &Config<'_>) -> String {
     constant("CLOCK_EPOCH_MS", &CLOCK_EPOCH_MS.to_string());
     constant("OFFSETS_PER_MS", &OFFSETS_PER_MS.to_string());
     constant("TTL_MS", &format!("'{ttl_ms}'"));
-    constant(
-        "SET_FLOOR_MS",
-        &ttl_ms.saturating_add(SET_MARGIN_MS).to_string(),
-    );
+    // An index key (a user set, a room's members, a session's rooms) outlives its sessions
+    // by INDEX_FLOOR_TTLS TTLs, so that the keep-alive renews it seldom (see `keep_alive.rs`);
+    // one TTL more when it is renewed, so that most writes only read its TTL.
+    let index_ttls = |ttls: u32| {
+        ttl_ms
+            .saturating_mul(u64::from(ttls))
+            .saturating_add(SET_MARGIN_MS)
+    };
+    constant("SET_FLOOR_MS", &index_ttls(INDEX_FLOOR_TTLS).to_string());
     constant(
         "SET_TTL_MS",
-        &format!(
-            "'{}'",
-            ttl_ms.saturating_mul(2).saturating_add(SET_MARGIN_MS)
-        ),
+        &format!("'{}'", index_ttls(INDEX_FLOOR_TTLS + 1)),
     );
     constant("SET_MARGIN_MS", &SET_MARGIN_MS.to_string());
     let renew_every = renew_every_ms(ttl_ms);
@@ -271,8 +276,8 @@ mod tests {
                 "local CLOCK_EPOCH_MS = 1767225600000",
                 "local OFFSETS_PER_MS = 4096",
                 "local TTL_MS = '60000'",
-                "local SET_FLOOR_MS = 61000",
-                "local SET_TTL_MS = '121000'",
+                "local SET_FLOOR_MS = 241000",
+                "local SET_TTL_MS = '301000'",
                 "local SET_MARGIN_MS = 1000",
                 "local RENEW_EVERY_MS = 937",
                 "local RENEW_BELOW_MS = 59063",

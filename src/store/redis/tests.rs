@@ -11,8 +11,9 @@ use serde_json::json;
 
 use crate::store::attachment::Detach;
 use crate::store::backend::Backend;
+use crate::store::keep_alive::{INDEX_FLOOR_TTLS, Indexes};
 use crate::{Error, RedisStore, SessionData, SessionStore};
-use ws_session_testkit::redis_server::{expire_time, pttl, redis_ms};
+use ws_session_testkit::redis_server::{RedisServer, command_calls, expire_time, pttl, redis_ms};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -212,4 +213,115 @@ async fn writes_renew_a_session_at_most_every_64th_of_its_ttl() {
     store.set_session_data("c1", "k", json!(4)).await.unwrap();
     let left = pttl(&mut conn, &key).await;
     assert!(left >= floor, "after the detach: {left} ms left");
+}
+
+/// The calls of each command between two `INFO commandstats` readings, but `INFO` itself.
+fn calls_between(
+    before: &HashMap<String, u64>,
+    after: &HashMap<String, u64>,
+) -> Vec<(String, u64)> {
+    let mut moved: Vec<(String, u64)> = after
+        .iter()
+        .filter(|(name, _)| name.as_str() != "info")
+        .map(|(name, calls)| (name.clone(), calls - before.get(name).unwrap_or(&0)))
+        .filter(|(_, calls)| *calls > 0)
+        .collect();
+    moved.sort();
+    moved
+}
+
+/// The keep-alive restarts each session's TTL with one `PEXPIRE`, reads nothing, leaves
+/// `last_active` as the last write set it, and recreates no session that is gone.
+#[tokio::test]
+async fn the_keep_alive_costs_one_command_per_session() {
+    // A private server, so that nothing else moves its command counters.
+    let Some(server) = RedisServer::start() else {
+        eprintln!("{}", ws_session_testkit::redis_server::SKIPPED);
+        return;
+    };
+    let store = RedisStore::connect(&server.url(), "app", HOUR)
+        .await
+        .unwrap();
+    let mut conn = raw(&store).await;
+    let ids: Vec<String> = (0..50).map(|i| format!("s{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        store
+            .create_session(id, &format!("user{}", i % 4))
+            .await
+            .unwrap();
+        let _: bool = conn.pexpire(session_key(&store, id), 5_000).await.unwrap();
+    }
+    store.join_room("s0", "lobby").await.unwrap();
+    let written = store.get_session("s0").await.unwrap().unwrap();
+    // Loads the script, so that the call measured below is one EVALSHA.
+    store.keep_alive(&ids[..1]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    let mut asked = ids.clone();
+    asked.push("gone".to_owned());
+    let before = command_calls(&mut conn).await;
+    let missing = store.keep_alive(&asked).await.unwrap();
+    let after = command_calls(&mut conn).await;
+    assert_eq!(missing, ["gone"]);
+    assert_eq!(
+        calls_between(&before, &after),
+        [("evalsha".to_owned(), 1), ("pexpire".to_owned(), 51)]
+    );
+    for id in &ids {
+        let left = pttl(&mut conn, &session_key(&store, id)).await;
+        assert!(left > 3_500_000, "{id}: {left} ms left");
+    }
+    let exists: bool = conn.exists(session_key(&store, "gone")).await.unwrap();
+    assert!(!exists, "the keep-alive recreated a session");
+    let kept = store.get_session("s0").await.unwrap().unwrap();
+    assert_eq!(kept.last_active, written.last_active);
+}
+
+/// The indexes' keep-alive gives a short-lived index its index TTL, never shortens one that
+/// lives longer, and creates none.
+#[tokio::test]
+async fn the_indexes_keep_alive_lengthens_and_never_shortens() {
+    let ttl = Duration::from_secs(10);
+    let store = require_redis!(ttl);
+    let mut conn = raw(&store).await;
+    store.create_session("c1", "alice").await.unwrap();
+    store.create_session("c2", "bob").await.unwrap();
+    store.join_room("c1", "lobby").await.unwrap();
+    let prefix = store.prefix().to_owned();
+    let alice = user_key(&store, "alice");
+    let bob = user_key(&store, "bob");
+    let rooms = format!("{prefix}:session_rooms:c1");
+    let lobby = format!("{prefix}:room_members:lobby");
+    for key in [&alice, &rooms, &lobby] {
+        let _: bool = conn.pexpire(key, 2_000).await.unwrap();
+    }
+    let _: bool = conn.pexpire(&bob, 3_600_000).await.unwrap();
+
+    let indexes = Indexes {
+        sessions: vec!["c1".into(), "c2".into()],
+        users: vec!["alice".into(), "bob".into(), "nobody".into()],
+        rooms: vec!["lobby".into(), "empty".into()],
+    };
+    store.keep_indexes(&indexes).await.unwrap();
+    // INDEX_FLOOR_TTLS + 1 TTLs and a second.
+    let index_ttl = ttl.as_millis() as i64 * (i64::from(INDEX_FLOOR_TTLS) + 1) + 1_000;
+    for key in [&alice, &rooms, &lobby] {
+        let left = pttl(&mut conn, key).await;
+        assert!(
+            (index_ttl - 1_000..=index_ttl).contains(&left),
+            "{key}: {left} ms left"
+        );
+    }
+    assert!(
+        pttl(&mut conn, &bob).await > 3_000_000,
+        "a longer TTL was cut"
+    );
+    for gone in [
+        user_key(&store, "nobody"),
+        format!("{prefix}:room_members:empty"),
+        format!("{prefix}:session_rooms:c2"),
+    ] {
+        let exists: bool = conn.exists(&gone).await.unwrap();
+        assert!(!exists, "{gone} was created");
+    }
 }

@@ -39,7 +39,7 @@ outlive(USER_SET_PREFIX .. meta[1], SET_FLOOR_MS, SET_TTL_MS)
 local rooms = {}
 if meta[5] then
   keep_rooms(key, #SESSION_PREFIX, SESSION_ROOMS_PREFIX, ROOM_MEMBERS_PREFIX,
-    TTL_MS, SET_FLOOR_MS, SET_TTL_MS)
+    SET_TTL_MS, SET_FLOOR_MS, SET_TTL_MS)
   rooms = redis.call('HGETALL', SESSION_ROOMS_PREFIX .. ARGV[1])
 end
 return { OK, epoch, meta[3] or '', meta[4] or '0', rooms }

@@ -23,5 +23,5 @@ redis.call('HSET', key, 'meta:last_active', ARGV[1])
 redis.call('PEXPIRE', key, TTL_MS)
 outlive(USER_SET_PREFIX .. user, SET_FLOOR_MS, SET_TTL_MS)
 keep_rooms(key, #SESSION_PREFIX, SESSION_ROOMS_PREFIX, ROOM_MEMBERS_PREFIX,
-  TTL_MS, SET_FLOOR_MS, SET_TTL_MS)
+  SET_TTL_MS, SET_FLOOR_MS, SET_TTL_MS)
 return status

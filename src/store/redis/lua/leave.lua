@@ -21,6 +21,6 @@ redis.call('PEXPIRE', key, TTL_MS)
 outlive(USER_SET_PREFIX .. user, SET_FLOOR_MS, SET_TTL_MS)
 if rooms then
   keep_rooms(key, #SESSION_PREFIX, SESSION_ROOMS_PREFIX, ROOM_MEMBERS_PREFIX,
-    TTL_MS, SET_FLOOR_MS, SET_TTL_MS)
+    SET_TTL_MS, SET_FLOOR_MS, SET_TTL_MS)
 end
 return status

@@ -91,7 +91,7 @@ local function refresh(key, user, set_until, rooms_key, rooms, remember)
     end
   end
   if rooms_key then
-    redis.call('PEXPIRE', rooms_key, TTL_MS)
+    redis.call('PEXPIRE', rooms_key, SET_TTL_MS)
     for _, room in ipairs(rooms) do
       local members = ROOM_MEMBERS_PREFIX .. room
       if redis.call('PTTL', members) < SET_FLOOR_MS then
