@@ -10,8 +10,9 @@
 //!   connects as a new session each time; a *resume* client presents the token (and offset)
 //!   of its previous cycle and must be told `recovered`. The two alternate in interleaved
 //!   rounds; medians of cycles per second and of the connect-to-welcome latency (p50, p99).
-//! - **wire**: Redis commands per whole resume cycle (claim, missed messages, detach on close),
-//!   each command counted, from `INFO commandstats`.
+//! - **wire**: Redis commands per whole resume cycle (claim, missed messages, detach on close)
+//!   beside those of a fresh cycle (create, detach on close), each command counted, from
+//!   `INFO commandstats`.
 //! - **memory**: Redis memory (`used_memory`) per detached session (two data keys, one room)
 //!   and per message kept for resumes (a 100-byte text), from the difference before and after.
 //! - **stall**: a session in 8 rooms whose histories hold 256 messages of 64 KiB each (128 MiB
@@ -303,43 +304,59 @@ async fn wire_and_memory(url: &str, params: &Params) -> Vec<String> {
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let mut lines = Vec::new();
 
-    // A whole resume cycle through the chat router.
+    // Whole cycles through the chat router, fresh and resuming, each counted alone.
     let store = RedisStore::connect(url, "cycle", TTL)
         .await
         .unwrap()
         .limits(app::limits());
     let addr = serve(resumable(store)).await;
-    let mut state = ClientState {
-        user: "c".into(),
-        resume: Some((String::new(), None)),
-    };
-    cycle(addr, &mut state).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let cycles = 50;
-    let (before, stats_before) = commands(&mut conn).await;
-    for _ in 0..cycles {
+    let mut per_cycle = Vec::new();
+    for resume in [false, true] {
+        let mut state = ClientState {
+            user: "c".into(),
+            resume: resume.then(|| (String::new(), None)),
+        };
         cycle(addr, &mut state).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let cycles = 50;
+        let (before, stats_before) = commands(&mut conn).await;
+        for i in 0..cycles {
+            if !resume {
+                // A storm of fresh connects comes from many users.
+                state.user = format!("fresh{i}");
+            }
+            cycle(addr, &mut state).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (after, stats_after) = commands(&mut conn).await;
+        let mut changed: Vec<String> = stats_after
+            .iter()
+            .filter_map(|(name, calls)| {
+                let was = stats_before
+                    .iter()
+                    .find(|(other, _)| other == name)
+                    .map_or(0, |(_, calls)| *calls);
+                let delta = calls - was;
+                (delta > 0 && name != "info")
+                    .then(|| format!("{name} {:.1}", delta as f64 / f64::from(cycles)))
+            })
+            .collect();
+        changed.sort();
+        let commands = (after - before - 1) as f64 / f64::from(cycles);
+        per_cycle.push(commands);
+        let what = if resume {
+            "resume cycle (connect with a token, claim, missed messages, close, detach)"
+        } else {
+            "fresh cycle (connect, create, close, detach)"
+        };
+        lines.push(format!(
+            "wire: {commands:.1} Redis commands per {what}: {}",
+            changed.join(", ")
+        ));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (after, stats_after) = commands(&mut conn).await;
-    let mut changed: Vec<String> = stats_after
-        .iter()
-        .filter_map(|(name, calls)| {
-            let was = stats_before
-                .iter()
-                .find(|(other, _)| other == name)
-                .map_or(0, |(_, calls)| *calls);
-            let delta = calls - was;
-            (delta > 0 && name != "info")
-                .then(|| format!("{name} {:.1}", delta as f64 / f64::from(cycles)))
-        })
-        .collect();
-    changed.sort();
     lines.push(format!(
-        "wire: {:.1} Redis commands per resume cycle (connect, claim, missed messages, close, \
-         detach): {}",
-        (after - before - 1) as f64 / f64::from(cycles),
-        changed.join(", ")
+        "wire: a resume cycle costs {:.2}x the Redis commands of a fresh one",
+        per_cycle[1] / per_cycle[0]
     ));
 
     // Memory per detached session: two data keys and one room each. The sessions are opened
