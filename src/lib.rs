@@ -78,7 +78,7 @@ mod telemetry;
 
 pub use error::{Chain, Error, InvalidInput, Result};
 pub use layer::{
-    Identification, OriginCheck, ResponseFuture, SessionLayer, SessionService, UserId,
+    Admission, Identification, OriginCheck, ResponseFuture, SessionLayer, SessionService, UserId,
 };
 pub use limits::Limits;
 pub use session::{

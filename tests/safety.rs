@@ -632,3 +632,44 @@ async fn connections_past_the_cap_are_closed_at_once() {
     let again = Client::connect(chat.addr, "again").await;
     assert!(!again.id.is_empty());
 }
+
+/// With an admission rate, a burst of upgrades opens at once, the next ones wait their turn in
+/// a short queue, and those past the queue get 503 with `Retry-After`, creating nothing; on
+/// both stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_past_the_admission_queue_get_503_and_create_nothing() {
+    let server = redis();
+    let mut stores: Vec<ws_session::AnyStore> = vec![ws_session::MemoryStore::new().into()];
+    if let Some(server) = &server {
+        stores.push(server.store(Duration::from_secs(60)).await.into());
+    }
+    for store in stores {
+        let layer = app::session_layer(store.clone())
+            .admission(ws_session::Admission::per_second(2).queue(1));
+        let instance = support::chat::serve(layer.clone(), app::router(layer)).await;
+        let url = format!("ws://{}/ws?user=crowd", instance.addr);
+        // The burst: two at once.
+        let first = Client::connect(instance.addr, "crowd").await;
+        let second = Client::connect(instance.addr, "crowd").await;
+        // Two more at the same moment: one waits for its turn, the other is refused.
+        let (a, b) = tokio::join!(
+            tokio_tungstenite::connect_async(url.as_str()),
+            tokio_tungstenite::connect_async(url.as_str())
+        );
+        let (admitted, refused) = match (a, b) {
+            (Ok(admitted), Err(refused)) | (Err(refused), Ok(admitted)) => (admitted, refused),
+            (a, b) => panic!("one admitted and one refused expected: {a:?} {b:?}"),
+        };
+        let tungstenite::Error::Http(response) = refused else {
+            panic!("refused without a response: {refused}");
+        };
+        assert_eq!(response.status(), 503, "{store:?}");
+        assert_eq!(response.headers()["retry-after"], "1");
+        instance.settle(3).await;
+        let listed = ws_session::SessionStore::get_user_sessions(&store, "crowd")
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 3, "{store:?}: the refusal created a session");
+        drop((first, second, admitted));
+    }
+}

@@ -11,7 +11,8 @@
 //! and the server settings: `HEADER_TIMEOUT_SECS` (default 30), `IDLE_SECS` (default 60: a
 //! client that sends nothing, not even a pong, for that long is closed; pings go out at half of
 //! it), `MAX_CONNECTIONS` (default 10,000), `SENDS_PER_SECOND` (default 100 per connection; 0:
-//! no limit). Connect with
+//! no limit), `OPENS_PER_SECOND` (sessions opened per second, two seconds of upgrades queued,
+//! the rest refused with 503 and `Retry-After`; default 5,000; 0: no limit). Connect with
 //! `GET /ws?user=NAME`, and resume with `&resume=TOKEN&offset=OFFSET`; the protocol (sessions,
 //! rooms, messages to a room, a user, a session or everyone, kicks, resume) is in examples/chat/README.md.
 //! Start it twice on one `REDIS_URL` with two `ADDR`s and the clients of both reach each
@@ -25,7 +26,7 @@ use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 use ws_session::store::redis::redacted_url;
-use ws_session::{AnyStore, MemoryStore, OriginCheck, RedisStore, SessionLayer};
+use ws_session::{Admission, AnyStore, MemoryStore, OriginCheck, RedisStore, SessionLayer};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -49,6 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_connections: number("MAX_CONNECTIONS", 10_000)?,
     };
     let sends = number("SENDS_PER_SECOND", 100)?;
+    let opens = number("OPENS_PER_SECOND", 5_000)?;
     let settings = app::Settings {
         idle_timeout: seconds("IDLE_SECS", 60)?,
         sends_per_second: u32::try_from(sends).ok().filter(|sends| *sends > 0),
@@ -79,10 +81,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let layer: SessionLayer = app::resumable_layer(store, window);
     tracing::info!(window = ?window, ?origins, "resume window, origins allowed beside the server's own");
-    let layer = layer.check_origin(OriginCheck::same_origin_and(origins));
+    let mut layer = layer.check_origin(OriginCheck::same_origin_and(origins));
+    if let Ok(opens) = u32::try_from(opens)
+        && opens > 0
+    {
+        // A deploy storm opens sessions at this rate, two seconds of upgrades waiting.
+        layer = layer.admission(Admission::per_second(opens).queue(2 * opens as usize));
+    }
     let sessions = layer.live_sessions();
 
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let bind = tokio::net::lookup_host(&addr)
+        .await?
+        .next()
+        .ok_or_else(|| format!("ADDR={addr}: no address"))?;
+    let listener = serve::listen(bind)?;
     let local = listener.local_addr()?;
     tracing::info!(
         "chat listening: open http://{local}/ in a browser, or connect to ws://{local}/ws?user=NAME"

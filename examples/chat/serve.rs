@@ -3,6 +3,7 @@
 //! and a cap on open connections.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use ws_session::LiveSessions;
 
@@ -32,6 +33,26 @@ impl Default for ServerSettings {
             max_connections: 10_000,
         }
     }
+}
+
+/// How many connections the kernel queues for `accept` (the standard library's `bind` asks
+/// for 128). When a deploy restarts an instance, all of its clients reconnect within a second
+/// or two; past the queue, the kernel drops their handshakes and each retries only a second
+/// later (and again after two, four...), so a short queue turns a storm into seconds of
+/// waiting. Linux caps it at `net.core.somaxconn` (4,096 by default since 5.4).
+pub const BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with a queue of [`BACKLOG`] connections.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // A restarted instance binds the address its predecessor's connections still name.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then waits up to 5 seconds for the

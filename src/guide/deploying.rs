@@ -41,6 +41,27 @@
 //! | pings and an idle timeout, in the socket loop | a peer that vanished without a FIN holds its socket and session | ping at 30 s, close at 60 s of silence |
 //! | a cap on open connections, WebSockets included | file descriptors and memory are finite | 10,000 |
 //! | a send rate per connection (`governor`) | one client can make the hub fan out without pause | 100/s, bursts of 200 |
+//! | a listen backlog that holds a reconnect storm (`tokio::net::TcpSocket::listen`) | see below | 4,096 |
+//! | an admission rate for new and resumed sessions (`SessionLayer::admission`) | see below | 5,000/s, 10,000 queued |
+//!
+//! **Restarts and reconnect storms.** When an instance shuts down (or a load balancer moves its
+//! clients), every one of its clients reconnects within a second or two, to a restarted
+//! process or to the others. Three things keep that storm from hurting:
+//!
+//! - **The listen backlog.** `TcpListener::bind` asks the kernel to queue 128 connections
+//!   waiting for `accept`; past that, the kernel drops the handshakes, and each client's TCP
+//!   stack tries again only a second later, then two, then four. Ten thousand clients arriving
+//!   in the same second then take seconds longer than they need. Listen through
+//!   `tokio::net::TcpSocket` with a backlog of a few thousand (Linux caps it at
+//!   `net.core.somaxconn`, 4,096 by default), as `examples/chat/serve.rs` does.
+//! - **An admission rate.** Each new or resumed session is a few store calls; with every
+//!   instance on one Redis, a storm of them slows every other client's operations too.
+//!   `SessionLayer::admission(Admission::per_second(n).queue(q))` opens at most `n` sessions
+//!   per second per instance, lets `q` upgrades wait for their turn, and answers the rest with
+//!   `503` and `Retry-After` before anything is created.
+//! - **Clients that come back with jitter.** A client that retries at a random moment within a
+//!   growing window (the demo page: anywhere up to 0.5 s, then 1, 2, 4, at most 8 s) spreads
+//!   a storm over time instead of returning all in the same instant.
 //!
 //! **What `/metrics` tells.** The chat example serves its metrics on the public port, as a demo:
 //! the number of open sessions, resumes and why they were refused, kicks. In production, serve

@@ -1,5 +1,6 @@
 //! [`SessionLayer`]: gives every WebSocket upgrade a session that lives as long as its socket.
 
+mod admission;
 mod future;
 mod identify;
 mod open;
@@ -14,6 +15,8 @@ use std::time::Duration;
 use http::request::Parts;
 use tower_layer::Layer;
 
+pub use self::admission::Admission;
+use self::admission::Admitter;
 pub use self::future::ResponseFuture;
 pub use self::identify::{Identification, UserId};
 use self::identify::{Identifier, from_extensions, identifier};
@@ -95,6 +98,8 @@ pub(crate) struct Config {
     pub(crate) read_resume: Reader,
     /// The bound on resume attempts per session, with a resume window.
     pub(crate) resume_attempts: Option<Arc<Attempts>>,
+    /// How fast sessions are opened, if bounded.
+    pub(crate) admission: Option<Arc<Admitter>>,
 }
 
 /// The default number of sessions refreshed by one store call.
@@ -119,6 +124,7 @@ impl SessionLayer {
                 resumable: false,
                 read_resume: Arc::new(from_query),
                 resume_attempts: None,
+                admission: None,
             }),
         }
     }
@@ -222,6 +228,14 @@ impl SessionLayer {
     #[must_use]
     pub fn refresh_interval(mut self, every: Duration) -> Self {
         Arc::make_mut(&mut self.config).refresh_interval = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Opens sessions at a bounded rate, with a short queue, and answers the upgrades past
+    /// it with `503` and `Retry-After` (default: no bound). See [`Admission`].
+    #[must_use]
+    pub fn admission(mut self, admission: Admission) -> Self {
+        Arc::make_mut(&mut self.config).admission = Some(Arc::new(Admitter::new(admission)));
         self
     }
 

@@ -143,6 +143,21 @@ where
         );
         return Ok(response);
     }
+    if let Some(admitter) = &config.admission
+        && let Err(busy) = admitter.admit().await
+    {
+        tracing::info!("upgrade refused with 503: too many sessions opening at once");
+        crate::telemetry::refused_upgrade("busy");
+        let mut response = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many clients connecting at once, try again later",
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, busy.retry_after);
+        return Ok(response);
+    }
     let resumed = match presented {
         Some(presented) => {
             match open::resumed(
