@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::chat::{Client, Instance, serve, texts};
 use support::redis_server::{shared_url, unique_prefix};
+use tokio_tungstenite::tungstenite;
 use ws_session::resume::Resume;
 use ws_session::{MemoryStore, RedisStore, SessionLayer, SessionStore};
 
@@ -410,6 +411,18 @@ async fn shutdown_detaches_and_clients_resume_elsewhere(kind: Kind) {
     assert_eq!(cluster[0].sessions.shutdown().await, 1);
     assert_eq!(alice.close_code().await, Some(1001));
     cluster[0].settle(0).await;
+    // The instance shutting down opens nothing more, fresh or resumed: a claim there would
+    // rotate the token of a session whose welcome may never reach its client.
+    for query in [format!("user=alice&resume={token}"), "user=bob".to_owned()] {
+        let url = format!("ws://{}/ws?{query}", cluster[0].addr);
+        match tokio_tungstenite::connect_async(url).await {
+            Err(tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 503);
+                assert_eq!(response.headers()["retry-after"], "1");
+            }
+            other => panic!("an upgrade during the shutdown: {other:?}"),
+        }
+    }
     let mut alice = Client::resume(cluster[1].addr, "alice", &token, None).await;
     assert!(alice.recovered(), "{}", alice.welcome);
     assert_eq!(alice.id, id);

@@ -158,6 +158,17 @@ where
             .insert(http::header::RETRY_AFTER, busy.retry_after);
         return Ok(response);
     }
+    let Some(opening) = live.begin_open() else {
+        tracing::debug!("upgrade refused with 503: this instance is shutting down");
+        crate::telemetry::refused_upgrade("shutdown");
+        let mut response =
+            (StatusCode::SERVICE_UNAVAILABLE, "shutting down, try again").into_response();
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
+        return Ok(response);
+    };
     let resumed = match presented {
         Some(presented) => {
             match open::resumed(
@@ -181,6 +192,7 @@ where
             Err(error) => return Ok(open::failed(&error)),
         },
     };
+    drop(opening);
     live.start_refresher(config.refresh_interval, config.refresh_batch);
     parts.extensions.insert(session.clone());
 

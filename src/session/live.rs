@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior};
@@ -22,6 +22,9 @@ use crate::store::keep_alive::indexes_due;
 use crate::store::{AnyStore, SessionStore};
 use crate::telemetry::DetachedGauge;
 
+/// How long a shutdown waits for the opens in flight to finish.
+const OPENS_FINISH_WITHIN: Duration = Duration::from_secs(30);
+
 /// The live sessions of a layer: shared by the layer, its services and every handle it gave
 /// out.
 pub(crate) struct Live {
@@ -34,6 +37,19 @@ pub(crate) struct Live {
     detach: Option<Detach>,
     /// The sessions this instance detached, for the gauge of detached sessions.
     pub(crate) detached_gauge: Arc<DetachedGauge>,
+    /// Set when a shutdown begins: from then on no session is opened here.
+    closing: AtomicBool,
+    /// Opens in flight: sessions being created or claimed, not yet open on the node.
+    opening: AtomicUsize,
+}
+
+/// One open in flight (see [`Live::begin_open`]); over when dropped.
+pub(crate) struct Opening(Arc<Live>);
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        self.0.opening.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Live {
@@ -51,7 +67,18 @@ impl Live {
             refresher_started: AtomicBool::new(false),
             detach: resume.as_ref().map(Resume::detach),
             detached_gauge: Arc::default(),
+            closing: AtomicBool::new(false),
+            opening: AtomicUsize::new(0),
         }
+    }
+
+    /// Counts an open (a create or a claim) in flight until the returned guard drops, once the
+    /// session's connection is open on the node; `None` once a shutdown began, when nothing
+    /// may be opened here any more.
+    pub(crate) fn begin_open(self: &Arc<Self>) -> Option<Opening> {
+        self.opening.fetch_add(1, Ordering::SeqCst);
+        let opening = Opening(Arc::clone(self));
+        (!self.closing.load(Ordering::SeqCst)).then_some(opening)
     }
 
     /// The detach of these sessions, if they are kept for resumes.
@@ -123,6 +150,15 @@ impl Live {
     /// a resume window), `batch` store calls at a time, then waits for every removal or detach
     /// started before. Returns how many connections were closed.
     pub(crate) async fn shutdown(&self, batch: usize) -> usize {
+        // No open starts from now on; those in flight (each bounded by the store's timeout)
+        // finish first, so that their connections are among those closed below. A claim that
+        // went through on an instance about to exit, its welcome never sent, would leave its
+        // client with a token that no longer works.
+        self.closing.store(true, Ordering::SeqCst);
+        let waited = std::time::Instant::now();
+        while self.opening.load(Ordering::SeqCst) > 0 && waited.elapsed() < OPENS_FINISH_WITHIN {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let detach = self.detach();
         let mut owned = Vec::new();
         let mut closed = 0;
@@ -342,7 +378,10 @@ impl LiveSessions {
         self.live.node.close_all(reason)
     }
 
-    /// Shuts this instance's sessions down gracefully, in one call: every socket is asked to
+    /// Shuts this instance's sessions down gracefully, in one call. From its start, the layer
+    /// opens no session any more: an upgrade gets `503` with `Retry-After: 1`, so that its
+    /// client goes to another instance or comes back to the restarted one; the upgrades
+    /// already opening finish first. Then every socket is asked to
     /// close with 1001 ([`CloseReason::GOING_AWAY`](crate::hub::CloseReason::GOING_AWAY)), and
     /// every session is detached — with a [resume window](crate::resume), so that its client
     /// resumes it on the restarted instance or another one — or removed, without one. Returns
