@@ -92,6 +92,7 @@ pub(super) struct Scripts {
 const OWNER_OF: &str = include_str!("lua/lib/owner_of.lua");
 const OUTLIVE: &str = include_str!("lua/lib/outlive.lua");
 const DATA_FIELDS: &str = include_str!("lua/lib/data_fields.lua");
+const KEEP_LISTED_ROOMS: &str = include_str!("lua/lib/keep_listed_rooms.lua");
 /// `keep_rooms` calls `keep_listed_rooms`, so it comes with it.
 const KEEP_ROOMS: &str = concat!(
     include_str!("lua/lib/keep_listed_rooms.lua"),
@@ -128,7 +129,10 @@ impl Scripts {
             rooms: script(&[], include_str!("lua/rooms.lua")),
             members: script(&[], include_str!("lua/members.lua")),
             remove_user: script(&[FORGET], include_str!("lua/remove_user.lua")),
-            claim: script(&[OUTLIVE, KEEP_ROOMS], include_str!("lua/claim.lua")),
+            claim: script(
+                &[OUTLIVE, KEEP_LISTED_ROOMS],
+                include_str!("lua/claim.lua"),
+            ),
             detach: script(
                 &[OUTLIVE, KEEP_ROOMS, FORGET],
                 include_str!("lua/detach.lua"),

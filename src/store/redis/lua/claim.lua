@@ -19,7 +19,7 @@ end
 
 local key = KEYS[1]
 local meta = redis.call('HMGET', key,
-  'meta:user_id', 'meta:token', 'meta:node', 'meta:since', 'meta:rooms')
+  'meta:user_id', 'meta:token', 'meta:node', 'meta:since', 'meta:rooms', 'meta:epoch')
 if not meta[1] or not meta[2] then
   return { REFUSED_UNKNOWN }
 end
@@ -29,8 +29,11 @@ end
 if meta[1] ~= ARGV[3] then
   return { REFUSED_USER }
 end
-local epoch = redis.call('HINCRBY', key, 'meta:epoch', 1)
-redis.call('HSET', key, 'meta:token', ARGV[4], 'meta:node', ARGV[5], 'meta:last_active', ARGV[6])
+-- The epoch counts attachments from 1; the read one (a number, or none) is written back one
+-- higher with the other fields, in one HSET.
+local epoch = (tonumber(meta[6]) or 0) + 1
+redis.call('HSET', key, 'meta:epoch', epoch, 'meta:token', ARGV[4], 'meta:node', ARGV[5],
+  'meta:last_active', ARGV[6])
 redis.call('HDEL', key, 'meta:detached')
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('PEXPIRE', key, TTL_MS)
@@ -38,8 +41,13 @@ redis.call('PEXPIRE', HISTORY_SESSION_PREFIX .. ARGV[1], TTL_MS)
 outlive(USER_SET_PREFIX .. meta[1], SET_FLOOR_MS, SET_TTL_MS)
 local rooms = {}
 if meta[5] then
-  keep_rooms(key, #SESSION_PREFIX, SESSION_ROOMS_PREFIX, ROOM_MEMBERS_PREFIX,
-    SET_TTL_MS, SET_FLOOR_MS, SET_TTL_MS)
-  rooms = redis.call('HGETALL', SESSION_ROOMS_PREFIX .. ARGV[1])
+  -- One read of the rooms, each with the offset it joined at, for the answer and the keep.
+  local rooms_key = SESSION_ROOMS_PREFIX .. ARGV[1]
+  rooms = redis.call('HGETALL', rooms_key)
+  local names = {}
+  for i = 1, #rooms, 2 do
+    names[#names + 1] = rooms[i]
+  end
+  keep_listed_rooms(rooms_key, names, ROOM_MEMBERS_PREFIX, SET_TTL_MS, SET_FLOOR_MS, SET_TTL_MS)
 end
 return { OK, epoch, meta[3] or '', meta[4] or '0', rooms }

@@ -13,23 +13,42 @@ local count = tonumber(ARGV[2 * n + 1])
 local budget = tonumber(ARGV[2 * n + 2])
 local spent = 0
 local out = {}
+-- A history's first step reads its XINFO once instead of asking whether it exists: that tells
+-- whether it exists, whether a message after the starting point was dropped, whether it holds
+-- anything newer than the starting point at all (else nothing is read), and which message is
+-- its oldest (the reading stops there, without one more call to find nothing).
 for i, key in ipairs(KEYS) do
   local lost, more, entries = 0, 0, {}
-  if redis.call('EXISTS', key) == 1 then
-    local high = ARGV[n + i]
-    if high == '+' then
-      local info = redis.call('XINFO', 'STREAM', key)
+  local after = tonumber(ARGV[i])
+  local high = ARGV[n + i]
+  local reading, oldest = true, false
+  if high == '+' then
+    local info = redis.pcall('XINFO', 'STREAM', key)
+    if info.err then
+      -- No such history (or not a stream): nothing to read, nothing lost.
+      reading = false
+    else
       for j = 1, #info, 2 do
-        if info[j] == 'max-deleted-entry-id' then
+        local field = info[j]
+        if field == 'max-deleted-entry-id' then
           local dropped = tonumber(string.match(info[j + 1], '^%d+'))
-          if dropped and dropped > tonumber(ARGV[i]) then
+          if dropped and dropped > after then
             lost = 1
           end
+        elseif field == 'last-generated-id' then
+          local last = tonumber(string.match(info[j + 1], '^%d+'))
+          if last and last <= after then
+            reading = false
+          end
+        elseif field == 'first-entry' and info[j + 1] then
+          oldest = info[j + 1][1]
         end
       end
-    else
-      high = '(' .. high .. '-0'
     end
+  else
+    high = '(' .. high .. '-0'
+  end
+  if reading then
     local low = '(' .. ARGV[i] .. '-0'
     while true do
       if #entries >= count or (spent > 0 and spent >= budget) then
@@ -42,6 +61,9 @@ for i, key in ipairs(KEYS) do
       end
       entries[#entries + 1] = got[1]
       spent = spent + #got[1][2][4]
+      if got[1][1] == oldest then
+        break
+      end
       high = '(' .. got[1][1]
     end
   end
