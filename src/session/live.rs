@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::task::TaskTracker;
 
@@ -21,6 +22,10 @@ use crate::store::history::HistoryPolicy;
 use crate::store::keep_alive::indexes_due;
 use crate::store::{AnyStore, SessionStore};
 use crate::telemetry::DetachedGauge;
+
+/// How many detaches a shutdown has in flight at once: enough to keep Redis busy, few enough
+/// that another instance's command never waits behind more than a millisecond or so of them.
+const SHUTDOWN_IN_FLIGHT: usize = 64;
 
 /// How long a shutdown waits for the opens in flight to finish.
 const OPENS_FINISH_WITHIN: Duration = Duration::from_secs(30);
@@ -147,9 +152,9 @@ impl Live {
     }
 
     /// Closes every connection here with 1001 and detaches their sessions (removes them without
-    /// a resume window), `batch` store calls at a time, then waits for every removal or detach
-    /// started before. Returns how many connections were closed.
-    pub(crate) async fn shutdown(&self, batch: usize) -> usize {
+    /// a resume window), [`SHUTDOWN_IN_FLIGHT`] store calls at a time, then waits for every
+    /// removal or detach started before. Returns how many connections were closed.
+    pub(crate) async fn shutdown(&self) -> usize {
         // No open starts from now on; those in flight (each bounded by the store's timeout)
         // finish first, so that their connections are among those closed below. A claim that
         // went through on an instance about to exit, its welcome never sent, would leave its
@@ -171,12 +176,11 @@ impl Live {
             }
         }
         let store = &self.store;
-        for chunk in owned.chunks(batch.max(1)) {
-            futures_util::future::join_all(chunk.iter().map(|(id, epoch)| {
+        futures_util::stream::iter(&owned)
+            .for_each_concurrent(SHUTDOWN_IN_FLIGHT, |(id, epoch)| {
                 detach_or_remove(store, &self.detached_gauge, id, *epoch, detach)
-            }))
+            })
             .await;
-        }
         tracing::info!(
             sessions = owned.len(),
             detached = detach.is_some(),
@@ -389,7 +393,7 @@ impl LiveSessions {
     /// socket loops then send their close frames and end; dropping their handles changes
     /// nothing more.
     pub async fn shutdown(&self) -> usize {
-        self.live.shutdown(self.batch).await
+        self.live.shutdown().await
     }
 
     /// Refreshes the TTL of every open session now, instead of waiting for the next tick.

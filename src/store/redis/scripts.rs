@@ -129,10 +129,7 @@ impl Scripts {
             rooms: script(&[], include_str!("lua/rooms.lua")),
             members: script(&[], include_str!("lua/members.lua")),
             remove_user: script(&[FORGET], include_str!("lua/remove_user.lua")),
-            claim: script(
-                &[OUTLIVE, KEEP_LISTED_ROOMS],
-                include_str!("lua/claim.lua"),
-            ),
+            claim: script(&[OUTLIVE, KEEP_LISTED_ROOMS], include_str!("lua/claim.lua")),
             detach: script(
                 &[OUTLIVE, KEEP_ROOMS, FORGET],
                 include_str!("lua/detach.lua"),
