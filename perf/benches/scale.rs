@@ -317,13 +317,11 @@ async fn measure(kind: Kind, n: usize, params: &Params, chat: &Path, redis: &Red
     let commands = total_commands(&mut conn).await;
     tokio::time::sleep(window).await;
     let idle_cpu = (server::cpu(server.pid()) - cpu).as_secs_f64() / window.as_secs_f64();
-    let idle_commands = (kind == Kind::Redis).then(|| async {
+    let idle_commands = if kind == Kind::Redis {
         let ran = total_commands(&mut conn).await - commands - 1;
-        (ran as f64 / window.as_secs_f64(), window)
-    });
-    let idle_commands = match idle_commands {
-        Some(reading) => Some(reading.await),
-        None => None,
+        Some((ran as f64 / window.as_secs_f64(), window))
+    } else {
+        None
     };
 
     let fanout = if kind == Kind::Bare {
@@ -405,7 +403,7 @@ fn away_texts(client: &Client, user_index: usize) -> Vec<String> {
     if let Some(room) = &client.room {
         texts.extend((0..2).map(|k| format!("{AWAY}{room}:{k}")));
     }
-    if user_index % 10 == 0 {
+    if user_index.is_multiple_of(10) {
         texts.push(format!("{AWAY}{}:0", client.user));
     }
     texts
