@@ -34,7 +34,8 @@
 //! It prints the table and the projection to 100,000 connections per instance from each
 //! measure's slope against N, and writes the plot `docs/scale.svg`. Without `--bench` it makes
 //! a short smoke run at N = 200 whose numbers mean nothing. Environment: `WS_SCALE_N` (sizes,
-//! comma-separated), `WS_SCALE_IDLE_SECS`, `WS_SCALE_REDIS_IDLE_SECS`.
+//! comma-separated), `WS_SCALE_SERVERS` (some of `bare,memory,redis`), `WS_SCALE_IDLE_SECS`,
+//! `WS_SCALE_REDIS_IDLE_SECS`.
 
 use ws_session_testkit::app;
 // The bench serves the bare router only, not the one keeping data in Redis.
@@ -77,6 +78,7 @@ const SPARE_FDS: u64 = 1000;
 
 struct Params {
     sizes: Vec<usize>,
+    kinds: Vec<Kind>,
     idle: Duration,
     redis_idle: Duration,
 }
@@ -99,8 +101,18 @@ impl Params {
             Err(_) if bench => vec![1_000, 5_000, largest],
             Err(_) => vec![200],
         };
+        let kinds = match std::env::var("WS_SCALE_SERVERS") {
+            Ok(names) => names
+                .split(',')
+                .map(|name| {
+                    Kind::named(name.trim()).expect("WS_SCALE_SERVERS: bare, memory, redis")
+                })
+                .collect(),
+            Err(_) => Kind::ALL.to_vec(),
+        };
         Params {
             sizes,
+            kinds,
             idle: secs("WS_SCALE_IDLE_SECS", if bench { 30 } else { 2 }),
             redis_idle: secs("WS_SCALE_REDIS_IDLE_SECS", if bench { 120 } else { 2 }),
         }
@@ -132,7 +144,7 @@ fn main() {
     let rows = runtime.block_on(async {
         let mut rows = Vec::new();
         for &n in &params.sizes {
-            for kind in Kind::ALL {
+            for &kind in &params.kinds {
                 let row = measure(kind, n, &params, &chat, &redis).await;
                 report::table(std::slice::from_ref(&row));
                 rows.push(row);

@@ -40,16 +40,18 @@
 //! `CloseFrame` (this module implements them) are what `SessionSocket` is made of.
 
 mod convert;
+mod keep_alive;
 
 use std::future::poll_fn;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, close_code};
 use futures_util::{Sink, SinkExt};
-use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio::time::Instant;
 
 use crate::hub::{CloseReason, Delivery, HubEvent};
 use crate::session::WsSession;
+use keep_alive::KeepAlive;
 
 /// How long a write to the client may take, by default, before the client is dropped.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -70,9 +72,10 @@ pub const BATCH: usize = 64;
 /// - **Slow clients.** A write that takes longer than [`send_timeout`](Self::send_timeout)
 ///   (10 s) ends the connection; so does an overflowing inbox, through the hub's close order
 ///   (4001).
-/// - **Silent clients.** The client is pinged at half of [`idle_timeout`](Self::idle_timeout)
-///   (60 s), and closed with 1001 `idle` when it has sent nothing, not even a pong, for the
-///   whole of it.
+/// - **Silent clients.** The client is pinged every half of
+///   [`idle_timeout`](Self::idle_timeout) (60 s), and closed with 1001 `idle` when it has sent
+///   nothing, not even a pong, for the whole of it. The pings of all connections fall on a
+///   grid of whole seconds, so an idle server wakes for them in batches.
 /// - **The hub's close order.** A kick, a takeover or a shutdown closes the socket with the
 ///   code and reason the hub gave ([`CloseReason`]).
 /// - **Oversized messages.** A client message over axum's limit
@@ -94,25 +97,6 @@ pub struct SessionSocket {
     deliver: fn(&Delivery) -> Message,
     keep_alive: Option<KeepAlive>,
     done: bool,
-}
-
-struct KeepAlive {
-    idle_timeout: Duration,
-    pings: Interval,
-    heard: Instant,
-}
-
-impl KeepAlive {
-    fn new(idle_timeout: Duration) -> Self {
-        let period = (idle_timeout / 2).max(Duration::from_millis(1));
-        let mut pings = tokio::time::interval_at(Instant::now() + period, period);
-        pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        KeepAlive {
-            idle_timeout,
-            pings,
-            heard: Instant::now(),
-        }
-    }
 }
 
 /// What woke the loop.
@@ -196,21 +180,23 @@ impl SessionSocket {
     pub async fn recv(&mut self) -> Option<Message> {
         while !self.done {
             if self.written < self.events.len() || self.deadline.is_some() {
-                self.forward().await;
+                // Boxed, as writes are: a connection waiting for its client holds only what
+                // waiting needs.
+                Box::pin(self.forward()).await;
                 continue;
             }
             let woke = {
-                let pings = self.keep_alive.as_mut().map(|keep| &mut keep.pings);
+                let keep_alive = self.keep_alive.as_mut();
                 tokio::select! {
                     frame = self.socket.recv() => Woke::Frame(frame),
                     taken = self.session.recv_many(&mut self.events, self.batch) => Woke::Events(taken),
-                    _ = tick(pings) => Woke::Ping,
+                    _ = tick(keep_alive) => Woke::Ping,
                 }
             };
             match woke {
                 Woke::Frame(frame) => {
                     if let Some(keep) = &mut self.keep_alive {
-                        keep.heard = Instant::now();
+                        keep.heard();
                     }
                     match frame {
                         Some(Ok(frame @ (Message::Text(_) | Message::Binary(_)))) => {
@@ -258,7 +244,9 @@ impl SessionSocket {
             }
             socket.flush().await
         };
-        let result = match tokio::time::timeout(self.send_timeout, written).await {
+        // Boxed: a write, with its timer, is held only while it runs, not in every connection's
+        // waiting task.
+        let result = match Box::pin(tokio::time::timeout(self.send_timeout, written)).await {
             Ok(result) => result,
             Err(elapsed) => Err(axum::Error::new(elapsed)),
         };
@@ -324,7 +312,7 @@ impl SessionSocket {
         let Some(keep) = &self.keep_alive else {
             return;
         };
-        if keep.heard.elapsed() >= keep.idle_timeout {
+        if keep.is_silent() {
             tracing::debug!(session = %self.session.id(), "silent client: closing");
             self.close_with(&CloseReason::new(close_code::AWAY, "idle"))
                 .await;
@@ -351,10 +339,10 @@ impl std::fmt::Debug for SessionSocket {
 }
 
 /// The next tick of the pings, or never when they are off.
-async fn tick(pings: Option<&mut Interval>) {
-    match pings {
-        Some(pings) => {
-            pings.tick().await;
+async fn tick(keep_alive: Option<&mut KeepAlive>) {
+    match keep_alive {
+        Some(keep_alive) => {
+            keep_alive.tick().await;
         }
         None => std::future::pending().await,
     }

@@ -21,6 +21,16 @@ pub enum Kind {
 impl Kind {
     pub const ALL: [Kind; 3] = [Kind::Bare, Kind::Memory, Kind::Redis];
 
+    /// The kind a short name gives (`bare`, `memory`, `redis`).
+    pub fn named(name: &str) -> Option<Kind> {
+        match name {
+            "bare" => Some(Kind::Bare),
+            "memory" => Some(Kind::Memory),
+            "redis" => Some(Kind::Redis),
+            _ => None,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::Bare => "bare",
