@@ -220,22 +220,26 @@ async fn serve_socket(socket: WebSocket, session: WsSession, settings: Settings)
             }
         };
         let reply = match frame {
-            Some(Message::Text(text)) => match answer(&text, &session, sends.as_ref()).await {
-                // A send goes on in the background: the next frame is read meanwhile.
-                Answer::Later(reply) => {
-                    pending.push_back(reply);
-                    // A client that sends faster than the hub takes its messages waits here,
-                    // so what it costs stays bounded.
-                    if pending.len() >= MAX_IN_FLIGHT
-                        && let Some(Some(reply)) = pending.next().await
-                        && socket.send(frame_of(&reply)).await.is_err()
-                    {
-                        break;
+            // Boxed: the largest of the loop's steps, held only while a frame is answered
+            // rather than in every connection's task for as long as it is open.
+            Some(Message::Text(text)) => {
+                match Box::pin(answer(&text, &session, sends.as_ref())).await {
+                    // A send goes on in the background: the next frame is read meanwhile.
+                    Answer::Later(reply) => {
+                        pending.push_back(reply);
+                        // A client that sends faster than the hub takes its messages waits here,
+                        // so what it costs stays bounded.
+                        if pending.len() >= MAX_IN_FLIGHT
+                            && let Some(Some(reply)) = pending.next().await
+                            && socket.send(frame_of(&reply)).await.is_err()
+                        {
+                            break;
+                        }
+                        continue;
                     }
-                    continue;
+                    Answer::Now(reply) => reply,
                 }
-                Answer::Now(reply) => reply,
-            },
+            }
             Some(_binary) => Some(error_reply(
                 "binary frames are not understood: send JSON text".into(),
             )),

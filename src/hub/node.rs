@@ -2,13 +2,14 @@
 //! and the topics those need. The node is the one owner of this state; the broker only carries
 //! envelopes between nodes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use litemap::LiteMap;
 
 use super::inbox::{Inbox, InboxLimits, Pushed};
 use crate::error::Result;
@@ -30,8 +31,9 @@ pub(crate) struct Connection {
     pub(crate) epoch: u64,
     /// Whether this connection still owns its session (see [`Ownership`]).
     owner: AtomicU8,
-    /// The rooms this connection is in (on this node; the store holds the same).
-    rooms: Mutex<BTreeSet<String>>,
+    /// The rooms this connection is in (on this node; the store holds the same): a sorted
+    /// list, as small as the few rooms of most connections need.
+    rooms: Mutex<LiteMap<String, ()>>,
 }
 
 /// Who decides what becomes of a connection's session when its handle goes.
@@ -170,7 +172,7 @@ impl Node {
             inbox: Inbox::new(limits),
             epoch,
             owner: AtomicU8::new(OWNED),
-            rooms: Mutex::new(rooms.iter().cloned().collect()),
+            rooms: Mutex::new(rooms.iter().map(|room| (room.clone(), ())).collect()),
         });
         if let Some(older) = self
             .connections
@@ -239,7 +241,7 @@ impl Node {
             connection,
         );
         let rooms = std::mem::take(&mut *lock(&connection.rooms));
-        for room in &rooms {
+        for room in rooms.keys() {
             self.remove_member(&self.rooms, Topic::Room, room, id, connection);
         }
         let mut live = lock(&self.live);
@@ -259,7 +261,11 @@ impl Node {
         connection: &Arc<Connection>,
         room: &str,
     ) -> Result<bool> {
-        if !self.is_open(id, connection) || !lock(&connection.rooms).insert(room.to_owned()) {
+        if !self.is_open(id, connection)
+            || lock(&connection.rooms)
+                .try_insert(room.to_owned(), ())
+                .is_some()
+        {
             return Ok(false);
         }
         self.add_member(&self.rooms, Topic::Room, room, id, connection);
@@ -273,7 +279,7 @@ impl Node {
     /// Takes `connection` (of session `id`) out of `room` here. Returns `false` when it was
     /// not in it.
     pub(crate) fn leave(&self, id: &str, connection: &Arc<Connection>, room: &str) -> bool {
-        if !lock(&connection.rooms).remove(room) {
+        if lock(&connection.rooms).remove(room).is_none() {
             return false;
         }
         self.remove_member(&self.rooms, Topic::Room, room, id, connection);
@@ -282,7 +288,7 @@ impl Node {
 
     /// The rooms of `connection`, sorted.
     pub(crate) fn rooms_of(connection: &Connection) -> Vec<String> {
-        lock(&connection.rooms).iter().cloned().collect()
+        lock(&connection.rooms).keys().cloned().collect()
     }
 
     /// Whether `connection` is the connection of session `id` here.

@@ -1,6 +1,5 @@
 //! One session as the memory store holds it, and the hasher of the store's maps.
 
-use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -8,6 +7,7 @@ use std::time::Instant;
 use dashmap::mapref::one::RefMut;
 use foldhash::SharedSeed;
 use foldhash::fast::{FoldHasher, SeedableRandomState};
+use litemap::LiteMap;
 
 use crate::session::record::{Session, SessionData};
 use crate::store::attachment::TokenHash;
@@ -54,7 +54,7 @@ pub(super) struct Entry {
     /// The hub node holding the session's connection, if it has one.
     pub(super) node: Option<Arc<str>>,
     /// The rooms the session is in, each with the hub's offset when it joined.
-    pub(super) rooms: BTreeMap<String, Offset>,
+    pub(super) rooms: LiteMap<String, Offset>,
     /// The hash of the session's resume token, if it can be resumed.
     pub(super) token: Option<TokenHash>,
     /// Which attachment of the session holds it now.

@@ -1,6 +1,6 @@
 //! [`SessionStore`] for [`MemoryStore`].
 
-use std::collections::BTreeMap;
+use litemap::LiteMap;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,7 +60,7 @@ impl MemoryStore {
                 last_active: created,
                 expires_at: inner.expiry(now),
                 node: attach.map(|attach| Arc::from(attach.node_id)),
-                rooms: BTreeMap::new(),
+                rooms: LiteMap::new(),
                 token: attach.and_then(|attach| attach.token),
                 epoch: 1,
                 since,
