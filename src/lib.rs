@@ -75,6 +75,7 @@ mod session;
 pub mod socket;
 pub mod store;
 mod telemetry;
+mod wake_ups;
 
 pub use error::{Chain, Error, InvalidInput, Result};
 pub use layer::{

@@ -70,7 +70,9 @@ type Members = HashMap<String, Arc<Connection>>;
 pub(crate) struct Node {
     id: Arc<str>,
     transport: Transport,
-    connections: DashMap<String, Arc<Connection>>,
+    /// Session id -> its connection here. The ids are shared: the keep-alive takes them all
+    /// on every tick.
+    connections: DashMap<Arc<str>, Arc<Connection>>,
     /// User id -> the user's connections here. Lock order: a guard on `users` or `rooms` may
     /// be held while `live` or a connection's own locks are taken, never the other way round.
     users: DashMap<String, Members>,
@@ -176,7 +178,7 @@ impl Node {
         });
         if let Some(older) = self
             .connections
-            .insert(id.to_owned(), Arc::clone(&connection))
+            .insert(Arc::from(id), Arc::clone(&connection))
         {
             self.take_over(id, &older);
         }
@@ -302,12 +304,12 @@ impl Node {
     pub(crate) fn connections(&self) -> Vec<(String, Arc<Connection>)> {
         self.connections
             .iter()
-            .map(|entry| (entry.key().clone(), Arc::clone(entry.value())))
+            .map(|entry| (entry.key().to_string(), Arc::clone(entry.value())))
             .collect()
     }
 
     /// The ids of every connection open here.
-    pub(crate) fn connection_ids(&self) -> Vec<String> {
+    pub(crate) fn connection_ids(&self) -> Vec<Arc<str>> {
         self.connections
             .iter()
             .map(|entry| entry.key().clone())
@@ -326,7 +328,7 @@ impl Node {
                 .connections
                 .iter()
                 .filter(|entry| !lock(&entry.rooms).is_empty())
-                .map(|entry| entry.key().clone())
+                .map(|entry| entry.key().to_string())
                 .collect(),
             users: self.users.iter().map(|entry| entry.key().clone()).collect(),
             rooms: self.rooms.iter().map(|entry| entry.key().clone()).collect(),
@@ -368,7 +370,7 @@ impl Node {
             Topic::All => {
                 let left_out = envelope.left_out(topic);
                 for entry in &self.connections {
-                    if left_out != Some(entry.key().as_str()) {
+                    if left_out != Some(&**entry.key()) {
                         self.deliver(entry.key(), entry.value(), envelope);
                     }
                 }

@@ -22,6 +22,7 @@ use crate::store::history::HistoryPolicy;
 use crate::store::keep_alive::indexes_due;
 use crate::store::{AnyStore, SessionStore};
 use crate::telemetry::DetachedGauge;
+use crate::wake_ups::WakeUps;
 
 /// How many detaches a shutdown has in flight at once: enough to keep Redis busy, few enough
 /// that another instance's command never waits behind more than a millisecond or so of them.
@@ -46,6 +47,8 @@ pub(crate) struct Live {
     closing: AtomicBool,
     /// Opens in flight: sessions being created or claimed, not yet open on the node.
     opening: AtomicUsize,
+    /// The timer the socket loops of this layer share for their pings.
+    pub(crate) wake_ups: WakeUps,
 }
 
 /// One open in flight (see [`Live::begin_open`]); over when dropped.
@@ -74,6 +77,7 @@ impl Live {
             detached_gauge: Arc::default(),
             closing: AtomicBool::new(false),
             opening: AtomicUsize::new(0),
+            wake_ups: WakeUps::default(),
         }
     }
 

@@ -190,6 +190,11 @@ impl WsSession {
         &self.inner.user_id
     }
 
+    /// The timer the socket loops of this session's layer share.
+    pub(crate) fn wake_ups(&self) -> crate::wake_ups::WakeUps {
+        self.inner.live.wake_ups.clone()
+    }
+
     /// The value at `key` as a `T`; `Ok(None)` when the key is not set.
     ///
     /// # Errors

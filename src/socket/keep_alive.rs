@@ -3,12 +3,17 @@
 //! Every connection pings at half its idle timeout. The pings of all connections fall on one
 //! grid (whole seconds for the default timeout), so an idle server with many connections
 //! wakes once per step for every ping due then, rather than once per connection at scattered
-//! times: the wake-ups, the timer work and the pongs that answer come in batches.
+//! times; and the connections due at one instant share one timer of the layer
+//! ([`WakeUps`]), so the wake-ups, the timer work and the pongs that answer come in batches.
 
+use std::future::poll_fn;
 use std::sync::OnceLock;
+use std::task::Waker;
 use std::time::Duration;
 
-use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio::time::Instant;
+
+use crate::wake_ups::WakeUps;
 
 /// The largest step of the grid the pings fall on.
 const GRID: Duration = Duration::from_secs(1);
@@ -16,20 +21,25 @@ const GRID: Duration = Duration::from_secs(1);
 /// The pings of one connection and when its client was last heard.
 pub(super) struct KeepAlive {
     idle_timeout: Duration,
-    pings: Interval,
+    period: Duration,
+    /// The next ping.
+    next: Instant,
     heard: Instant,
+    wake_ups: WakeUps,
+    /// The waker left with `wake_ups` for `next`.
+    registered: Option<Waker>,
 }
 
 impl KeepAlive {
-    pub(super) fn new(idle_timeout: Duration) -> Self {
+    pub(super) fn new(idle_timeout: Duration, wake_ups: WakeUps) -> Self {
         let (period, step) = period_and_step(idle_timeout);
-        let mut pings = tokio::time::interval_at(on_grid(Instant::now() + period, step), period);
-        // A late tick does not move the next ones off the grid.
-        pings.set_missed_tick_behavior(MissedTickBehavior::Skip);
         KeepAlive {
             idle_timeout,
-            pings,
+            period,
+            next: on_grid(Instant::now() + period, step),
             heard: Instant::now(),
+            wake_ups,
+            registered: None,
         }
     }
 
@@ -43,9 +53,23 @@ impl KeepAlive {
         self.heard.elapsed() >= self.idle_timeout
     }
 
-    /// The next time to ping (or to give a silent client up).
+    /// The next time to ping (or to give a silent client up). Cancel-safe.
     pub(super) async fn tick(&mut self) {
-        self.pings.tick().await;
+        let (wake_ups, registered, at) = (&self.wake_ups, &mut self.registered, self.next);
+        poll_fn(|cx| wake_ups.poll_at(at, registered, cx)).await;
+        // Pings missed (the loop was busy) are skipped, and the next stays on the grid.
+        let now = Instant::now();
+        while self.next <= now {
+            self.next += self.period;
+        }
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        if let Some(waker) = self.registered.take() {
+            self.wake_ups.forget(self.next, &waker);
+        }
     }
 }
 

@@ -110,6 +110,7 @@ impl SessionSocket {
     /// Runs `socket` with `session`, with the default settings. Call it inside
     /// `on_upgrade`, in the task that serves the socket.
     pub fn new(socket: WebSocket, session: WsSession) -> Self {
+        let keep_alive = KeepAlive::new(IDLE_TIMEOUT, session.wake_ups());
         SessionSocket {
             session,
             socket,
@@ -119,7 +120,7 @@ impl SessionSocket {
             send_timeout: SEND_TIMEOUT,
             batch: BATCH,
             deliver: |delivery| Message::from(delivery),
-            keep_alive: Some(KeepAlive::new(IDLE_TIMEOUT)),
+            keep_alive: Some(keep_alive),
             done: false,
         }
     }
@@ -136,7 +137,7 @@ impl SessionSocket {
     /// this); `None` turns pings and the idle close off. Default 60 s.
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.keep_alive = timeout.map(KeepAlive::new);
+        self.keep_alive = timeout.map(|timeout| KeepAlive::new(timeout, self.session.wake_ups()));
         self
     }
 

@@ -213,7 +213,7 @@ impl Backend for AnyStore {
         run_on_store!(self, store => measured("room_members", store.room_members(room)))
     }
 
-    async fn keep_alive(&self, ids: &[String]) -> Result<Vec<String>> {
+    async fn keep_alive(&self, ids: &[Arc<str>]) -> Result<Vec<String>> {
         run_on_store!(self, store => measured("keep_alive", store.keep_alive(ids)))
     }
 

@@ -105,7 +105,7 @@ pub(crate) trait Backend: SessionStore {
     /// # Errors
     ///
     /// Store errors only.
-    fn keep_alive(&self, ids: &[String]) -> impl Future<Output = Result<Vec<String>>> + Send;
+    fn keep_alive(&self, ids: &[Arc<str>]) -> impl Future<Output = Result<Vec<String>>> + Send;
 
     /// Makes the index keys of `indexes` live at least
     /// [`INDEX_FLOOR_TTLS`](super::keep_alive::INDEX_FLOOR_TTLS) TTLs more, never shortening

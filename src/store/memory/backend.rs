@@ -132,7 +132,7 @@ impl Backend for MemoryStore {
         Ok(members)
     }
 
-    async fn keep_alive(&self, ids: &[String]) -> Result<Vec<String>> {
+    async fn keep_alive(&self, ids: &[Arc<str>]) -> Result<Vec<String>> {
         let inner = &*self.inner;
         inner.renew_each(ids, |entry, now| entry.expires_at = inner.expiry(now))
     }

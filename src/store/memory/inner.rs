@@ -29,14 +29,15 @@ impl Inner {
     /// returns the ids that are not live. Checks every id before it renews any.
     pub(super) fn renew_each(
         &self,
-        ids: &[String],
+        ids: &[impl AsRef<str>],
         renew: impl Fn(&mut Entry, Instant),
     ) -> Result<Vec<String>> {
         for id in ids {
-            self.limits.check_session_id(id)?;
+            self.limits.check_session_id(id.as_ref())?;
         }
         let missing = ids
             .iter()
+            .map(AsRef::as_ref)
             .filter(|id| match self.live_mut(id) {
                 Some((mut entry, now)) => {
                     renew(&mut entry, now);
@@ -44,7 +45,7 @@ impl Inner {
                 }
                 None => true,
             })
-            .cloned()
+            .map(str::to_owned)
             .collect();
         Ok(missing)
     }

@@ -1,6 +1,8 @@
 //! The keep-alive of a layer's open sessions on Redis: one `PEXPIRE` per key, many keys per
 //! script call (see `lua/keep_alive.lua` and the crate's `keep_alive.rs`).
 
+use std::sync::Arc;
+
 use ::redis::Value;
 
 use super::RedisStore;
@@ -11,7 +13,7 @@ use crate::store::keep_alive::Indexes;
 
 impl RedisStore {
     /// Restarts the TTL of sessions `ids`; returns those that are gone.
-    pub(super) async fn keep_sessions_alive(&self, ids: &[String]) -> Result<Vec<String>> {
+    pub(super) async fn keep_sessions_alive(&self, ids: &[Arc<str>]) -> Result<Vec<String>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }

@@ -576,7 +576,7 @@ impl Backend for RedisStore {
         self.members_of(room).await
     }
 
-    async fn keep_alive(&self, ids: &[String]) -> Result<Vec<String>> {
+    async fn keep_alive(&self, ids: &[Arc<str>]) -> Result<Vec<String>> {
         self.keep_sessions_alive(ids).await
     }
 

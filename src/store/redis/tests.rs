@@ -3,6 +3,7 @@
 //! are in `tests/redis_store.rs`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
@@ -254,11 +255,11 @@ async fn the_keep_alive_costs_one_command_per_session() {
     store.join_room("s0", "lobby").await.unwrap();
     let written = store.get_session("s0").await.unwrap().unwrap();
     // Loads the script, so that the call measured below is one EVALSHA.
-    store.keep_alive(&ids[..1]).await.unwrap();
+    store.keep_alive(&[Arc::from("s0")]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
 
-    let mut asked = ids.clone();
-    asked.push("gone".to_owned());
+    let mut asked: Vec<Arc<str>> = ids.iter().map(|id| Arc::from(id.as_str())).collect();
+    asked.push(Arc::from("gone"));
     let before = command_calls(&mut conn).await;
     let missing = store.keep_alive(&asked).await.unwrap();
     let after = command_calls(&mut conn).await;
