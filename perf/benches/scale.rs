@@ -26,12 +26,13 @@
 //! - **deploy storm** (Redis): while the server is down, two messages go to each room and one
 //!   to every tenth user; a new process starts on the same address, and the clients, which
 //!   retry with a fully jittered backoff, resume. Until all resumed; sessions lost; clients that
-//!   got the messages sent while away exactly once and in order; Redis commands per resume and
-//!   the peak per second (sampled every 100 ms);
+//!   got the messages sent while away exactly once and in order; Redis commands and Redis CPU
+//!   time per resume, and the peak commands per second (sampled every 100 ms);
 //! - **fresh-connect storm**: N new clients (new users, no room) at once on the same server:
-//!   the time until all are welcomed, Redis commands per connect and the peak per second.
+//!   the time until all are welcomed, Redis commands and Redis CPU time per connect, and the
+//!   peak per second.
 //!
-//! It prints the table and the projection to 100,000 connections per instance from each
+//! It prints the table, a resume's cost against a fresh connect's, and the projection to 100,000 connections per instance from each
 //! measure's slope against N, and writes the plot `docs/scale.svg`. Without `--bench` it makes
 //! a short smoke run at N = 200 whose numbers mean nothing. Environment: `WS_SCALE_N` (sizes,
 //! comma-separated), `WS_SCALE_SERVERS` (some of `bare,memory,redis`), `WS_SCALE_IDLE_SECS`,
@@ -153,6 +154,7 @@ fn main() {
         rows
     });
     report::table(&rows);
+    report::resume_cost(&rows);
     report::projection(&rows, 100_000.0);
     if bench {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/scale.svg");
@@ -262,10 +264,20 @@ impl Fleet {
     }
 }
 
-/// Samples Redis's command counter every 100 ms while a storm runs.
+/// Samples Redis's command counter every 100 ms while a storm runs, and reads Redis's CPU time
+/// at both ends.
 struct Sampler {
     running: Arc<AtomicBool>,
-    task: JoinHandle<(u64, f64)>,
+    task: JoinHandle<(u64, f64, Duration)>,
+}
+
+/// Redis's CPU time so far, user and system.
+async fn redis_cpu(conn: &mut MultiplexedConnection) -> Duration {
+    let mut seconds = 0.0;
+    for field in ["used_cpu_user", "used_cpu_sys"] {
+        seconds += info_field(conn, "cpu", field).await.parse::<f64>().unwrap();
+    }
+    Duration::from_secs_f64(seconds)
 }
 
 impl Sampler {
@@ -274,6 +286,7 @@ impl Sampler {
         let running = Arc::new(AtomicBool::new(true));
         let flag = Arc::clone(&running);
         let task = tokio::spawn(async move {
+            let cpu = redis_cpu(&mut conn).await;
             let first = total_commands(&mut conn).await;
             let (mut last, mut at, mut peak) = (first, Instant::now(), 0.0_f64);
             while flag.load(Ordering::Relaxed) {
@@ -283,13 +296,14 @@ impl Sampler {
                 peak = peak.max(rate);
                 (last, at) = (now, Instant::now());
             }
-            (last - first, peak)
+            let cpu = redis_cpu(&mut conn).await.saturating_sub(cpu);
+            (last - first, peak, cpu)
         });
         Sampler { running, task }
     }
 
-    /// Commands run since the start, and the peak per second.
-    async fn finish(self) -> (u64, f64) {
+    /// Commands run since the start, the peak per second, and Redis's CPU time meanwhile.
+    async fn finish(self) -> (u64, f64, Duration) {
         self.running.store(false, Ordering::Relaxed);
         self.task.await.unwrap()
     }
@@ -474,7 +488,7 @@ async fn deploy_storm(
                 >= n
         })
         .await;
-    let (commands, peak) = sampler.finish().await;
+    let (commands, peak, cpu) = sampler.finish().await;
     let listen_drops = server::listen_drops() - drops;
     // The messages missed follow each welcome; give the last ones a moment.
     let expected: Vec<Vec<String>> = fleet
@@ -503,6 +517,7 @@ async fn deploy_storm(
         delivered_in_order: Some(in_order()),
         commands_per_client: Some(commands as f64 / n as f64),
         peak_commands: Some(peak),
+        redis_cpu_per_client: Some(cpu / n as u32),
         listen_drops,
     };
     (storm, server)
@@ -523,12 +538,16 @@ async fn fresh_storm(addr: SocketAddr, n: usize, kind: Kind, redis: &RedisServer
             shared.open.load(Ordering::Relaxed) == n
         })
         .await;
-    let (commands, peak) = match sampler {
+    let (commands, peak, cpu) = match sampler {
         Some(sampler) => {
-            let (commands, peak) = sampler.finish().await;
-            (Some(commands as f64 / n as f64), Some(peak))
+            let (commands, peak, cpu) = sampler.finish().await;
+            (
+                Some(commands as f64 / n as f64),
+                Some(peak),
+                Some(cpu / n as u32),
+            )
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     let storm = Storm {
         took,
@@ -538,6 +557,7 @@ async fn fresh_storm(addr: SocketAddr, n: usize, kind: Kind, redis: &RedisServer
         delivered_in_order: None,
         commands_per_client: commands,
         peak_commands: peak,
+        redis_cpu_per_client: cpu,
         listen_drops: server::listen_drops() - drops,
     };
     fleet.stop().await;

@@ -49,6 +49,8 @@ pub struct Storm {
     /// Redis: commands per client, and the peak commands per second.
     pub commands_per_client: Option<f64>,
     pub peak_commands: Option<f64>,
+    /// Redis: its CPU time (user and system) per client.
+    pub redis_cpu_per_client: Option<Duration>,
     pub listen_drops: u64,
 }
 
@@ -74,7 +76,7 @@ fn secs(duration: Duration) -> String {
 pub fn table(rows: &[Row]) {
     println!();
     println!(
-        "| N | server | RSS per connection | over bare | idle CPU | Redis commands per session per second at idle | open all N | listen drops | fan-out p50 / p99 | SIGTERM until exit (peak Redis commands per s) | deploy storm: resumed, lost, in order | time, Redis commands per client, peak per s, 503s, listen drops | fresh-connect storm: the same |"
+        "| N | server | RSS per connection | over bare | idle CPU | Redis commands per session per second at idle | open all N | listen drops | fan-out p50 / p99 | SIGTERM until exit (peak Redis commands per s) | deploy storm: resumed, lost, in order | time, Redis commands and Redis CPU per client, peak commands per s, 503s, listen drops | fresh-connect storm: the same |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
@@ -99,8 +101,11 @@ pub fn table(rows: &[Row]) {
             let peak = storm
                 .peak_commands
                 .map_or("–".to_owned(), |p| format!("{p:.0}"));
+            let cpu = storm.redis_cpu_per_client.map_or("–".to_owned(), |cpu| {
+                format!("{:.0} µs", cpu.as_secs_f64() * 1e6)
+            });
             format!(
-                "{}, {commands}, {peak}, {}, {}",
+                "{}, {commands}, {cpu}, {peak}, {}, {}",
                 secs(storm.took),
                 storm.busy,
                 storm.listen_drops
@@ -129,6 +134,28 @@ pub fn table(rows: &[Row]) {
             row.idle_cpu * 100.0,
             secs(row.open),
             row.listen_drops,
+        );
+    }
+}
+
+/// A resume against a fresh connect, in Redis commands and Redis CPU per client, at each N.
+pub fn resume_cost(rows: &[Row]) {
+    println!();
+    println!("A resume (deploy storm) against a fresh connect (fresh-connect storm), per client:");
+    for row in rows {
+        let (Some(deploy), Some(fresh)) = (&row.deploy, &row.fresh) else {
+            continue;
+        };
+        let ratio = |resume: Option<f64>, fresh: Option<f64>| match (resume, fresh) {
+            (Some(resume), Some(fresh)) if fresh > 0.0 => format!("{:.2}x", resume / fresh),
+            _ => "–".to_owned(),
+        };
+        let cpu = |storm: &Storm| storm.redis_cpu_per_client.map(|cpu| cpu.as_secs_f64());
+        println!(
+            "- N = {}: Redis commands {}, Redis CPU {}",
+            row.n,
+            ratio(deploy.commands_per_client, fresh.commands_per_client),
+            ratio(cpu(deploy), cpu(fresh)),
         );
     }
 }
