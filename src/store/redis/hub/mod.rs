@@ -3,6 +3,7 @@
 //! [`transport`] (its pub/sub connection and its publisher task).
 
 pub(crate) mod transport;
+mod wanted;
 
 use ::redis::{ErrorKind, Pipeline, ServerErrorKind, Value};
 use bytes::Bytes;

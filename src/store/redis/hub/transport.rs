@@ -7,7 +7,7 @@
 //! with the wanted set, in batches, whenever it changes or the connection is new. Publishing
 //! goes through the store's ordinary pool, bounded by the store's timeout.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
@@ -15,6 +15,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use super::wanted::Wanted;
 use super::{HubSend, KeptMessage};
 use crate::error::{Error, Result};
 use crate::store::envelope::{Body, Envelope, Topic};
@@ -57,38 +58,6 @@ struct Shared {
     changed: Notify,
 }
 
-#[derive(Default)]
-struct Wanted {
-    /// Channel -> whether the current connection is subscribed to it.
-    channels: HashMap<Vec<u8>, bool>,
-    /// Waiters for channels not yet subscribed.
-    waiters: Vec<(Vec<Vec<u8>>, oneshot::Sender<()>)>,
-    /// The transport is gone: the task ends.
-    closed: bool,
-}
-
-impl Wanted {
-    /// Marks `channels` subscribed (those still wanted) and wakes the waiters now satisfied.
-    fn confirm(&mut self, channels: &[Vec<u8>]) {
-        for channel in channels {
-            if let Some(active) = self.channels.get_mut(channel) {
-                *active = true;
-            }
-        }
-        let waiters = std::mem::take(&mut self.waiters);
-        for (needed, waiter) in waiters {
-            if needed
-                .iter()
-                .all(|channel| self.channels.get(channel) == Some(&true))
-            {
-                let _ = waiter.send(());
-            } else if !waiter.is_closed() {
-                self.waiters.push((needed, waiter));
-            }
-        }
-    }
-}
-
 impl RedisTransport {
     pub(crate) fn new(store: RedisStore, node: Weak<dyn Subscriber>) -> Self {
         RedisTransport {
@@ -102,40 +71,32 @@ impl RedisTransport {
 
     pub(crate) fn subscribe(&self, topic: &Topic) {
         let channel = self.store.keys().channel(topic);
-        lock(&self.shared.wanted).channels.insert(channel, false);
+        lock(&self.shared.wanted).want(channel);
         self.start();
         self.shared.changed.notify_one();
     }
 
     pub(crate) fn unsubscribe(&self, topic: &Topic) {
         let channel = self.store.keys().channel(topic);
-        lock(&self.shared.wanted).channels.remove(&channel);
+        lock(&self.shared.wanted).unwant(&channel);
         self.shared.changed.notify_one();
     }
 
     pub(crate) async fn ready(&self, topics: &[Topic]) -> Result<()> {
-        let needed: Vec<Vec<u8>> = topics
-            .iter()
-            .map(|topic| self.store.keys().channel(topic))
-            .collect();
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut wanted = lock(&self.shared.wanted);
-            if needed
-                .iter()
-                .all(|channel| wanted.channels.get(channel) == Some(&true))
-            {
-                return Ok(());
-            }
-            wanted.waiters.push((needed, tx));
-        }
+        let needed = topics.iter().map(|topic| self.store.keys().channel(topic));
+        let Some((waiter, woken)) = lock(&self.shared.wanted).wait(needed) else {
+            return Ok(());
+        };
         let timeout = self.store.operation_timeout();
-        match tokio::time::timeout(timeout, rx).await {
+        match tokio::time::timeout(timeout, woken).await {
             Ok(Ok(())) => Ok(()),
-            _ => Err(Error::Unavailable {
-                reason: format!("Redis pub/sub subscription not confirmed within {timeout:?}"),
-                source: None,
-            }),
+            _ => {
+                lock(&self.shared.wanted).forget(waiter);
+                Err(Error::Unavailable {
+                    reason: format!("Redis pub/sub subscription not confirmed within {timeout:?}"),
+                    source: None,
+                })
+            }
         }
     }
 
@@ -233,11 +194,7 @@ impl RedisTransport {
     }
 
     pub(crate) fn subscriptions(&self) -> usize {
-        lock(&self.shared.wanted)
-            .channels
-            .values()
-            .filter(|active| **active)
-            .count()
+        lock(&self.shared.wanted).subscribed()
     }
 
     /// Starts the connection task, once, from the first subscription (which runs in a Tokio
@@ -346,43 +303,14 @@ impl Task {
     async fn serve(&self, pubsub: ::redis::aio::PubSub) -> Ended {
         let (mut sink, mut stream) = pubsub.split();
         // A new connection is subscribed to nothing.
-        {
-            let mut wanted = lock(&self.shared.wanted);
-            for active in wanted.channels.values_mut() {
-                *active = false;
-            }
-        }
+        lock(&self.shared.wanted).reset();
         let mut current: HashSet<Vec<u8>> = HashSet::new();
         loop {
             if self.is_closed() {
                 return Ended::Closed;
             }
-            // Bring the connection in line with what is wanted now.
-            let (add, drop_): (Vec<Vec<u8>>, Vec<Vec<u8>>) = {
-                let mut wanted = lock(&self.shared.wanted);
-                // Wanted again before it was ever dropped: still subscribed.
-                let kept: Vec<Vec<u8>> = wanted
-                    .channels
-                    .iter()
-                    .filter(|(channel, active)| !**active && current.contains(*channel))
-                    .map(|(channel, _)| channel.clone())
-                    .collect();
-                if !kept.is_empty() {
-                    wanted.confirm(&kept);
-                }
-                let add = wanted
-                    .channels
-                    .keys()
-                    .filter(|channel| !current.contains(*channel))
-                    .cloned()
-                    .collect();
-                let drop_ = current
-                    .iter()
-                    .filter(|channel| !wanted.channels.contains_key(*channel))
-                    .cloned()
-                    .collect();
-                (add, drop_)
-            };
+            // Bring the connection in line with what changed in the wanted set.
+            let (add, drop_) = lock(&self.shared.wanted).plan(&current);
             for batch in add.chunks(BATCH) {
                 if let Err(error) = sink.subscribe(batch).await {
                     tracing::debug!(%error, "SUBSCRIBE failed");
