@@ -277,10 +277,14 @@ fn welcome(session: &WsSession) -> Message {
 
 /// The rate limiter of one connection's sends: `per_second`, with bursts of twice as many.
 fn send_limiter(per_second: u32) -> Option<governor::DefaultDirectRateLimiter> {
+    // One clock for every connection: a new one calibrates itself, which costs more than the
+    // rest of a connection's setup.
+    static CLOCK: std::sync::OnceLock<governor::clock::DefaultClock> = std::sync::OnceLock::new();
     let rate = std::num::NonZeroU32::new(per_second)?;
     let burst = rate.saturating_mul(std::num::NonZeroU32::new(2)?);
-    Some(governor::RateLimiter::direct(
+    Some(governor::RateLimiter::direct_with_clock(
         governor::Quota::per_second(rate).allow_burst(burst),
+        CLOCK.get_or_init(Default::default).clone(),
     ))
 }
 
