@@ -63,6 +63,22 @@
 //!   growing window (the demo page: anywhere up to 0.5 s, then 1, 2, 4, at most 8 s) spreads
 //!   a storm over time instead of returning all in the same instant.
 //!
+//! **Many connections on one instance.** What an open connection costs stays flat as their
+//! number grows (`docs/performance.md` in the repository has the figures, measured up to the
+//! largest number one process could hold on the machine, and their projection to 100,000):
+//!
+//! - **File descriptors.** Each connection is one, and Redis's connections a few more: raise
+//!   the process's open-file limit (`ulimit -n`, `LimitNOFILE=` in a systemd unit) above the
+//!   connection cap, and set the cap (`MAX_CONNECTIONS` in the chat example) below it.
+//! - **Memory.** Most of a connection's memory is its WebSocket's buffers, which axum sizes:
+//!   `WebSocketUpgrade::read_buffer_size` (the chat example sets 4 KiB, down from 128 KiB) and
+//!   the kernel's socket buffers. The session, its place in the hub and its socket loop add
+//!   about 1.5 KiB.
+//! - **Idle CPU.** An idle connection costs one ping and one pong every half idle timeout, and
+//!   one keep-alive of its session every half TTL (one `PEXPIRE` on Redis, many per call). A
+//!   longer `idle_timeout` pings less often; keep it under what the load balancers between the
+//!   clients and the server allow a silent connection (often 60 s).
+//!
 //! **What `/metrics` tells.** The chat example serves its metrics on the public port, as a demo:
 //! the number of open sessions, resumes and why they were refused, kicks. In production, serve
 //! `/metrics` on a private port or behind authentication.
