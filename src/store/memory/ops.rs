@@ -1,11 +1,10 @@
 //! [`SessionStore`] for [`MemoryStore`].
 
-use litemap::LiteMap;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashmap::mapref::entry::Entry as MapEntry;
+use litemap::LiteMap;
 use serde_json::Value;
 
 use super::MemoryStore;
