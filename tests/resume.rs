@@ -60,6 +60,7 @@ each_store!(two_racing_claims_with_one_token_have_one_winner);
 each_store!(a_resume_takes_over_a_connection_still_open);
 each_store!(missed_messages_come_first_in_order_and_once);
 each_store!(an_offset_older_than_the_history_says_incomplete);
+each_store!(a_long_absence_is_replayed_whole_and_complete);
 each_store!(the_oldest_detached_session_goes_past_the_cap);
 each_store!(shutdown_detaches_and_clients_resume_elsewhere);
 each_store!(a_kicked_session_cannot_be_resumed);
@@ -363,6 +364,44 @@ async fn an_offset_older_than_the_history_says_incomplete(kind: Kind) {
     let alice = Client::resume(addr, "alice", &token, Some(&last)).await;
     assert_eq!(alice.welcome["missed"], 0);
     assert_eq!(alice.welcome["complete"], true);
+}
+
+/// More messages than one read of a history takes, in a room that already held messages
+/// from before the absence and in a room that held none: all come, in order, and the replay
+/// is complete (nothing was dropped from either history).
+async fn a_long_absence_is_replayed_whole_and_complete(kind: Kind) {
+    let Some(cluster) = cluster(kind, 1, Resume::within(WINDOW)).await else {
+        return;
+    };
+    let addr = cluster[0].addr;
+    let mut alice = Client::connect(addr, "alice").await;
+    alice.ok(json!({"op": "join", "room": "old"})).await;
+    alice.ok(json!({"op": "join", "room": "new"})).await;
+    let mut bob = Client::connect(addr, "bob").await;
+    bob.ok(json!({"op": "to_room", "room": "old", "text": "before"}))
+        .await;
+    assert_eq!(texts(&[alice.message().await]), ["before"]);
+    let (token, last) = (alice.token(), alice.last_offset.clone().unwrap());
+    alice.close().await;
+    cluster[0].settle(1).await;
+    let mut sent = Vec::new();
+    for n in 0..20 {
+        for room in ["old", "new"] {
+            let text = format!("{room}{n}");
+            bob.ok(json!({"op": "to_room", "room": room, "text": text}))
+                .await;
+            sent.push(text);
+        }
+    }
+    let mut alice = Client::resume(addr, "alice", &token, Some(&last)).await;
+    assert!(alice.recovered());
+    assert_eq!(alice.welcome["missed"], 40, "{}", alice.welcome);
+    assert_eq!(alice.welcome["complete"], true, "{}", alice.welcome);
+    let mut missed = Vec::new();
+    for _ in 0..40 {
+        missed.push(alice.message().await);
+    }
+    assert_eq!(texts(&missed), sent);
 }
 
 async fn the_oldest_detached_session_goes_past_the_cap(kind: Kind) {

@@ -28,12 +28,19 @@
 //!   retry with a fully jittered backoff, resume. Until all resumed; sessions lost; clients that
 //!   got the messages sent while away exactly once and in order; Redis commands and Redis CPU
 //!   time per resume, and the peak commands per second (sampled every 100 ms);
-//! - **fresh-connect storm**: N new clients (new users, no room) at once on the same server:
-//!   the time until all are welcomed, Redis commands and Redis CPU time per connect, and the
-//!   peak per second.
+//! - **fresh-connect storm**: N new clients (new users, each joining a room as the first N
+//!   did: the state a resume restores, built anew) at once on the same server: the time until
+//!   all are welcomed and in their rooms, Redis commands and Redis CPU time per connect, and
+//!   the peak per second;
+//! - **fresh connects at the resumes' pace** (Redis): N more new clients, each arriving at a
+//!   random instant within the time the deploy storm took, so that Redis serves them at the
+//!   rate it served the resumes: Redis commands and Redis CPU time per connect. A command costs
+//!   Redis more CPU when requests trickle in than in a burst (each finds its caches cold), so
+//!   a resume is compared with a fresh connect taken at the same rate.
 //!
-//! It prints the table, a resume's cost against a fresh connect's, and the projection to 100,000 connections per instance from each
-//! measure's slope against N, and writes the plot `docs/scale.svg`. Without `--bench` it makes
+//! It prints the table, a resume's cost against a fresh connect's (at the same pace, and in a
+//! burst), and the projection to 100,000 connections per instance from each measure's slope
+//! against N, and writes the plot `docs/scale.svg`. Without `--bench` it makes
 //! a short smoke run at N = 200 whose numbers mean nothing. Environment: `WS_SCALE_N` (sizes,
 //! comma-separated), `WS_SCALE_SERVERS` (some of `bare,memory,redis`), `WS_SCALE_IDLE_SECS`,
 //! `WS_SCALE_REDIS_IDLE_SECS`.
@@ -56,6 +63,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use rand::Rng;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -187,6 +195,17 @@ async fn total_commands(conn: &mut MultiplexedConnection) -> u64 {
         .unwrap()
 }
 
+/// How the clients of a fleet arrive.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Arrival {
+    /// [`OPENING`] at a time, each next one when one is welcomed and in its room.
+    Paced,
+    /// All at once.
+    AtOnce,
+    /// Each at a random instant within the span.
+    Over(Duration),
+}
+
 /// A fleet of client tasks.
 struct Fleet {
     clients: Vec<Arc<Client>>,
@@ -196,10 +215,11 @@ struct Fleet {
 }
 
 impl Fleet {
-    /// Starts `n` clients on `addr`: users `{prefix}{i / 4}`, in rooms of 100 when `rooms`;
-    /// all at once, or `paced`, [`OPENING`] at a time.
-    fn start(addr: SocketAddr, n: usize, prefix: &str, rooms: bool, paced: bool) -> Fleet {
-        let pace = paced.then(|| Arc::new(Semaphore::new(OPENING)));
+    /// Starts `n` clients on `addr`: users `{prefix}{i / 4}`, in rooms of 100 when `rooms`,
+    /// arriving as `arrival` says.
+    fn start(addr: SocketAddr, n: usize, prefix: &str, rooms: bool, arrival: Arrival) -> Fleet {
+        let pace = (arrival == Arrival::Paced).then(|| Arc::new(Semaphore::new(OPENING)));
+        let mut rng = rand::rng();
         let shared = Shared::new();
         let (stop, stopped) = watch::channel(false);
         let clients: Vec<Arc<Client>> = (0..n)
@@ -222,6 +242,10 @@ impl Fleet {
                     Arc::clone(&shared),
                     stopped.clone(),
                     pace.clone(),
+                    match arrival {
+                        Arrival::Over(span) => span.mul_f64(rng.random::<f64>()),
+                        Arrival::Paced | Arrival::AtOnce => Duration::ZERO,
+                    },
                 ))
             })
             .collect();
@@ -322,7 +346,7 @@ async fn measure(kind: Kind, n: usize, params: &Params, chat: &Path, redis: &Red
     // Open all N at once.
     let drops = server::listen_drops();
     let started = Instant::now();
-    let fleet = Fleet::start(addr, n, "u", kind != Kind::Bare, true);
+    let fleet = Fleet::start(addr, n, "u", kind != Kind::Bare, Arrival::Paced);
     let open = fleet
         .until("open", started, |shared| {
             shared.open.load(Ordering::Relaxed) == n
@@ -379,6 +403,7 @@ async fn measure(kind: Kind, n: usize, params: &Params, chat: &Path, redis: &Red
         sigterm_peak,
         deploy: None,
         fresh: None,
+        fresh_paced: None,
     };
     if kind == Kind::Bare {
         fleet.stop().await;
@@ -394,7 +419,11 @@ async fn measure(kind: Kind, n: usize, params: &Params, chat: &Path, redis: &Red
         fleet.stop().await;
         start(addr)
     };
-    row.fresh = Some(fresh_storm(addr, n, kind, redis).await);
+    row.fresh = Some(fresh_storm(addr, n, kind, redis, "f", Arrival::AtOnce).await);
+    if let Some(deploy) = &row.deploy {
+        let over = Arrival::Over(deploy.took);
+        row.fresh_paced = Some(fresh_storm(addr, n, kind, redis, "p", over).await);
+    }
     server.terminate();
     row
 }
@@ -523,8 +552,15 @@ async fn deploy_storm(
     (storm, server)
 }
 
-/// N new clients (new users, no room) arrive at once.
-async fn fresh_storm(addr: SocketAddr, n: usize, kind: Kind, redis: &RedisServer) -> Storm {
+/// N new clients (users `{prefix}…`, in the rooms of the first N) arrive as `arrival` says.
+async fn fresh_storm(
+    addr: SocketAddr,
+    n: usize,
+    kind: Kind,
+    redis: &RedisServer,
+    prefix: &str,
+    arrival: Arrival,
+) -> Storm {
     let sampler = (kind == Kind::Redis).then(|| Sampler::start(redis));
     let sampler = match sampler {
         Some(sampler) => Some(sampler.await),
@@ -532,7 +568,7 @@ async fn fresh_storm(addr: SocketAddr, n: usize, kind: Kind, redis: &RedisServer
     };
     let drops = server::listen_drops();
     let started = Instant::now();
-    let fleet = Fleet::start(addr, n, "f", false, false);
+    let fleet = Fleet::start(addr, n, prefix, true, arrival);
     let took = fleet
         .until("fresh storm", started, |shared| {
             shared.open.load(Ordering::Relaxed) == n

@@ -86,8 +86,8 @@ pub struct Client {
 
 /// Runs `client` against `addr` from source address number `source` until `stop` turns true:
 /// then it closes its socket and returns.
-/// With `paced`, the first connection waits for a permit of it, held until the client is
-/// welcomed and in its room.
+/// The first connection waits `delay`, then, with `paced`, for a permit of it, held until the
+/// client is welcomed and in its room.
 pub async fn run(
     addr: SocketAddr,
     source: usize,
@@ -95,7 +95,12 @@ pub async fn run(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     paced: Option<Arc<Semaphore>>,
+    delay: Duration,
 ) {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        _ = stop.wait_for(|stop| *stop) => return,
+    }
     let mut permit = match paced {
         Some(paced) => Some(
             paced

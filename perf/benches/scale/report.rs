@@ -32,6 +32,8 @@ pub struct Row {
     pub sigterm_peak: Option<f64>,
     pub deploy: Option<Storm>,
     pub fresh: Option<Storm>,
+    /// Fresh connects arriving over the time the deploy storm took.
+    pub fresh_paced: Option<Storm>,
 }
 
 /// A storm of N clients arriving at once.
@@ -141,21 +143,37 @@ pub fn table(rows: &[Row]) {
 /// A resume against a fresh connect, in Redis commands and Redis CPU per client, at each N.
 pub fn resume_cost(rows: &[Row]) {
     println!();
-    println!("A resume (deploy storm) against a fresh connect (fresh-connect storm), per client:");
+    println!(
+        "A resume (deploy storm) against a fresh connect into the same room, per client: at the same pace (fresh clients arriving over the time the resumes took), and in a burst (the fresh-connect storm):"
+    );
     for row in rows {
-        let (Some(deploy), Some(fresh)) = (&row.deploy, &row.fresh) else {
+        let Some(deploy) = &row.deploy else {
             continue;
         };
-        let ratio = |resume: Option<f64>, fresh: Option<f64>| match (resume, fresh) {
-            (Some(resume), Some(fresh)) if fresh > 0.0 => format!("{:.2}x", resume / fresh),
-            _ => "–".to_owned(),
-        };
         let cpu = |storm: &Storm| storm.redis_cpu_per_client.map(|cpu| cpu.as_secs_f64());
+        let against = |fresh: Option<&Storm>| {
+            let Some(fresh) = fresh else {
+                return "–".to_owned();
+            };
+            let ratio = |resume: Option<f64>, fresh: Option<f64>| match (resume, fresh) {
+                (Some(resume), Some(fresh)) if fresh > 0.0 => format!("{:.2}x", resume / fresh),
+                _ => "–".to_owned(),
+            };
+            format!(
+                "{:.1} commands, {:.0} µs ({} and {})",
+                fresh.commands_per_client.unwrap_or_default(),
+                cpu(fresh).unwrap_or_default() * 1e6,
+                ratio(deploy.commands_per_client, fresh.commands_per_client),
+                ratio(cpu(deploy), cpu(fresh)),
+            )
+        };
         println!(
-            "- N = {}: Redis commands {}, Redis CPU {}",
+            "- N = {}: a resume {:.1} commands, {:.0} µs of Redis CPU; a fresh connect at the same pace {}; in a burst {}",
             row.n,
-            ratio(deploy.commands_per_client, fresh.commands_per_client),
-            ratio(cpu(deploy), cpu(fresh)),
+            deploy.commands_per_client.unwrap_or_default(),
+            cpu(deploy).unwrap_or_default() * 1e6,
+            against(row.fresh_paced.as_ref()),
+            against(row.fresh.as_ref()),
         );
     }
 }

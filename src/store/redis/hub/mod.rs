@@ -140,9 +140,9 @@ impl RedisStore {
     /// fit `budget`, in offset order.
     ///
     /// The histories are read newest first, in steps of one script call that each read at
-    /// most [`STEP_MESSAGES`] messages per history and stop after [`STEP_BYTES`], and merged
-    /// here as they come: a resume holds Redis for a short step at a time, and never holds more
-    /// than the budget and one step.
+    /// most [`STEP_MESSAGES`] messages per history, a few at a time, and stop once past
+    /// [`STEP_BYTES`], and merged here as they come: a resume holds Redis for a short step at
+    /// a time, and never holds more than the budget and one step.
     pub(crate) async fn replay(
         &self,
         reader: &str,
