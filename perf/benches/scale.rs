@@ -500,10 +500,11 @@ async fn deploy_storm(
     let layer = SessionLayer::new(store).resume(Resume::within(Duration::from_secs(120)));
     send_while_away(&layer.hub(), n).await;
 
-    let (resumed, lost, busy) = (
+    let (resumed, lost, busy, failed) = (
         fleet.shared.resumed.load(Ordering::Relaxed),
         fleet.shared.lost.load(Ordering::Relaxed),
         fleet.shared.busy.load(Ordering::Relaxed),
+        fleet.shared.failed.load(Ordering::Relaxed),
     );
     let sampler = Sampler::start(redis).await;
     let drops = server::listen_drops();
@@ -543,6 +544,7 @@ async fn deploy_storm(
         done: fleet.shared.resumed.load(Ordering::Relaxed) - resumed,
         lost: fleet.shared.lost.load(Ordering::Relaxed) - lost,
         busy: fleet.shared.busy.load(Ordering::Relaxed) - busy,
+        failed: fleet.shared.failed.load(Ordering::Relaxed) - failed,
         delivered_in_order: Some(in_order()),
         commands_per_client: Some(commands as f64 / n as f64),
         peak_commands: Some(peak),
@@ -590,6 +592,7 @@ async fn fresh_storm(
         done: n,
         lost: 0,
         busy: fleet.shared.busy.load(Ordering::Relaxed),
+        failed: fleet.shared.failed.load(Ordering::Relaxed),
         delivered_in_order: None,
         commands_per_client: commands,
         peak_commands: peak,

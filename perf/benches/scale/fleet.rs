@@ -23,6 +23,9 @@ const SOURCES: u8 = 4;
 /// The first retry comes after up to this long; each next one, up to twice as long.
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
 const BACKOFF_CAP: Duration = Duration::from_secs(2);
+/// How long a client waits for the answer to its upgrade request, or for its close to be
+/// answered.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A text sent to measure fan-out: `t:` and the nanoseconds since the fleet's epoch.
 pub const PROBE: &str = "t:";
@@ -172,8 +175,11 @@ pub async fn run(
         let stopped = read(&mut ws, &client, &shared, &mut resume, &mut stop).await;
         shared.open.fetch_sub(1, Ordering::Relaxed);
         if stopped {
-            let _ = ws.close(None).await;
-            while let Some(Ok(_)) = ws.next().await {}
+            let closing = async {
+                let _ = ws.close(None).await;
+                while let Some(Ok(_)) = ws.next().await {}
+            };
+            let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, closing).await;
             return;
         }
         // Dropped or closed by the server (a restart): come back after a jittered pause.
@@ -239,10 +245,13 @@ async fn connect(addr: SocketAddr, from: IpAddr, query: &str) -> Result<Ws, bool
         .read_buffer_size(4096)
         .write_buffer_size(0);
     let url = format!("ws://{addr}/ws?{query}");
-    match tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await {
-        Ok((ws, _)) => Ok(ws),
-        Err(tungstenite::Error::Http(response)) => Err(response.status() == 503),
-        Err(_) => Err(false),
+    // A handshake the server never answers (one accepted by the kernel as the old process
+    // closed its listener, say) fails after a while, as a browser's would, and is retried.
+    let handshake = tokio_tungstenite::client_async_with_config(url, stream, Some(config));
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok((ws, _))) => Ok(ws),
+        Ok(Err(tungstenite::Error::Http(response))) => Err(response.status() == 503),
+        Ok(Err(_)) | Err(_) => Err(false),
     }
 }
 

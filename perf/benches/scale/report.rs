@@ -46,6 +46,9 @@ pub struct Storm {
     pub lost: usize,
     /// Upgrades refused with 503 along the way (each retried).
     pub busy: usize,
+    /// Other attempts that failed and were retried: connections refused (the new process not
+    /// listening yet), handshakes or welcomes not answered in time.
+    pub failed: usize,
     /// Clients whose messages sent while they were away came exactly once and in order.
     pub delivered_in_order: Option<usize>,
     /// Redis: commands per client, and the peak commands per second.
@@ -78,7 +81,7 @@ fn secs(duration: Duration) -> String {
 pub fn table(rows: &[Row]) {
     println!();
     println!(
-        "| N | server | RSS per connection | over bare | idle CPU | Redis commands per session per second at idle | open all N | listen drops | fan-out p50 / p99 | SIGTERM until exit (peak Redis commands per s) | deploy storm: resumed, lost, in order | time, Redis commands and Redis CPU per client, peak commands per s, 503s, listen drops | fresh-connect storm: the same |"
+        "| N | server | RSS per connection | over bare | idle CPU | Redis commands per session per second at idle | open all N | listen drops | fan-out p50 / p99 | SIGTERM until exit (peak Redis commands per s) | deploy storm: resumed, lost, in order | time, Redis commands and Redis CPU per client, peak commands per s, 503s, other failed attempts, listen drops | fresh-connect storm: the same |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
@@ -107,9 +110,10 @@ pub fn table(rows: &[Row]) {
                 format!("{:.0} µs", cpu.as_secs_f64() * 1e6)
             });
             format!(
-                "{}, {commands}, {cpu}, {peak}, {}, {}",
+                "{}, {commands}, {cpu}, {peak}, {}, {}, {}",
                 secs(storm.took),
                 storm.busy,
+                storm.failed,
                 storm.listen_drops
             )
         };
