@@ -22,8 +22,9 @@
 //!   for the next message. A session holds at most 1 MiB of data and a user at most 64 sessions
 //!   (`Limits::max_session_bytes`, `Limits::max_user_sessions`; past the cap, `429`).
 //! - **A resume cannot stall Redis.** It reads only the newest messages its inbox can take
-//!   (`InboxLimits`: 1,024 messages, 4 MiB), in steps of at most 64 messages per history and
-//!   256 KiB, merging them as they come; what did not fit makes the replay `complete: false`.
+//!   (`InboxLimits`: 1,024 messages, 4 MiB), in steps of at most 64 messages per history, each
+//!   step ending once past 256 KiB, merging them as they come; what did not fit makes the
+//!   replay `complete: false`.
 //! - **Resume attempts** are bounded per session (`Resume::attempts_per_minute`, 30): past it,
 //!   `429` with `Retry-After`, and nothing is claimed.
 //! - **No secret in the crate's logs**: the resume token is never logged, the layer logs a
