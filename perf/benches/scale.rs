@@ -28,10 +28,6 @@
 //!   retry with a fully jittered backoff, resume. Until all resumed; sessions lost; clients that
 //!   got the messages sent while away exactly once and in order; Redis commands and Redis CPU
 //!   time per resume, and the peak commands per second (sampled every 100 ms);
-//! - **reconnect storm** (Redis): every client drops its connection without a close (as a
-//!   network does) and the server detaches every session; two messages go to each room and
-//!   one to every tenth user, and all clients come back at once and resume. Redis commands and
-//!   Redis CPU time per resume, beside the fresh-connect storm's (also all at once);
 //! - **fresh-connect storm**: N new clients (new users, each joining a room as the first N
 //!   did: the state a resume restores, built anew) at once on the same server: the time until
 //!   all are welcomed and in their rooms, Redis commands and Redis CPU time per connect, and
@@ -408,7 +404,6 @@ async fn measure(kind: Kind, n: usize, params: &Params, chat: &Path, redis: &Red
         deploy: None,
         fresh: None,
         fresh_paced: None,
-        reconnect: None,
     };
     if kind == Kind::Bare {
         fleet.stop().await;
@@ -417,7 +412,6 @@ async fn measure(kind: Kind, n: usize, params: &Params, chat: &Path, redis: &Red
     let server = if kind == Kind::Redis {
         let (storm, server) = deploy_storm(&fleet, n, addr, redis, &start).await;
         row.deploy = Some(storm);
-        row.reconnect = Some(reconnect_storm(&fleet, n, redis).await);
         fleet.stop().await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         server
@@ -499,56 +493,6 @@ async fn deploy_storm(
     redis: &RedisServer,
     start: &impl Fn(SocketAddr) -> Server,
 ) -> (Storm, Server) {
-    resume_storm(fleet, n, redis, "deploy storm", || start(addr)).await
-}
-
-/// Every client drops its connection (as a network does) and the server detaches every
-/// session; messages go out while they are away, and all come back at once and resume.
-async fn reconnect_storm(fleet: &Fleet, n: usize, redis: &RedisServer) -> Storm {
-    fleet.shared.away.send_replace(true);
-    fleet
-        .until("all away", Instant::now(), |shared| {
-            shared.open.load(Ordering::Relaxed) == 0
-        })
-        .await;
-    quiet(redis, n).await;
-    let back = || {
-        fleet.shared.away.send_replace(false);
-    };
-    resume_storm(fleet, n, redis, "reconnect storm", back)
-        .await
-        .0
-}
-
-/// Waits until Redis runs no more commands than an idle server of `n` sessions sends (the
-/// server has detached the sessions of clients that went away), at most a minute.
-async fn quiet(redis: &RedisServer, n: usize) {
-    let mut conn = redis_conn(redis).await;
-    let mut last = total_commands(&mut conn).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = total_commands(&mut conn).await;
-        if now - last <= (n / 20 + 20) as u64 {
-            return;
-        }
-        last = now;
-    }
-}
-
-/// Messages go out while the clients of `fleet` are away (see [`away_texts`]); `come_back`
-/// brings them back (a new process, or the clients themselves), and every client resumes.
-/// What `come_back` gave comes back with the storm.
-async fn resume_storm<T>(
-    fleet: &Fleet,
-    n: usize,
-    redis: &RedisServer,
-    what: &str,
-    come_back: impl FnOnce() -> T,
-) -> (Storm, T) {
-    for client in &fleet.clients {
-        client.away.lock().unwrap().clear();
-    }
     let store = RedisStore::connect(&redis.url(), "chat", Duration::from_secs(60))
         .await
         .unwrap()
@@ -565,9 +509,9 @@ async fn resume_storm<T>(
     let sampler = Sampler::start(redis).await;
     let drops = server::listen_drops();
     let started = Instant::now();
-    let back = come_back();
+    let server = start(addr);
     let took = fleet
-        .until(what, started, |shared| {
+        .until("deploy storm", started, |shared| {
             shared.resumed.load(Ordering::Relaxed) + shared.lost.load(Ordering::Relaxed)
                 - resumed
                 - lost
@@ -607,7 +551,7 @@ async fn resume_storm<T>(
         redis_cpu_per_client: Some(cpu / n as u32),
         listen_drops,
     };
-    (storm, back)
+    (storm, server)
 }
 
 /// N new clients (users `{prefix}…`, in the rooms of the first N) arrive as `arrival` says.
