@@ -28,6 +28,10 @@
 //!   retry with a fully jittered backoff, resume. Until all resumed; sessions lost; clients that
 //!   got the messages sent while away exactly once and in order; Redis commands and Redis CPU
 //!   time per resume, and the peak commands per second (sampled every 100 ms);
+//! - **reconnect storm** (Redis): every client drops its connection without a close (as a
+//!   network does) and the server detaches every session; two messages go to each room and
+//!   one to every tenth user, and all clients come back at once and resume. Redis commands and
+//!   Redis CPU time per resume, beside the fresh-connect storm's (also all at once);
 //! - **fresh-connect storm**: N new clients (new users, each joining a room as the first N
 //!   did: the state a resume restores, built anew) at once on the same server: the time until
 //!   all are welcomed and in their rooms, Redis commands and Redis CPU time per connect, and
@@ -179,9 +183,14 @@ fn free_addr() -> SocketAddr {
 
 /// A connection of the harness's own to Redis, patient with a Redis busy with a storm.
 async fn redis_conn(redis: &RedisServer) -> MultiplexedConnection {
+    redis_conn_to(&redis.url()).await
+}
+
+/// [`redis_conn`] to the Redis at `url`.
+async fn redis_conn_to(url: &str) -> MultiplexedConnection {
     let config =
         redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
-    redis::Client::open(redis.url())
+    redis::Client::open(url)
         .unwrap()
         .get_multiplexed_async_connection_with_config(&config)
         .await
@@ -289,10 +298,11 @@ impl Fleet {
 }
 
 /// Samples Redis's command counter every 100 ms while a storm runs, and reads Redis's CPU time
-/// at both ends.
+/// at both ends. It runs on a thread and a runtime of its own, so that the clients of a storm,
+/// which share the harness's runtime, cannot hold its readings back.
 struct Sampler {
     running: Arc<AtomicBool>,
-    task: JoinHandle<(u64, f64, Duration)>,
+    thread: std::thread::JoinHandle<(u64, f64, Duration)>,
 }
 
 /// Redis's CPU time so far, user and system.
@@ -305,31 +315,45 @@ async fn redis_cpu(conn: &mut MultiplexedConnection) -> Duration {
 }
 
 impl Sampler {
+    /// Starts sampling; returns once the first readings are taken.
     async fn start(redis: &RedisServer) -> Sampler {
-        let mut conn = redis_conn(redis).await;
+        let url = redis.url();
         let running = Arc::new(AtomicBool::new(true));
         let flag = Arc::clone(&running);
-        let task = tokio::spawn(async move {
-            let cpu = redis_cpu(&mut conn).await;
-            let first = total_commands(&mut conn).await;
-            let (mut last, mut at, mut peak) = (first, Instant::now(), 0.0_f64);
-            while flag.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                let now = total_commands(&mut conn).await;
-                let rate = (now - last) as f64 / at.elapsed().as_secs_f64();
-                peak = peak.max(rate);
-                (last, at) = (now, Instant::now());
-            }
-            let cpu = redis_cpu(&mut conn).await.saturating_sub(cpu);
-            (last - first, peak, cpu)
+        let (started, ready) = tokio::sync::oneshot::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("build the sampler's runtime");
+            runtime.block_on(async move {
+                let mut conn = redis_conn_to(&url).await;
+                let cpu = redis_cpu(&mut conn).await;
+                let first = total_commands(&mut conn).await;
+                let _ = started.send(());
+                let (mut last, mut at, mut peak) = (first, Instant::now(), 0.0_f64);
+                while flag.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let now = total_commands(&mut conn).await;
+                    let rate = (now - last) as f64 / at.elapsed().as_secs_f64();
+                    peak = peak.max(rate);
+                    (last, at) = (now, Instant::now());
+                }
+                let cpu = redis_cpu(&mut conn).await.saturating_sub(cpu);
+                (last - first, peak, cpu)
+            })
         });
-        Sampler { running, task }
+        ready.await.expect("the sampler takes its first readings");
+        Sampler { running, thread }
     }
 
     /// Commands run since the start, the peak per second, and Redis's CPU time meanwhile.
     async fn finish(self) -> (u64, f64, Duration) {
         self.running.store(false, Ordering::Relaxed);
-        self.task.await.unwrap()
+        let thread = self.thread;
+        tokio::task::spawn_blocking(move || thread.join().expect("the sampler"))
+            .await
+            .expect("join the sampler")
     }
 }
 
@@ -404,6 +428,7 @@ async fn measure(kind: Kind, n: usize, params: &Params, chat: &Path, redis: &Red
         deploy: None,
         fresh: None,
         fresh_paced: None,
+        reconnect: None,
     };
     if kind == Kind::Bare {
         fleet.stop().await;
@@ -412,6 +437,7 @@ async fn measure(kind: Kind, n: usize, params: &Params, chat: &Path, redis: &Red
     let server = if kind == Kind::Redis {
         let (storm, server) = deploy_storm(&fleet, n, addr, redis, &start).await;
         row.deploy = Some(storm);
+        row.reconnect = Some(reconnect_storm(&fleet, n, redis).await);
         fleet.stop().await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         server
@@ -493,6 +519,56 @@ async fn deploy_storm(
     redis: &RedisServer,
     start: &impl Fn(SocketAddr) -> Server,
 ) -> (Storm, Server) {
+    resume_storm(fleet, n, redis, "deploy storm", || start(addr)).await
+}
+
+/// Every client drops its connection (as a network does) and the server detaches every
+/// session; messages go out while they are away, and all come back at once and resume.
+async fn reconnect_storm(fleet: &Fleet, n: usize, redis: &RedisServer) -> Storm {
+    fleet.shared.away.send_replace(true);
+    fleet
+        .until("all away", Instant::now(), |shared| {
+            shared.open.load(Ordering::Relaxed) == 0
+        })
+        .await;
+    quiet(redis, n).await;
+    let back = || {
+        fleet.shared.away.send_replace(false);
+    };
+    resume_storm(fleet, n, redis, "reconnect storm", back)
+        .await
+        .0
+}
+
+/// Waits until Redis runs no more commands than an idle server of `n` sessions sends (the
+/// server has detached the sessions of clients that went away), at most a minute.
+async fn quiet(redis: &RedisServer, n: usize) {
+    let mut conn = redis_conn(redis).await;
+    let mut last = total_commands(&mut conn).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = total_commands(&mut conn).await;
+        if now - last <= (n / 20 + 20) as u64 {
+            return;
+        }
+        last = now;
+    }
+}
+
+/// Messages go out while the clients of `fleet` are away (see [`away_texts`]); `come_back`
+/// brings them back (a new process, or the clients themselves), and every client resumes.
+/// What `come_back` gave comes back with the storm.
+async fn resume_storm<T>(
+    fleet: &Fleet,
+    n: usize,
+    redis: &RedisServer,
+    what: &str,
+    come_back: impl FnOnce() -> T,
+) -> (Storm, T) {
+    for client in &fleet.clients {
+        client.away.lock().unwrap().clear();
+    }
     let store = RedisStore::connect(&redis.url(), "chat", Duration::from_secs(60))
         .await
         .unwrap()
@@ -509,9 +585,9 @@ async fn deploy_storm(
     let sampler = Sampler::start(redis).await;
     let drops = server::listen_drops();
     let started = Instant::now();
-    let server = start(addr);
+    let back = come_back();
     let took = fleet
-        .until("deploy storm", started, |shared| {
+        .until(what, started, |shared| {
             shared.resumed.load(Ordering::Relaxed) + shared.lost.load(Ordering::Relaxed)
                 - resumed
                 - lost
@@ -551,7 +627,7 @@ async fn deploy_storm(
         redis_cpu_per_client: Some(cpu / n as u32),
         listen_drops,
     };
-    (storm, server)
+    (storm, back)
 }
 
 /// N new clients (users `{prefix}…`, in the rooms of the first N) arrive as `arrival` says.

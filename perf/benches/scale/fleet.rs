@@ -47,6 +47,9 @@ pub struct Shared {
     pub latencies: Mutex<Vec<u32>>,
     /// Whether clients record fan-out latencies.
     pub probing: std::sync::atomic::AtomicBool,
+    /// While true, every client drops its connection (no close frame, as a network does) and
+    /// waits; when it turns false, all come back at once, without a backoff.
+    pub away: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -60,6 +63,7 @@ impl Shared {
             failed: AtomicUsize::new(0),
             latencies: Mutex::new(Vec::new()),
             probing: std::sync::atomic::AtomicBool::new(false),
+            away: watch::channel(false).0,
         })
     }
 
@@ -172,37 +176,59 @@ pub async fn run(
         }
         permit.take();
         shared.open.fetch_add(1, Ordering::Relaxed);
-        let stopped = read(&mut ws, &client, &shared, &mut resume, &mut stop).await;
+        let ended = read(&mut ws, &client, &shared, &mut resume, &mut stop).await;
         shared.open.fetch_sub(1, Ordering::Relaxed);
-        if stopped {
-            let closing = async {
-                let _ = ws.close(None).await;
-                while let Some(Ok(_)) = ws.next().await {}
-            };
-            let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, closing).await;
-            return;
+        match ended {
+            Ended::Stopped => {
+                let closing = async {
+                    let _ = ws.close(None).await;
+                    while let Some(Ok(_)) = ws.next().await {}
+                };
+                let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, closing).await;
+                return;
+            }
+            Ended::Away => {
+                drop(ws);
+                let mut away = shared.away.subscribe();
+                tokio::select! {
+                    _ = away.wait_for(|away| !*away) => {}
+                    _ = stop.wait_for(|stop| *stop) => return,
+                }
+            }
+            // Dropped or closed by the server (a restart): come back after a jittered pause.
+            Ended::Dropped => backoff(&mut attempt, &mut stop).await,
         }
-        // Dropped or closed by the server (a restart): come back after a jittered pause.
-        backoff(&mut attempt, &mut stop).await;
     }
 }
 
-/// Reads frames until the socket ends (`false`) or the harness stops the fleet (`true`).
+/// Why a client's socket ended.
+enum Ended {
+    /// The harness stopped the fleet.
+    Stopped,
+    /// The harness sent the fleet away.
+    Away,
+    /// The server closed it, or it broke.
+    Dropped,
+}
+
+/// Reads frames until the socket ends, or the harness stops the fleet or sends it away.
 async fn read(
     ws: &mut Ws,
     client: &Client,
     shared: &Shared,
     resume: &mut Option<(String, Option<String>)>,
     stop: &mut watch::Receiver<bool>,
-) -> bool {
+) -> Ended {
+    let mut away = shared.away.subscribe();
     loop {
         let frame = tokio::select! {
             frame = ws.next() => frame,
-            _ = stop.wait_for(|stop| *stop) => return true,
+            _ = stop.wait_for(|stop| *stop) => return Ended::Stopped,
+            _ = away.wait_for(|away| *away) => return Ended::Away,
         };
         let text = match frame {
             Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Close(_)) | Err(_)) | None => return false,
+            Some(Ok(Message::Close(_)) | Err(_)) | None => return Ended::Dropped,
             Some(Ok(_)) => continue,
         };
         let Ok(frame) = serde_json::from_str::<Value>(&text) else {

@@ -34,6 +34,8 @@ pub struct Row {
     pub fresh: Option<Storm>,
     /// Fresh connects arriving over the time the deploy storm took.
     pub fresh_paced: Option<Storm>,
+    /// Every client away, then back at once, resuming.
+    pub reconnect: Option<Storm>,
 }
 
 /// A storm of N clients arriving at once.
@@ -148,38 +150,52 @@ pub fn table(rows: &[Row]) {
 pub fn resume_cost(rows: &[Row]) {
     println!();
     println!(
-        "A resume (deploy storm) against a fresh connect into the same room, per client: at the same pace (fresh clients arriving over the time the resumes took), and in a burst (the fresh-connect storm):"
+        "A resume against a fresh connect into the same room, per client, at the same pace: after a deploy (against fresh clients arriving over the time the resumes took), and all at once (the reconnect storm against the fresh-connect storm):"
     );
     for row in rows {
-        let Some(deploy) = &row.deploy else {
+        let (Some(deploy), Some(paced), Some(reconnect), Some(fresh)) =
+            (&row.deploy, &row.fresh_paced, &row.reconnect, &row.fresh)
+        else {
             continue;
         };
-        let cpu = |storm: &Storm| storm.redis_cpu_per_client.map(|cpu| cpu.as_secs_f64());
-        let against = |fresh: Option<&Storm>| {
-            let Some(fresh) = fresh else {
-                return "–".to_owned();
-            };
-            let ratio = |resume: Option<f64>, fresh: Option<f64>| match (resume, fresh) {
-                (Some(resume), Some(fresh)) if fresh > 0.0 => format!("{:.2}x", resume / fresh),
-                _ => "–".to_owned(),
-            };
-            format!(
-                "{:.1} commands, {:.0} µs ({} and {})",
-                fresh.commands_per_client.unwrap_or_default(),
-                cpu(fresh).unwrap_or_default() * 1e6,
-                ratio(deploy.commands_per_client, fresh.commands_per_client),
-                ratio(cpu(deploy), cpu(fresh)),
-            )
-        };
         println!(
-            "- N = {}: a resume {:.1} commands, {:.0} µs of Redis CPU; a fresh connect at the same pace {}; in a burst {}",
+            "- N = {}: after a deploy {}; all at once {} ({} / {} resumed, {} lost, {} in order, in {})",
             row.n,
-            deploy.commands_per_client.unwrap_or_default(),
-            cpu(deploy).unwrap_or_default() * 1e6,
-            against(row.fresh_paced.as_ref()),
-            against(row.fresh.as_ref()),
+            against(deploy, paced),
+            against(reconnect, fresh),
+            reconnect.done,
+            row.n,
+            reconnect.lost,
+            reconnect.delivered_in_order.unwrap_or(0),
+            secs(reconnect.took),
         );
     }
+}
+
+/// A resume's commands and Redis CPU per client against a fresh connect's, and their ratios.
+fn against(resume: &Storm, fresh: &Storm) -> String {
+    let cpu = |storm: &Storm| {
+        storm
+            .redis_cpu_per_client
+            .map_or(0.0, |cpu| cpu.as_secs_f64() * 1e6)
+    };
+    let commands = |storm: &Storm| storm.commands_per_client.unwrap_or_default();
+    let ratio = |resume: f64, fresh: f64| {
+        if fresh > 0.0 {
+            format!("{:.2}x", resume / fresh)
+        } else {
+            "–".to_owned()
+        }
+    };
+    format!(
+        "{:.1} commands and {:.0} µs against {:.1} and {:.0} µs ({} and {})",
+        commands(resume),
+        cpu(resume),
+        commands(fresh),
+        cpu(fresh),
+        ratio(commands(resume), commands(fresh)),
+        ratio(cpu(resume), cpu(fresh)),
+    )
 }
 
 /// Least squares of `points` (x, y): intercept and slope.
