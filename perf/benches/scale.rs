@@ -39,13 +39,14 @@
 //! - **fresh connects at the resumes' pace** (Redis): N more new clients, each arriving at a
 //!   random instant within the time the deploy storm took, so that Redis serves them at the
 //!   rate it served the resumes: Redis commands and Redis CPU time per connect. A command costs
-//!   Redis more CPU when requests trickle in than in a burst (each finds its caches cold), so
-//!   a resume is compared with a fresh connect taken at the same rate.
+//!   Redis more CPU when requests trickle in than in a burst, so a resume is compared with a
+//!   fresh connect taken at the same rate.
 //!
-//! It prints the table, a resume's cost against a fresh connect's (at the same pace, and in a
-//! burst), and the projection to 100,000 connections per instance from each measure's slope
-//! against N, and writes the plot `docs/scale.svg`. Without `--bench` it makes
-//! a short smoke run at N = 200 whose numbers mean nothing. Environment: `WS_SCALE_N` (sizes,
+//! It prints the table, a resume's cost against a fresh connect's (after a deploy against fresh
+//! connects at the same pace, and all at once against the fresh-connect storm), the projection
+//! to 100,000 connections per instance from each measure's slope against N, and writes the
+//! plot `docs/scale.svg`. Without `--bench` it makes a short smoke run at N = 200 whose numbers
+//! mean nothing. Environment: `WS_SCALE_N` (sizes,
 //! comma-separated), `WS_SCALE_SERVERS` (some of `bare,memory,redis`), `WS_SCALE_IDLE_SECS`,
 //! `WS_SCALE_REDIS_IDLE_SECS`.
 

@@ -271,8 +271,8 @@ async fn connect(addr: SocketAddr, from: IpAddr, query: &str) -> Result<Ws, bool
         .read_buffer_size(4096)
         .write_buffer_size(0);
     let url = format!("ws://{addr}/ws?{query}");
-    // A handshake the server never answers (one accepted by the kernel as the old process
-    // closed its listener, say) fails after a while, as a browser's would, and is retried.
+    // A handshake the server never answers fails after a while and is retried, so that one
+    // lost connection cannot hold a storm (and the bench) forever.
     let handshake = tokio_tungstenite::client_async_with_config(url, stream, Some(config));
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok((ws, _))) => Ok(ws),
