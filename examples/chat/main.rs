@@ -99,21 +99,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(
         "chat listening: open http://{local}/ in a browser, or connect to ws://{local}/ws?user=NAME"
     );
-    let closing = sessions.clone();
     // `/metrics` tells anyone who can reach it how many sessions are open, resumed or refused:
     // a demo convenience. In production, serve it on a private port or behind authentication.
     let router = app::router_with(layer, settings).route(
         "/metrics",
         axum::routing::get(move || std::future::ready(metrics.render())),
     );
-    serve::serve(listener, router, server, sessions.clone(), async move {
-        shutdown_signal().await;
-        // Every open socket is closed with 1001, server going away, and its session
-        // detached for the resume window (removed without one), all in the store before
-        // this returns.
-        let asked = closing.shutdown().await;
-        tracing::info!(sockets = asked, "shutting down");
-    })
+    // On the signal, the listener closes, then every open socket is closed with 1001, server
+    // going away, and its session detached for the resume window (removed without one), all
+    // in the store before this returns.
+    serve::serve(
+        listener,
+        router,
+        server,
+        sessions.clone(),
+        shutdown_signal(),
+    )
     .await;
 
     // The socket tasks end once their close frame is out; give them a few seconds.

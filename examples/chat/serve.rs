@@ -4,7 +4,9 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -12,8 +14,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::Semaphore;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use ws_session::LiveSessions;
 
 /// What the server allows its clients.
@@ -55,15 +58,17 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then waits up to 5 seconds for the
-/// HTTP connections still open to finish. `sockets` counts the WebSockets, which leave the
-/// HTTP server once upgraded, against the cap.
+/// Serves `router` on `listener` until `stop` resolves. Then it closes the listener, so that
+/// clients reconnecting meanwhile are refused by the kernel (at no cost to this process) and a
+/// new process can take the address; closes every WebSocket with 1001, its session detached
+/// in the store for the resume window; and waits up to 5 seconds for the HTTP connections
+/// still open to finish.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     settings: ServerSettings,
-    sockets: LiveSessions,
-    shutdown: impl Future<Output = ()>,
+    sessions: LiveSessions,
+    stop: impl Future<Output = ()>,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -74,9 +79,9 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .enable_connect_protocol();
-    let http = Arc::new(Semaphore::new(settings.max_connections));
+    let open = Arc::new(Semaphore::new(settings.max_connections));
     let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
+    tokio::pin!(stop);
     loop {
         let tcp = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -88,24 +93,23 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            () = &mut stop => break,
         };
-        let in_use = sockets.len() + (settings.max_connections - http.available_permits());
-        let permit = match Arc::clone(&http).try_acquire_owned() {
-            Ok(permit) if in_use < settings.max_connections => permit,
-            _ => {
-                tracing::debug!(
-                    limit = settings.max_connections,
-                    "connection refused: at the cap"
-                );
-                continue;
-            }
+        let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+            tracing::debug!(
+                limit = settings.max_connections,
+                "connection refused: at the cap"
+            );
+            continue;
         };
         // Small frames (replies, chat messages) go out at once rather than waiting on Nagle.
         let _ = tcp.set_nodelay(true);
         let connection = builder
             .serve_connection_with_upgrades(
-                TokioIo::new(tcp),
+                TokioIo::new(Counted {
+                    tcp,
+                    _permit: permit,
+                }),
                 TowerToHyperService::new(router.clone()),
             )
             .into_owned();
@@ -114,14 +118,63 @@ pub async fn serve(
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended with an error");
             }
-            drop(permit);
         });
     }
     drop(listener);
+    let asked = sessions.shutdown().await;
+    tracing::info!(sockets = asked, "shutting down");
     if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
         .await
         .is_err()
     {
         tracing::info!("HTTP connections still open after 5 s; stopping anyway");
+    }
+}
+
+/// A connection and its place under the cap, which it holds for as long as it is open: an
+/// upgraded connection keeps its stream, so a WebSocket counts until it closes, once.
+struct Counted {
+    tcp: TcpStream,
+    /// Given back when the connection is dropped.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
     }
 }
