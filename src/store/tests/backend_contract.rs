@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::time::sleep;
 
-use crate::store::attachment::Attach;
+use crate::store::attachment::{Attach, Claim, Claimed, Refusal, TokenHash};
 use crate::store::backend::Backend;
 use crate::{AnyStore, Error, InvalidInput, Limits, MemoryStore, Session, SessionStore};
 
@@ -81,6 +81,7 @@ macro_rules! backend_contract {
             backend_contract!(@cases $open;
                 room_operations_of_a_missing_session_are_not_found,
                 attached_sessions_know_their_node,
+                a_token_hash_one_byte_off_claims_nothing,
                 rooms_are_joined_listed_and_left,
                 room_members_span_every_session_and_skip_the_gone,
                 removing_a_session_takes_it_out_of_its_rooms,
@@ -199,6 +200,48 @@ async fn attached_sessions_know_their_node<B: Open>() {
             .await,
         Err(Error::AlreadyExists { .. })
     ));
+}
+
+/// A claim whose token hash differs from the kept one in a single byte, wherever it is and
+/// whichever bits differ, is refused and leaves the session as it was; the kept hash claims it.
+async fn a_token_hash_one_byte_off_claims_nothing<B: Open>() {
+    let Some(store) = B::open(LONG, Limits::default()).await else {
+        return;
+    };
+    let kept = TokenHash([0x5a; 32]);
+    let next = TokenHash([0xa5; 32]);
+    store
+        .create_attached_session("c1", "alice", &Attach::node("node-1").token(kept))
+        .await
+        .unwrap();
+    for at in 0..32 {
+        for flip in [0x01, 0x10, 0x80, 0xff] {
+            let mut presented = kept;
+            presented.0[at] ^= flip;
+            let claim = Claim::new("c1", presented, "alice", next, "node-2");
+            let claimed = store.claim_session(&claim).await.unwrap();
+            assert!(
+                matches!(claimed, Claimed::Refused(Refusal::Token)),
+                "byte {at} ^ {flip:#04x} was not refused as a wrong token"
+            );
+        }
+    }
+    assert_eq!(
+        store.session_node("c1").await.unwrap().as_deref(),
+        Some("node-1"),
+        "a refused claim moved the session"
+    );
+    match store
+        .claim_session(&Claim::new("c1", kept, "alice", next, "node-2"))
+        .await
+        .unwrap()
+    {
+        Claimed::Resumed(resumed) => {
+            assert_eq!(resumed.epoch, 2);
+            assert_eq!(resumed.previous_node.as_deref(), Some("node-1"));
+        }
+        Claimed::Refused(refusal) => panic!("the kept hash was refused: {}", refusal.as_str()),
+    }
 }
 
 async fn rooms_are_joined_listed_and_left<B: Open>() {

@@ -6,13 +6,23 @@
 -- Checks the token's hash in constant time, then the user; on success rotates the token and
 -- attaches the session to the node, in one step, so that two claims with one token cannot both
 -- win.
+-- Constant time: eight bytes of each per `string.byte` call, and the differences summed as
+-- squares (zero only when every byte matches): a few microseconds a call, where one call per
+-- byte cost several times as much.
 local function same(a, b)
   if #a ~= #b then
     return false
   end
   local diff = 0
-  for i = 1, #a do
-    diff = bit.bor(diff, bit.bxor(string.byte(a, i), string.byte(b, i)))
+  for i = 1, #a, 8 do
+    local a1, a2, a3, a4, a5, a6, a7, a8 = string.byte(a, i, i + 7)
+    local b1, b2, b3, b4, b5, b6, b7, b8 = string.byte(b, i, i + 7)
+    -- Past the end of a length that is not a multiple of eight, both give nil.
+    local d1, d2 = a1 - b1, (a2 or 0) - (b2 or 0)
+    local d3, d4 = (a3 or 0) - (b3 or 0), (a4 or 0) - (b4 or 0)
+    local d5, d6 = (a5 or 0) - (b5 or 0), (a6 or 0) - (b6 or 0)
+    local d7, d8 = (a7 or 0) - (b7 or 0), (a8 or 0) - (b8 or 0)
+    diff = diff + d1 * d1 + d2 * d2 + d3 * d3 + d4 * d4 + d5 * d5 + d6 * d6 + d7 * d7 + d8 * d8
   end
   return diff == 0
 end
