@@ -35,7 +35,9 @@
 //! - **fresh-connect storm**: N new clients (new users, each joining a room as the first N
 //!   did: the state a resume restores, built anew) at once on the same server: the time until
 //!   all are welcomed and in their rooms, Redis commands and Redis CPU time per connect, and
-//!   the peak per second;
+//!   the peak per second. On Redis, this storm and the reconnect storm run three times each
+//!   (the fresh clients close between rounds): each reports its round of median Redis CPU,
+//!   and the resume lines give the range;
 //! - **fresh connects at the resumes' pace** (Redis): N more new clients, each arriving at a
 //!   random instant within the time the deploy storm took, so that Redis serves them at the
 //!   rate it served the resumes: Redis commands and Redis CPU time per connect. A command costs
@@ -87,6 +89,9 @@ const PROBE_ROOMS: usize = 10;
 const PROBES_PER_ROOM: usize = 20;
 /// How many clients open at once while the N of a size open (the storms open all at once).
 const OPENING: usize = 64;
+/// How many times the storms that come all at once run on Redis: the reconnect storm and the
+/// fresh-connect storm each report their round of median Redis CPU, with the range.
+const STORM_ROUNDS: usize = 3;
 /// Descriptors the harness keeps for itself beside the clients.
 const SPARE_FDS: u64 = 1000;
 
@@ -438,15 +443,26 @@ async fn measure(kind: Kind, n: usize, params: &Params, chat: &Path, redis: &Red
     let server = if kind == Kind::Redis {
         let (storm, server) = deploy_storm(&fleet, n, addr, redis, &start).await;
         row.deploy = Some(storm);
-        row.reconnect = Some(reconnect_storm(&fleet, n, redis).await);
+        let mut rounds = Vec::new();
+        for _ in 0..STORM_ROUNDS {
+            rounds.push(reconnect_storm(&fleet, n, redis).await);
+        }
+        row.reconnect = Some(Storm::median(rounds));
         fleet.stop().await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
         server
     } else {
         fleet.stop().await;
         start(addr)
     };
-    row.fresh = Some(fresh_storm(addr, n, kind, redis, "f", Arrival::AtOnce).await);
+    let rounds = if kind == Kind::Redis { STORM_ROUNDS } else { 1 };
+    let mut storms = Vec::new();
+    for round in 0..rounds {
+        // The sockets of the last fleet close and their sessions go first.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let prefix = format!("f{round}_");
+        storms.push(fresh_storm(addr, n, kind, redis, &prefix, Arrival::AtOnce).await);
+    }
+    row.fresh = Some(Storm::median(storms));
     if let Some(deploy) = &row.deploy {
         let over = Arrival::Over(deploy.took);
         row.fresh_paced = Some(fresh_storm(addr, n, kind, redis, "p", over).await);
@@ -626,6 +642,7 @@ async fn resume_storm<T>(
         commands_per_client: Some(commands as f64 / n as f64),
         peak_commands: Some(peak),
         redis_cpu_per_client: Some(cpu / n as u32),
+        cpu_range: None,
         listen_drops,
     };
     (storm, back)
@@ -674,6 +691,7 @@ async fn fresh_storm(
         commands_per_client: commands,
         peak_commands: peak,
         redis_cpu_per_client: cpu,
+        cpu_range: None,
         listen_drops: server::listen_drops() - drops,
     };
     fleet.stop().await;

@@ -58,7 +58,25 @@ pub struct Storm {
     pub peak_commands: Option<f64>,
     /// Redis: its CPU time (user and system) per client.
     pub redis_cpu_per_client: Option<Duration>,
+    /// Over several rounds of the storm: the lowest and highest Redis CPU per client.
+    pub cpu_range: Option<(Duration, Duration)>,
     pub listen_drops: u64,
+}
+
+impl Storm {
+    /// The round of median Redis CPU per client, with the range over all rounds.
+    pub fn median(mut rounds: Vec<Storm>) -> Storm {
+        rounds.sort_by_key(|storm| storm.redis_cpu_per_client);
+        let range = match (rounds.first(), rounds.last()) {
+            (Some(low), Some(high)) if rounds.len() > 1 => {
+                low.redis_cpu_per_client.zip(high.redis_cpu_per_client)
+            }
+            _ => None,
+        };
+        let mut median = rounds.swap_remove(rounds.len() / 2);
+        median.cpu_range = range;
+        median
+    }
 }
 
 impl Row {
@@ -187,12 +205,23 @@ fn against(resume: &Storm, fresh: &Storm) -> String {
             "–".to_owned()
         }
     };
+    let range = |storm: &Storm| {
+        storm.cpu_range.map_or(String::new(), |(low, high)| {
+            format!(
+                " ({:.0}–{:.0})",
+                low.as_secs_f64() * 1e6,
+                high.as_secs_f64() * 1e6
+            )
+        })
+    };
     format!(
-        "{:.1} commands and {:.0} µs against {:.1} and {:.0} µs ({} and {})",
+        "{:.1} commands and {:.0} µs{} against {:.1} and {:.0} µs{} ({} and {})",
         commands(resume),
         cpu(resume),
+        range(resume),
         commands(fresh),
         cpu(fresh),
+        range(fresh),
         ratio(commands(resume), commands(fresh)),
         ratio(cpu(resume), cpu(fresh)),
     )
