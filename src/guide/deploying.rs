@@ -47,7 +47,7 @@
 //!
 //! **Restarts and reconnect storms.** When an instance shuts down (or a load balancer moves its
 //! clients), every one of its clients reconnects within a second or two, to a restarted
-//! process or to the others. Three things keep that storm from hurting:
+//! process or to the others. Four things keep that storm from hurting:
 //!
 //! - **The listen backlog.** `TcpListener::bind` asks the kernel to queue 128 connections
 //!   waiting for `accept`; past that, the kernel drops the handshakes, and each client's TCP
@@ -60,6 +60,11 @@
 //!   `SessionLayer::admission(Admission::per_second(n).queue(q))` opens at most `n` sessions
 //!   per second per instance, lets `q` upgrades wait for their turn, and answers the rest with
 //!   `503` and `Retry-After` before anything is created.
+//! - **A shutdown that stops accepting first.** On SIGTERM, close the listener, then call
+//!   `LiveSessions::shutdown`: the clients that reconnect while the sessions detach are refused
+//!   by the kernel and try the restarted process or another instance, rather than each being
+//!   accepted and answered `503` by an instance that is going away, which slows its detach.
+//!   `examples/chat/serve.rs` does it in that order.
 //! - **Clients that come back with jitter.** A client that retries at a random moment within a
 //!   growing window (the demo page: anywhere up to 0.5 s, then 1, 2, 4, at most 8 s) spreads
 //!   a storm over time instead of returning all in the same instant.

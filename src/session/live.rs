@@ -396,6 +396,11 @@ impl LiveSessions {
     /// once the store has them all, with how many sockets were asked to close. The handlers'
     /// socket loops then send their close frames and end; dropping their handles changes
     /// nothing more.
+    ///
+    /// Stop accepting connections first (close the listener), then call this: clients that
+    /// reconnect while the sessions detach are then refused by the kernel, at no cost to the
+    /// instance, rather than each accepted and answered `503`, and a restarted process can
+    /// take the address at once.
     pub async fn shutdown(&self) -> usize {
         self.live.shutdown().await
     }
