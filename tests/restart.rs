@@ -52,6 +52,13 @@ async fn clients_resume_after(signal: &str) {
         first.wait(Duration::from_secs(5));
     } else {
         assert_eq!(alice.close_code().await, Some(1001));
+        // The listener closed before any socket was told to: a client coming back now is
+        // refused by the kernel, not accepted by a process that is going away.
+        let again = tokio::net::TcpStream::connect(first.addr).await;
+        assert!(
+            matches!(&again, Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused),
+            "a connection during the shutdown was not refused: {again:?}"
+        );
         assert_eq!(bob.close_code().await, Some(1001));
         let status = first.wait(Duration::from_secs(10));
         assert!(status.success(), "{status}");
