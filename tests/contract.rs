@@ -1,7 +1,8 @@
 //! The contract of `SessionStore`, written once and run against every store.
 //!
 //! Each case below is a generic `async fn` over a [`Backend`]; `store_contract!` turns every
-//! case into one `#[tokio::test]` per store, in the modules `memory` and `redis`. The Redis
+//! case into one `#[tokio::test]` per store, in the modules `memory`, `redis` and `sentinel`
+//! (a `RedisStore` through Redis Sentinel), and each of the first two behind an `AnyStore`. The Redis
 //! cases talk to a real Redis server, each with a key prefix of its own, so they run in
 //! parallel without seeing each other.
 
@@ -55,6 +56,23 @@ impl Backend for Redis {
             eprintln!("{}", support::redis_server::SKIPPED);
         }
         store.map(|store| store.limits(limits))
+    }
+}
+
+/// A `RedisStore` through Redis Sentinel, on a master with two replicas and three sentinels.
+#[cfg(feature = "redis")]
+struct Sentinel;
+
+#[cfg(feature = "redis")]
+impl Backend for Sentinel {
+    type Store = ws_session::RedisStore;
+
+    async fn open(ttl: Duration, limits: Limits) -> Option<ws_session::RedisStore> {
+        let Some(topology) = support::sentinel::shared() else {
+            eprintln!("{}", support::redis_server::SKIPPED);
+            return None;
+        };
+        Some(topology.store(ttl).await.limits(limits))
     }
 }
 
@@ -145,6 +163,8 @@ with_every_case!(store_contract!(any_memory, super::AnyMemory));
 with_every_case!(store_contract!(redis, super::Redis));
 #[cfg(feature = "redis")]
 with_every_case!(store_contract!(any_redis, super::AnyRedis));
+#[cfg(feature = "redis")]
+with_every_case!(store_contract!(sentinel, super::Sentinel));
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

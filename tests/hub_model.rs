@@ -452,7 +452,7 @@ async fn random_workloads_with_resumes_on_redis_match_the_model_and_leave_only_l
 
 /// Every key under the prefix has a TTL, and none names a session in `gone`.
 async fn check_keys(store: &RedisStore, gone: &BTreeSet<String>, seed: u64) {
-    let mut conn = store.pool().dedicated_connection().await.unwrap();
+    let mut conn = store.dedicated_connection().await.unwrap();
     for attempt in 0.. {
         let keys = support::redis_server::keys_under(&mut conn, store).await;
         let mut stale = Vec::new();

@@ -438,10 +438,10 @@ async fn redis_no_key_leaks_after_1000_cycles() {
     churn(addr, 1000).await;
     eventually("no session is open", || async { sessions.is_empty() }).await;
     sessions.wait_for_removals().await;
-    let mut conn = store.pool().get().await.unwrap();
+    let mut conn = store.dedicated_connection().await.unwrap();
     let keys: Vec<String> = bb8_redis::redis::cmd("KEYS")
         .arg(format!("{}:*", store.prefix()))
-        .query_async(&mut *conn)
+        .query_async(&mut conn)
         .await
         .unwrap();
     assert_eq!(keys, Vec::<String>::new());

@@ -515,7 +515,7 @@ async fn detached_sessions_expire_and_leave_no_key_behind() {
     bob.ok(json!({"op": "to_user", "user": "alice", "text": "all of you"}))
         .await;
     bob.send(json!({"op": "say", "text": "everyone"})).await;
-    let mut conn = store.pool().dedicated_connection().await.unwrap();
+    let mut conn = store.dedicated_connection().await.unwrap();
     let before = support::redis_server::keys_under(&mut conn, &store).await;
     for part in [
         ":session:",

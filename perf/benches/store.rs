@@ -369,7 +369,13 @@ fn machine_notes(
         format!("runtime: tokio multi-thread, {cores} workers"),
     ];
     if let Some(redis) = &bencher.world.redis {
-        let open = redis.main.store.pool().state().connections;
+        let open = redis
+            .main
+            .store
+            .pool()
+            .expect("a pool on one server")
+            .state()
+            .connections;
         notes.push(format!(
             "pools: RedisStore::connect's bb8 pool for ours and the raw commands ({open} connection(s) \
              open at the end); fred pool of {} client(s) for tower-sessions",

@@ -153,10 +153,10 @@ async fn connect(url: &str) -> RedisStore {
 }
 
 async fn server_pid(store: &RedisStore) -> String {
-    let mut conn = store.pool().get().await.expect("a connection");
+    let mut conn = store.dedicated_connection().await.expect("a connection");
     let info: String = redis::cmd("INFO")
         .arg("server")
-        .query_async(&mut *conn)
+        .query_async(&mut conn)
         .await
         .expect("INFO");
     info.lines()

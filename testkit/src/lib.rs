@@ -9,3 +9,4 @@ pub mod chat_client;
 pub mod h2_socket;
 pub mod process;
 pub mod redis_server;
+pub mod sentinel;

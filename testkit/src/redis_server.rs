@@ -27,7 +27,25 @@ pub struct RedisServer {
     program: &'static str,
     port: u16,
     dir: PathBuf,
+    role: Role,
     running: Option<Running>,
+}
+
+/// What a [`RedisServer`] is started as.
+#[derive(Clone, Debug)]
+pub enum Role {
+    /// A master of its own.
+    Master,
+    /// A replica of the master on 127.0.0.1 at this port.
+    ReplicaOf(u16),
+    /// A sentinel watching the master named `name` on 127.0.0.1 at `port`, with a quorum of
+    /// two, deciding it is down after one second without an answer.
+    Sentinel {
+        /// The name the sentinels give the master.
+        name: String,
+        /// The port of the master when the sentinel starts.
+        port: u16,
+    },
 }
 
 struct Running {
@@ -47,6 +65,15 @@ impl RedisServer {
     ///
     /// When no server binary is installed and `CI` is set, or when the server does not start.
     pub fn start() -> Option<RedisServer> {
+        RedisServer::start_as(Role::Master)
+    }
+
+    /// As [`start`](Self::start), a server in the given role.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_as(role: Role) -> Option<RedisServer> {
         let Some(program) = server_program() else {
             unavailable("redis-server is not installed");
             return None;
@@ -64,6 +91,7 @@ impl RedisServer {
                 program,
                 port: free_port(),
                 dir: dir.clone(),
+                role: role.clone(),
                 running: None,
             };
             match server.launch() {
@@ -117,10 +145,67 @@ impl RedisServer {
         }
     }
 
+    /// The process id of the running server, from its `INFO`.
+    ///
+    /// # Panics
+    ///
+    /// When it is not running or does not answer.
+    pub fn pid(&self) -> u32 {
+        let info = query(self.port, "INFO server").expect("the server answers INFO");
+        info.lines()
+            .find_map(|line| line.strip_prefix("process_id:"))
+            .and_then(|pid| pid.trim().parse().ok())
+            .expect("INFO server names the process id")
+    }
+
+    /// Stops the server with `SIGSTOP`: its connections stay open and nothing answers, as
+    /// with a server frozen or cut off. Returns its process id, for [`resume`](Self::resume).
+    pub fn pause(&self) -> u32 {
+        let pid = self.pid();
+        signal(pid, "-STOP");
+        pid
+    }
+
+    /// Lets a server stopped by [`pause`](Self::pause) go on.
+    pub fn resume(&self, pid: u32) {
+        signal(pid, "-CONT");
+    }
+
+    /// The arguments of `redis-server` for this server's role.
+    fn arguments(&self) -> Result<Vec<String>, String> {
+        let mut args = Vec::new();
+        if let Role::Sentinel { name, port } = &self.role {
+            let config = self.dir.join("sentinel.conf");
+            let text = format!(
+                "sentinel monitor {name} 127.0.0.1 {port} 2\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 3000\n\
+                 sentinel parallel-syncs {name} 2\n"
+            );
+            std::fs::write(&config, text)
+                .map_err(|err| format!("cannot write {}: {err}", config.display()))?;
+            args.push(config.display().to_string());
+            args.push("--sentinel".to_owned());
+        } else {
+            args.extend(["--save", "", "--appendonly", "no"].map(str::to_owned));
+        }
+        if let Role::ReplicaOf(port) = &self.role {
+            args.extend([
+                "--replicaof".to_owned(),
+                "127.0.0.1".to_owned(),
+                port.to_string(),
+            ]);
+        }
+        args.extend(["--port".to_owned(), self.port.to_string()]);
+        args.extend(["--bind", "127.0.0.1"].map(str::to_owned));
+        Ok(args)
+    }
+
     fn launch(&mut self) -> Result<(), String> {
         std::fs::create_dir_all(&self.dir)
             .map_err(|err| format!("cannot create {}: {err}", self.dir.display()))?;
         let log = self.dir.join("redis.log");
+        let args = self.arguments()?;
         let mut watchdog = Command::new("sh")
             .arg("-c")
             // `$0` is the server binary, `$@` its arguments. A background reader of the pipe
@@ -133,10 +218,7 @@ impl RedisServer {
             ))
             .env("WS_REDIS_DIR", &self.dir)
             .arg(self.program)
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", ""])
-            .args(["--appendonly", "no"])
+            .args(&args)
             .arg("--dir")
             .arg(&self.dir)
             .arg("--logfile")
@@ -264,6 +346,46 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Sends one inline command to the server on `port` and returns its whole reply as text
+/// (enough for `INFO` and short answers). The reply ends where the server closes the
+/// connection after `QUIT`, or (a sentinel knows no `QUIT`) where nothing more comes for a
+/// moment.
+pub fn query(port: u16, command: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+    stream.set_write_timeout(Some(Duration::from_millis(500)))?;
+    stream.write_all(format!("{command}\r\nQUIT\r\n").as_bytes())?;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut reply = Vec::new();
+    let mut chunk = [0; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(read) => reply.extend_from_slice(&chunk[..read]),
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if !reply.is_empty() || Instant::now() > deadline {
+                    break;
+                }
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(String::from_utf8_lossy(&reply).into_owned())
+}
+
+fn signal(pid: u32, which: &str) {
+    let status = Command::new("kill")
+        .args([which, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {which} {pid} failed");
+}
+
 fn answers_ping(port: u16) -> bool {
     let ping = || -> std::io::Result<bool> {
         let timeout = Some(Duration::from_millis(200));
@@ -363,7 +485,6 @@ pub async fn pause_clients(conn: &mut redis::aio::MultiplexedConnection, ms: u64
 /// A connection of its own to `store`'s server, for looking behind the store's back.
 pub async fn raw_connection(store: &RedisStore) -> redis::aio::MultiplexedConnection {
     store
-        .pool()
         .dedicated_connection()
         .await
         .expect("a raw connection")

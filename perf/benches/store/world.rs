@@ -250,7 +250,7 @@ pub struct RedisSide {
 
 impl RedisSide {
     pub fn pool(&self) -> &RedisPool {
-        self.store.pool()
+        self.store.pool().expect("a pool on one server")
     }
 }
 
@@ -307,25 +307,30 @@ impl RedisWorld {
             .unwrap_or_else(|err| panic!("cannot connect to {url}: {err}"))
             .limits(limits());
         // The peer gets as many connections as the store's pool holds after its first PING.
-        let connections = store.pool().state().connections.max(1);
+        let connections = store
+            .pool()
+            .expect("a pool on one server")
+            .state()
+            .connections
+            .max(1);
         let config = Config::from_url(&url).expect("a valid Redis URL for fred");
         let fred =
             FredPool::new(config, None, None, None, connections as usize).expect("a fred pool");
         // The connection tasks run until `quit`.
         let _connections = fred.init().await.expect("fred connects");
         let tower = Arc::new(tower_sessions_redis_store::RedisStore::new(fred.clone()));
-        let mut conn = store.pool().get().await.expect("a pooled connection");
+        let mut conn = store.dedicated_connection().await.expect("a connection");
         let load = |script: String| {
             let mut cmd = redis::cmd("SCRIPT");
             cmd.arg("LOAD").arg(script);
             cmd
         };
         let empty_script: String = load(EMPTY_SCRIPT.to_owned())
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await
             .expect("loaded");
         let minimal_write: String = load(minimal_write_script())
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await
             .expect("loaded");
         drop(conn);

@@ -7,11 +7,11 @@ use std::time::Duration;
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{Cmd, ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
 use bb8::{ErrorSink, RunError};
-use bb8_redis::RedisConnectionManager;
 use tokio::time::Instant;
 
 use super::RedisStore;
 use super::command::Command;
+use super::pool::{Check, Pool};
 use crate::error::{Error, Result};
 
 /// How long [`RedisStore::connect`]'s pool waits for a connection, and the default operation
@@ -29,7 +29,10 @@ pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// It holds a single connection: operations check it out only to clone its multiplexed
 /// handle, so every concurrent operation is pipelined on one socket, which costs Redis and
 /// the application fewer system calls per operation than spreading them over several.
-pub(super) fn pool_builder() -> bb8::Builder<RedisConnectionManager> {
+pub(super) fn pool_builder<M>() -> bb8::Builder<M>
+where
+    M: bb8::ManageConnection<Error = RedisError>,
+{
     bb8::Pool::builder()
         .max_size(1)
         .connection_timeout(DEFAULT_TIMEOUT)
@@ -151,8 +154,8 @@ impl RedisStore {
         &self,
         deadline: Instant,
     ) -> std::result::Result<MultiplexedConnection, Failure> {
-        match tokio::time::timeout_at(deadline, self.inner.pool.get()).await {
-            Ok(Ok(pooled)) => Ok((*pooled).clone()),
+        match tokio::time::timeout_at(deadline, self.inner.connections.pool.get()).await {
+            Ok(Ok(conn)) => Ok(conn),
             Ok(Err(RunError::User(err))) => Err(Failure::Redis(err)),
             Ok(Err(RunError::TimedOut)) => Err(Failure::NoConnection),
             Err(_) => Err(Failure::TimedOut),
@@ -160,54 +163,50 @@ impl RedisStore {
     }
 
     /// What a failed reply means, after healing the pool when the error shows that a
-    /// connection is dead.
+    /// connection is wrong.
+    ///
+    /// On one server, a connection is wrong when it is dead (its server went away); the pool
+    /// is healed before the error is returned, so that the store works again as soon as Redis
+    /// is back. Through Sentinel, a connection is also wrong when its server stopped being the
+    /// master (`READONLY`, `NOREPLICAS`, `MASTERDOWN`) or stopped answering in time (a paused
+    /// or partitioned master); the pool is healed in the background, so that the caller hears
+    /// of the failure within its timeout.
     async fn failed(&self, err: RedisError) -> Failure {
+        let pool = &self.inner.connections.pool;
+        match pool {
+            Pool::Server(_) if connection_lost(&err) => {
+                tracing::debug!(error = %err, "a Redis connection is dead; checking the pool");
+                self.heal_pool(Check::Answers).await;
+            }
+            Pool::Sentinel(_) if connection_lost(&err) || err.is_timeout() || demoted(&err) => {
+                tracing::debug!(error = %err, "a Redis connection may not reach the master; checking the pool");
+                let store = self.clone();
+                tokio::spawn(async move { store.heal_pool(Check::IsMaster).await });
+            }
+            _ => {}
+        }
         if err.is_timeout() {
-            return Failure::TimedOut;
+            Failure::TimedOut
+        } else {
+            Failure::Redis(err)
         }
-        if connection_lost(&err) {
-            tracing::debug!(error = %err, "a Redis connection is dead; checking the pool");
-            self.heal_pool().await;
-        }
-        Failure::Redis(err)
     }
 
-    /// Checks every connection of the pool with a `PING` and replaces the dead ones in place
-    /// with fresh connections. One operation at a time does this; the others carry on.
-    async fn heal_pool(&self) {
+    /// Checks the pool's connections as `check` says and replaces the ones that fail it. One
+    /// operation at a time does this; the others carry on.
+    pub(super) async fn heal_pool(&self, check: Check) {
         struct Done<'a>(&'a AtomicBool);
         impl Drop for Done<'_> {
             fn drop(&mut self) {
                 self.0.store(false, Ordering::Release);
             }
         }
-        if self.inner.healing.swap(true, Ordering::AcqRel) {
+        let connections = &self.inner.connections;
+        if connections.healing.swap(true, Ordering::AcqRel) {
             return;
         }
-        let _done = Done(&self.inner.healing);
-        let pool = &self.inner.pool;
-        // Hold every checked connection until the end, so that no connection is checked twice.
-        let mut checked = Vec::new();
-        for _ in 0..pool.state().connections {
-            let Ok(mut conn) = pool.get().await else {
-                break;
-            };
-            if ::redis::cmd("PING")
-                .query_async::<()>(&mut *conn)
-                .await
-                .is_err()
-            {
-                match pool.dedicated_connection().await {
-                    Ok(fresh) => *conn = fresh,
-                    Err(error) => {
-                        tracing::debug!(%error, "Redis still unreachable");
-                        break;
-                    }
-                }
-                tracing::debug!("replaced a dead Redis connection");
-            }
-            checked.push(conn);
-        }
+        let _done = Done(&connections.healing);
+        connections.pool.heal(check, self.inner.timeout).await;
     }
 }
 
@@ -237,12 +236,19 @@ fn connection_lost(err: &RedisError) -> bool {
         && (err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error())
 }
 
+/// Whether `err` says that its server is not (or no longer) a master that takes writes.
+fn demoted(err: &RedisError) -> bool {
+    matches!(err.code(), Some("READONLY" | "NOREPLICAS" | "MASTERDOWN"))
+}
+
 /// The error codes of a server that is up but cannot take the command now: full (`OOM`, at
 /// `maxmemory` with `noeviction`), read-only (`READONLY`, a replica), loading its data
-/// (`LOADING`), busy with a script (`BUSY`), or between primaries.
-const NOT_NOW: [&str; 7] = [
+/// (`LOADING`), busy with a script (`BUSY`), short of replicas that acknowledge writes
+/// (`NOREPLICAS`, under `min-replicas-to-write`), or between primaries.
+const NOT_NOW: [&str; 8] = [
     "OOM",
     "READONLY",
+    "NOREPLICAS",
     "LOADING",
     "BUSY",
     "TRYAGAIN",

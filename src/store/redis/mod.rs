@@ -97,10 +97,12 @@ mod group_commit;
 pub(crate) mod hub;
 mod keep_alive;
 pub(crate) mod keys;
+mod pool;
 mod reply;
 mod resume;
 mod rooms;
 mod scripts;
+mod sentinel;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -128,6 +130,7 @@ use command::Command;
 use conn::{DEFAULT_TIMEOUT, pool_builder, redis_error};
 use group_commit::GroupCommit;
 use keys::Keys;
+use pool::{Pool, PubSubSource};
 use reply::{bytes, decode_json, decode_session, hash_fields, missing_field, string, unexpected};
 use scripts::{Scripts, StoreScript};
 use write::Write;
@@ -185,21 +188,40 @@ pub struct RedisStore {
 
 #[derive(Clone)]
 struct Inner {
-    pool: RedisPool,
+    /// The pool, and what the store's clones share to keep it healthy.
+    connections: Arc<Connections>,
     /// The names of the store's keys and of its hub's channels.
     keys: Arc<Keys>,
     /// Opens the hub's pub/sub connections, which a pool cannot give.
-    client: Option<::redis::Client>,
+    pubsub: Option<PubSubSource>,
     ttl: Duration,
     limits: Limits,
     /// The store's scripts, which carry its prefixes, TTL and key limit.
     scripts: Arc<Scripts>,
     timeout: Duration,
-    /// Set while one operation checks the pool for dead connections.
-    healing: Arc<AtomicBool>,
     /// The writes waiting to share the next call of the write script. Clones of the store
     /// share it; a store given other limits (other scripts) gets its own.
     commit: Arc<GroupCommit>,
+}
+
+/// The pool of a store and what keeps it healthy, shared by all clones of the store.
+struct Connections {
+    pool: Pool,
+    /// Set while one operation checks the pool for wrong connections.
+    healing: AtomicBool,
+    /// Counts the new masters the sentinels have named, so that the hub's pub/sub connection
+    /// moves to each (always 0 on one server).
+    switches: tokio::sync::watch::Sender<u64>,
+}
+
+impl Connections {
+    fn new(pool: Pool) -> Arc<Self> {
+        Arc::new(Connections {
+            pool,
+            healing: AtomicBool::new(false),
+            switches: tokio::sync::watch::Sender::new(0),
+        })
+    }
 }
 
 impl fmt::Debug for RedisStore {
@@ -210,7 +232,7 @@ impl fmt::Debug for RedisStore {
             .field("ttl", &inner.ttl)
             .field("timeout", &inner.timeout)
             .field("limits", &inner.limits)
-            .field("pool", &inner.pool.state())
+            .field("connections", &inner.connections.pool.connections())
             .finish()
     }
 }
@@ -230,19 +252,23 @@ impl RedisStore {
     /// [`SessionLayer`](crate::SessionLayer) on this store fail with `503` and an error in the
     /// log.
     pub fn new(pool: RedisPool, prefix: impl Into<String>, ttl: Duration) -> Self {
-        let keys = Arc::new(Keys::new(prefix.into()));
+        RedisStore::on(Pool::Server(pool), prefix.into(), ttl)
+    }
+
+    /// A store on `pool`, with the default limits and timeout and no pub/sub source.
+    fn on(pool: Pool, prefix: String, ttl: Duration) -> Self {
+        let keys = Arc::new(Keys::new(prefix));
         let limits = Limits::default();
         let scripts = scripts_for(&keys, ttl, &limits);
         RedisStore {
             inner: Arc::new(Inner {
-                pool,
+                connections: Connections::new(pool),
                 keys,
-                client: None,
+                pubsub: None,
                 ttl,
                 limits,
                 scripts,
                 timeout: DEFAULT_TIMEOUT,
-                healing: Arc::new(AtomicBool::new(false)),
                 commit: Arc::default(),
             }),
         }
@@ -283,7 +309,7 @@ impl RedisStore {
     /// [`new`](Self::new). Use the same server as the pool.
     #[must_use]
     pub fn pubsub_client(mut self, client: ::redis::Client) -> Self {
-        Arc::make_mut(&mut self.inner).client = Some(client);
+        Arc::make_mut(&mut self.inner).pubsub = Some(PubSubSource::Server(client));
         self
     }
 
@@ -309,9 +335,14 @@ impl RedisStore {
         &self.inner.keys
     }
 
-    /// The client for pub/sub connections, if the store has one.
-    pub(crate) fn client(&self) -> Option<&::redis::Client> {
-        self.inner.client.as_ref()
+    /// Where the hub's pub/sub connections go, if the store knows.
+    pub(in crate::store::redis) fn pubsub_source(&self) -> Option<&PubSubSource> {
+        self.inner.pubsub.as_ref()
+    }
+
+    /// Changes each time the sentinels name a new master (never on one server).
+    pub(in crate::store::redis) fn master_switches(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.connections.switches.subscribe()
     }
 
     /// The time one operation may take.
@@ -319,9 +350,30 @@ impl RedisStore {
         self.inner.timeout
     }
 
-    /// The connection pool.
-    pub fn pool(&self) -> &RedisPool {
-        &self.inner.pool
+    /// The connection pool of a store on one server (made by [`connect`](Self::connect) or
+    /// [`new`](Self::new)); `None` for a store through Sentinel, whose connections go wherever
+    /// the sentinels name the master.
+    pub fn pool(&self) -> Option<&RedisPool> {
+        match &self.inner.connections.pool {
+            Pool::Server(pool) => Some(pool),
+            Pool::Sentinel(_) => None,
+        }
+    }
+
+    /// A new connection outside the pool, to the same server as the store's operations (the
+    /// master, through Sentinel). For administration and inspection; the store's own
+    /// operations never need it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] when no connection opens within the store's timeout.
+    pub async fn dedicated_connection(&self) -> Result<::redis::aio::MultiplexedConnection> {
+        let timeout = self.inner.timeout;
+        match tokio::time::timeout(timeout, self.inner.connections.pool.dedicated()).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(err)) => Err(redis_error(err)),
+            Err(_) => Err(Error::timed_out(timeout)),
+        }
     }
 
     /// Runs a script that answers with a status code, and maps the code to a result.

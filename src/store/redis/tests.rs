@@ -34,7 +34,6 @@ macro_rules! require_redis {
 /// A connection of its own to the store's server, for looking behind the store's back.
 async fn raw(store: &RedisStore) -> MultiplexedConnection {
     store
-        .pool()
         .dedicated_connection()
         .await
         .expect("a raw connection")

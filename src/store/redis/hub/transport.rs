@@ -280,7 +280,7 @@ impl Task {
     }
 
     async fn connect(&self) -> Result<::redis::aio::PubSub> {
-        let Some(client) = self.store.client() else {
+        let Some(source) = self.store.pubsub_source() else {
             return Err(Error::Backend(
                 "this RedisStore has no pub/sub client: build it with RedisStore::connect, or \
                  give RedisStore::new's store one with .pubsub_client(client)"
@@ -288,7 +288,7 @@ impl Task {
             ));
         };
         let timeout = self.store.operation_timeout();
-        match tokio::time::timeout(timeout, client.get_async_pubsub()).await {
+        match tokio::time::timeout(timeout, source.open()).await {
             Ok(Ok(pubsub)) => Ok(pubsub),
             Ok(Err(error)) => Err(Error::Unavailable {
                 reason: "cannot connect for pub/sub".to_owned(),
@@ -300,7 +300,12 @@ impl Task {
 
     /// Serves one connection: keeps its subscriptions in line with the wanted set, and hands
     /// every message to the node, until the connection breaks or the node is gone.
+    ///
+    /// When the sentinels name a new master, the connection is given up even if it still
+    /// works: its server no longer gets the messages published on the new master.
     async fn serve(&self, pubsub: ::redis::aio::PubSub) -> Ended {
+        let mut switches = self.store.master_switches();
+        switches.mark_unchanged();
         let (mut sink, mut stream) = pubsub.split();
         // A new connection is subscribed to nothing.
         lock(&self.shared.wanted).reset();
@@ -336,6 +341,7 @@ impl Task {
             // the next turn.
             tokio::select! {
                 () = self.shared.changed.notified() => {}
+                _ = switches.changed() => return Ended::Lost,
                 message = stream.next() => {
                     let Some(message) = message else {
                         return Ended::Lost;

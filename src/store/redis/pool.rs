@@ -1,0 +1,200 @@
+//! Where a store's connections come from, and how a connection found wrong is replaced.
+//!
+//! A store talks either to one server at a fixed address (a pool of bb8-redis) or to the
+//! master a set of Redis Sentinels names (a pool whose every new connection asks the
+//! sentinels again, see [`SentinelManager`]). Either pool holds multiplexed connections; the
+//! store checks one out only to clone its handle.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::redis::aio::MultiplexedConnection;
+use ::redis::sentinel::SentinelClient;
+use ::redis::{RedisError, Value};
+use bb8::{ManageConnection, RunError};
+
+use super::RedisPool;
+
+/// The pool of a store.
+#[derive(Clone)]
+pub(super) enum Pool {
+    /// Connections to one server at a fixed address.
+    Server(RedisPool),
+    /// Connections to whichever server the sentinels name as the master when each is opened.
+    Sentinel(bb8::Pool<SentinelManager>),
+}
+
+/// How [`Pool::heal`] decides that a pooled connection must be replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Check {
+    /// Replace it when it does not answer a `PING` in time.
+    Answers,
+    /// Replace it when it does not answer `ROLE` in time, or its server is no master.
+    IsMaster,
+    /// Replace it whatever it answers: the sentinels have named a new master.
+    Replace,
+}
+
+impl Pool {
+    /// A handle on one of the pool's connections.
+    pub(super) async fn get(&self) -> Result<MultiplexedConnection, RunError<RedisError>> {
+        match self {
+            Pool::Server(pool) => pool.get().await.map(|conn| (*conn).clone()),
+            Pool::Sentinel(pool) => pool.get().await.map(|conn| (*conn).clone()),
+        }
+    }
+
+    /// How many connections the pool holds.
+    pub(super) fn connections(&self) -> u32 {
+        match self {
+            Pool::Server(pool) => pool.state().connections,
+            Pool::Sentinel(pool) => pool.state().connections,
+        }
+    }
+
+    /// A new connection outside the pool.
+    pub(super) async fn dedicated(&self) -> Result<MultiplexedConnection, RedisError> {
+        match self {
+            Pool::Server(pool) => pool.dedicated_connection().await,
+            Pool::Sentinel(pool) => pool.dedicated_connection().await,
+        }
+    }
+
+    /// Checks every pooled connection as `check` says, each within `timeout`, and replaces the
+    /// ones that fail it with fresh connections (which, through Sentinel, go to the master the
+    /// sentinels name now). Stops at the first replacement that cannot be opened.
+    pub(super) async fn heal(&self, check: Check, timeout: Duration) {
+        match self {
+            Pool::Server(pool) => heal(pool, check, timeout).await,
+            Pool::Sentinel(pool) => heal(pool, check, timeout).await,
+        }
+    }
+}
+
+async fn heal<M>(pool: &bb8::Pool<M>, check: Check, timeout: Duration)
+where
+    M: ManageConnection<Connection = MultiplexedConnection, Error = RedisError>,
+{
+    // Hold every checked connection until the end, so that no connection is checked twice.
+    let mut checked = Vec::new();
+    for _ in 0..pool.state().connections {
+        let Ok(Ok(mut conn)) = tokio::time::timeout(timeout, pool.get()).await else {
+            break;
+        };
+        if !passes(&mut conn, check, timeout).await {
+            match tokio::time::timeout(timeout, pool.dedicated_connection()).await {
+                Ok(Ok(fresh)) => *conn = fresh,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "no Redis connection to replace a wrong one with");
+                    break;
+                }
+                Err(_) => {
+                    tracing::debug!("a new Redis connection did not open in time");
+                    break;
+                }
+            }
+            tracing::debug!(?check, "replaced a Redis connection");
+        }
+        checked.push(conn);
+    }
+}
+
+/// Whether `conn` passes `check` within `timeout`.
+async fn passes(conn: &mut MultiplexedConnection, check: Check, timeout: Duration) -> bool {
+    let probe = match check {
+        Check::Replace => return false,
+        Check::Answers => ::redis::cmd("PING"),
+        Check::IsMaster => ::redis::cmd("ROLE"),
+    };
+    let answer = tokio::time::timeout(timeout, probe.query_async::<Value>(conn)).await;
+    match (check, answer) {
+        (Check::IsMaster, Ok(Ok(Value::Array(role)))) => is_master(&role),
+        (_, Ok(Ok(_))) => check == Check::Answers,
+        _ => false,
+    }
+}
+
+/// Whether a `ROLE` reply names a master.
+fn is_master(role: &[Value]) -> bool {
+    match role.first() {
+        Some(Value::BulkString(name)) => name == b"master",
+        Some(Value::SimpleString(name)) => name == "master",
+        _ => false,
+    }
+}
+
+/// Where the hub's pub/sub connections go.
+#[derive(Clone)]
+pub(super) enum PubSubSource {
+    /// One server at a fixed address.
+    Server(::redis::Client),
+    /// The master the sentinels name when each connection is opened.
+    Sentinel(Arc<tokio::sync::Mutex<SentinelClient>>),
+}
+
+impl PubSubSource {
+    /// A new pub/sub connection.
+    pub(super) async fn open(&self) -> Result<::redis::aio::PubSub, RedisError> {
+        match self {
+            PubSubSource::Server(client) => client.get_async_pubsub().await,
+            PubSubSource::Sentinel(sentinel) => {
+                SentinelManager::master(sentinel)
+                    .await?
+                    .get_async_pubsub()
+                    .await
+            }
+        }
+    }
+}
+
+/// Opens connections to the master that Redis Sentinel names at the time of each connect, and
+/// checks that the server it reaches calls itself master (a server the sentinels still name
+/// after it was demoted is refused).
+pub(super) struct SentinelManager {
+    client: Arc<tokio::sync::Mutex<SentinelClient>>,
+}
+
+impl SentinelManager {
+    pub(super) fn new(client: Arc<tokio::sync::Mutex<SentinelClient>>) -> Self {
+        SentinelManager { client }
+    }
+
+    /// A client for the master the sentinels name now.
+    pub(super) async fn master(
+        client: &tokio::sync::Mutex<SentinelClient>,
+    ) -> Result<::redis::Client, RedisError> {
+        client.lock().await.async_get_client().await
+    }
+}
+
+impl ManageConnection for SentinelManager {
+    type Connection = MultiplexedConnection;
+    type Error = RedisError;
+
+    async fn connect(&self) -> Result<MultiplexedConnection, RedisError> {
+        let master = Self::master(&self.client).await?;
+        master.get_multiplexed_async_connection().await
+    }
+
+    async fn is_valid(&self, conn: &mut MultiplexedConnection) -> Result<(), RedisError> {
+        ::redis::cmd("PING").query_async::<()>(conn).await
+    }
+
+    fn has_broken(&self, _: &mut MultiplexedConnection) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_role_reply_is_a_master_only_when_it_says_so() {
+        let master = [Value::BulkString(b"master".to_vec()), Value::Int(0)];
+        let replica = [Value::BulkString(b"slave".to_vec())];
+        assert!(is_master(&master));
+        assert!(!is_master(&replica));
+        assert!(!is_master(&[]));
+    }
+}
