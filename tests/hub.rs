@@ -48,24 +48,32 @@ async fn cluster(kind: Kind, n: usize) -> Option<Cluster> {
                 redis: None,
             })
         }
-        Kind::Redis => {
-            let Some(url) = shared_url() else {
-                eprintln!("{}", support::redis_server::SKIPPED);
-                return None;
-            };
-            Some(redis_cluster(&url, &unique_prefix(), n, InboxLimits::default()).await)
+        Kind::Redis | Kind::Sentinel => {
+            let prefix = unique_prefix();
+            let mut stores = Vec::new();
+            for _ in 0..n {
+                stores.push(support::redis_store_of(kind, &prefix, HOUR).await?);
+            }
+            Some(redis_instances(stores, InboxLimits::default()).await)
         }
     }
 }
 
 /// `n` instances with stores and pools of their own on the Redis at `url`, sharing `prefix`.
 async fn redis_cluster(url: &str, prefix: &str, n: usize, inbox: InboxLimits) -> Cluster {
+    let mut stores = Vec::new();
+    for _ in 0..n {
+        stores.push(RedisStore::connect(url, prefix, HOUR).await.unwrap());
+    }
+    redis_instances(stores, inbox).await
+}
+
+/// An instance on each of `stores` (which share a prefix).
+async fn redis_instances(stores: Vec<RedisStore>, inbox: InboxLimits) -> Cluster {
     let mut instances = Vec::new();
     let mut first = None;
-    for _ in 0..n {
-        let store = RedisStore::connect(url, prefix, HOUR)
-            .await
-            .unwrap()
+    for store in stores {
+        let store = store
             .limits(app::limits())
             .timeout(Duration::from_millis(500));
         first.get_or_insert_with(|| store.clone());
@@ -508,11 +516,11 @@ async fn a_slow_client_is_closed_with_4001_and_others_keep_receiving(kind: Kind)
                 redis: None,
             }
         }
-        Kind::Redis => {
-            let Some(url) = shared_url() else {
+        Kind::Redis | Kind::Sentinel => {
+            let Some(store) = support::redis_store_of(kind, &unique_prefix(), HOUR).await else {
                 return;
             };
-            redis_cluster(&url, &unique_prefix(), 1, inbox).await
+            redis_instances(vec![store], inbox).await
         }
     };
     let instance = &cluster.instances[0];

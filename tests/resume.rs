@@ -30,19 +30,12 @@ async fn cluster(kind: Kind, n: usize, resume: Resume) -> Option<Vec<Instance>> 
                 .map(|_| app::session_layer(store.clone()).resume(resume))
                 .collect()
         }
-        Kind::Redis => {
-            let Some(url) = shared_url() else {
-                eprintln!("{}", support::redis_server::SKIPPED);
-                return None;
-            };
+        Kind::Redis | Kind::Sentinel => {
             let prefix = unique_prefix();
             let mut layers = Vec::new();
             for _ in 0..n {
-                let store = RedisStore::connect(&url, prefix.as_str(), HOUR)
-                    .await
-                    .unwrap()
-                    .limits(app::limits());
-                layers.push(app::session_layer(store).resume(resume));
+                let store = support::redis_store_of(kind, &prefix, HOUR).await?;
+                layers.push(app::session_layer(store.limits(app::limits())).resume(resume));
             }
             layers
         }

@@ -13,12 +13,12 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use support::Kind;
 use support::chat::{Instance, serve};
-use support::redis_server::{shared_url, unique_prefix};
+use support::redis_server::unique_prefix;
 use tokio_tungstenite::tungstenite::{self, protocol::frame::coding::CloseCode};
 use ws_session::hub::Delivery;
 use ws_session::resume::Resume;
 use ws_session::socket::SessionSocket;
-use ws_session::{AnyStore, MemoryStore, RedisStore, SessionLayer, WsSession};
+use ws_session::{AnyStore, MemoryStore, SessionLayer, WsSession};
 
 type Client =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -34,13 +34,9 @@ const IDLE: Duration = Duration::from_millis(300);
 async fn store(kind: Kind) -> Option<AnyStore> {
     match kind {
         Kind::Memory => Some(MemoryStore::with_ttl(HOUR).into()),
-        Kind::Redis => {
-            let url = shared_url()?;
-            let store = RedisStore::connect(&url, &unique_prefix(), HOUR)
-                .await
-                .unwrap();
-            Some(store.into())
-        }
+        Kind::Redis | Kind::Sentinel => support::redis_store_of(kind, &unique_prefix(), HOUR)
+            .await
+            .map(Into::into),
     }
 }
 

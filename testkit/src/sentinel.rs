@@ -63,14 +63,18 @@ impl SentinelTopology {
     ///
     /// When it cannot connect.
     pub async fn store(&self, ttl: Duration) -> RedisStore {
-        RedisStore::connect_sentinel(
-            &self.sentinel_addresses(),
-            MASTER_NAME,
-            unique_prefix(),
-            ttl,
-        )
-        .await
-        .unwrap_or_else(|err| panic!("cannot connect through Sentinel: {err}"))
+        self.store_with_prefix(&unique_prefix(), ttl).await
+    }
+
+    /// A store through the sentinels, with keys under `prefix`.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot connect.
+    pub async fn store_with_prefix(&self, prefix: &str, ttl: Duration) -> RedisStore {
+        RedisStore::connect_sentinel(&self.sentinel_addresses(), MASTER_NAME, prefix, ttl)
+            .await
+            .unwrap_or_else(|err| panic!("cannot connect through Sentinel: {err}"))
     }
 
     /// The port of the master the first sentinel that answers names now.

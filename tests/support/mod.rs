@@ -33,10 +33,44 @@ pub enum Kind {
     Memory,
     /// `RedisStore`s on one Redis.
     Redis,
+    /// `RedisStore`s through Redis Sentinel, on a master with two replicas.
+    Sentinel,
+}
+
+/// A new `RedisStore` of `kind` (a store on the shared Redis, or through the shared Sentinel
+/// topology) under `prefix`; `None`, after saying so, when Redis is missing.
+///
+/// # Panics
+///
+/// For `Kind::Memory`, and when the store cannot connect.
+pub async fn redis_store_of(
+    kind: Kind,
+    prefix: &str,
+    ttl: std::time::Duration,
+) -> Option<ws_session::RedisStore> {
+    let store = match kind {
+        Kind::Memory => panic!("a memory kind has no Redis store"),
+        Kind::Redis => match redis_server::shared_url() {
+            Some(url) => Some(
+                ws_session::RedisStore::connect(&url, prefix, ttl)
+                    .await
+                    .unwrap_or_else(|err| panic!("cannot connect to {url}: {err}")),
+            ),
+            None => None,
+        },
+        Kind::Sentinel => match sentinel::shared() {
+            Some(topology) => Some(topology.store_with_prefix(prefix, ttl).await),
+            None => None,
+        },
+    };
+    if store.is_none() {
+        eprintln!("{}", redis_server::SKIPPED);
+    }
+    store
 }
 
 /// One test per kind of store for the async fn `$name(kind: Kind)` of the calling file:
-/// `$name::memory` and `$name::redis`.
+/// `$name::memory`, `$name::redis` and `$name::sentinel`.
 #[macro_export]
 macro_rules! each_store {
     ($name:ident) => {
@@ -48,6 +82,10 @@ macro_rules! each_store {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn redis() {
                 super::$name($crate::support::Kind::Redis).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sentinel() {
+                super::$name($crate::support::Kind::Sentinel).await;
             }
         }
     };
