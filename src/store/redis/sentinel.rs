@@ -4,7 +4,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use ::redis::sentinel::{SentinelClient, SentinelServerType};
+use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use futures_util::StreamExt;
 use tokio::sync::Mutex;
 
@@ -14,8 +14,10 @@ use super::pool::{Check, Pool, PubSubSource, SentinelManager};
 use super::{Connections, RedisStore};
 use crate::error::{Error, Result};
 
-/// The channel on which a sentinel announces a new master.
-const SWITCH_MASTER: &str = "+switch-master";
+/// The channel on which the sentinel that leads a failover announces the replica it promoted.
+const PROMOTED: &str = "+promoted-slave";
+/// The channel on which every sentinel announces a new master.
+const SWITCHED: &str = "+switch-master";
 /// The first wait before the watcher connects to a sentinel again, doubled up to `MAX_BACKOFF`.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -24,15 +26,17 @@ const LOOK_AGAIN: Duration = Duration::from_secs(5);
 
 impl RedisStore {
     /// Connects through Redis Sentinel to the master named `master` that the sentinels at
-    /// `sentinels` (`host:port` or `redis://host:port`) watch, and returns a store on it, after
-    /// checking with a `PING` that the master answers.
+    /// `sentinels` (`host:port`, or `redis://[:password@]host:port` for a sentinel behind a
+    /// password) watch, and returns a store on it, after checking with a `PING` that the
+    /// master answers.
     ///
     /// Every connection the store opens (its pool's and its hub's pub/sub connection) asks the
-    /// sentinels for the master again and checks that the server calls itself master. When a
-    /// sentinel announces a new master (`+switch-master`), or an operation finds its server
-    /// read-only, no longer a master or not answering in time, the store replaces its
-    /// connections; meanwhile operations fail with [`Error::Unavailable`] within their timeout.
-    /// See the [Redis guide](crate::guide::redis) for what a failover can lose.
+    /// sentinels for the master again and checks that the server calls itself master. The
+    /// store listens to every sentinel: when one announces a promoted replica or a new master
+    /// (`+promoted-slave`, `+switch-master`), or an operation finds its server read-only, no
+    /// longer a master or not answering in time, the store replaces its connections;
+    /// meanwhile operations fail with [`Error::Unavailable`] within their timeout. See the
+    /// [Redis guide](crate::guide::redis) for what a failover can lose.
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -40,15 +44,12 @@ impl RedisStore {
     ///
     /// # async fn run() -> ws_session::Result<()> {
     /// let sentinels = ["10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"];
-    /// let store = RedisStore::connect_sentinel(&sentinels, "mymaster", "app", Duration::from_secs(3600))
-    ///     .await?;
+    /// let store =
+    ///     RedisStore::connect_sentinel(&sentinels, "mymaster", "app", Duration::from_secs(3600))
+    ///         .await?;
     /// # Ok(())
     /// # }
     /// ```
-    ///
-    /// For a master or sentinels behind a password or TLS, build the redis crate's
-    /// `SentinelClient` with its `SentinelClientBuilder` and use
-    /// [`from_sentinel`](Self::from_sentinel).
     ///
     /// # Errors
     ///
@@ -60,6 +61,23 @@ impl RedisStore {
         prefix: impl Into<String>,
         ttl: Duration,
     ) -> Result<Self> {
+        let node = SentinelNodeConnectionInfo::default();
+        RedisStore::connect_sentinel_with(sentinels, master, node, prefix, ttl).await
+    }
+
+    /// As [`connect_sentinel`](Self::connect_sentinel), with `node` telling how to connect to
+    /// the master (its password, user, database or TLS, in the redis crate's terms).
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_sentinel`](Self::connect_sentinel).
+    pub async fn connect_sentinel_with<S: AsRef<str>>(
+        sentinels: &[S],
+        master: &str,
+        node: SentinelNodeConnectionInfo,
+        prefix: impl Into<String>,
+        ttl: Duration,
+    ) -> Result<Self> {
         let urls: Vec<String> = sentinels
             .iter()
             .map(|address| sentinel_url(address.as_ref()))
@@ -67,39 +85,33 @@ impl RedisStore {
         if urls.is_empty() {
             return Err(Error::Backend("no Redis Sentinel address given".into()));
         }
-        let client =
-            SentinelClient::build(urls, master.to_owned(), None, SentinelServerType::Master)
-                .map_err(redis_error)?;
-        let store = RedisStore::from_sentinel(client, master, prefix, ttl);
-        store.run(&Command::new("PING")).await?;
-        Ok(store)
-    }
-
-    /// A store on the master `master` of `client`, a client of the redis crate configured with
-    /// the sentinels' addresses (and any password or TLS setting of the sentinels and of the
-    /// master). Nothing is connected yet: the first operation connects. As
-    /// [`connect_sentinel`](Self::connect_sentinel), the store follows the master through
-    /// failovers and has a pub/sub source for its hub.
-    ///
-    /// Call it within a Tokio runtime: it starts the task that listens for `+switch-master`.
-    pub fn from_sentinel(
-        client: SentinelClient,
-        master: &str,
-        prefix: impl Into<String>,
-        ttl: Duration,
-    ) -> Self {
+        let listened = urls
+            .iter()
+            .map(|url| ::redis::Client::open(url.as_str()))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(redis_error)?;
+        let client = SentinelClient::build(
+            urls,
+            master.to_owned(),
+            Some(node),
+            SentinelServerType::Master,
+        )
+        .map_err(redis_error)?;
         let client = Arc::new(Mutex::new(client));
         let pool = pool_builder().build_unchecked(SentinelManager::new(Arc::clone(&client)));
         let mut store = RedisStore::on(Pool::Sentinel(pool), prefix.into(), ttl);
-        Arc::make_mut(&mut store.inner).pubsub = Some(PubSubSource::Sentinel(Arc::clone(&client)));
-        let watcher = Watcher {
+        Arc::make_mut(&mut store.inner).pubsub = Some(PubSubSource::Sentinel(client));
+        let watch = Arc::new(Watch {
             connections: Arc::downgrade(&store.inner.connections),
-            client,
             master: master.to_owned(),
+            named: std::sync::Mutex::new(None),
             timeout: DEFAULT_TIMEOUT,
-        };
-        tokio::spawn(watcher.run());
-        store
+        });
+        for sentinel in listened {
+            tokio::spawn(Arc::clone(&watch).listen_to(sentinel));
+        }
+        store.run(&Command::new("PING")).await?;
+        Ok(store)
     }
 }
 
@@ -112,26 +124,32 @@ fn sentinel_url(address: &str) -> String {
     }
 }
 
-/// Listens on a sentinel for `+switch-master` of one master, and moves the store's
-/// connections to each new master as soon as it is named, without waiting for an operation
-/// to fail on the old one (which, paused or cut off, might still answer later as a master
-/// and take writes that the new master never sees).
-struct Watcher {
-    /// The store's connections; the watcher ends once the store is gone.
+/// Listens on every sentinel for the promotion of a replica of one master, and moves the
+/// store's connections to each new master as soon as one sentinel names it, without waiting
+/// for an operation to fail on the old one (which, paused or cut off, might answer later as a
+/// master and take writes that the new master never sees), and without waiting for the hub's
+/// subscriber to notice (on a paused master it never would).
+struct Watch {
+    /// The store's connections; the listeners end once the store is gone.
     connections: Weak<Connections>,
-    client: Arc<Mutex<SentinelClient>>,
     master: String,
+    /// The last event acted on: its channel and the new master's address (`ip port`). The
+    /// news of one promotion, heard from every sentinel, moves the connections once when the
+    /// leading sentinel promotes the replica, and once more when a sentinel names it master:
+    /// only then do the sentinels give its address to a new connection.
+    named: std::sync::Mutex<Option<(String, String)>>,
     timeout: Duration,
 }
 
-impl Watcher {
-    async fn run(self) {
+impl Watch {
+    /// Listens to one sentinel, connecting again after a failure, until the store is gone.
+    async fn listen_to(self: Arc<Self>, sentinel: ::redis::Client) {
         let mut backoff = MIN_BACKOFF;
         while self.connections.strong_count() > 0 {
-            match self.listen().await {
+            match self.listen(&sentinel).await {
                 Ok(()) => return,
                 Err(error) => {
-                    tracing::debug!(%error, retry_in = ?backoff, "cannot listen to Redis Sentinel");
+                    tracing::debug!(%error, retry_in = ?backoff, "cannot listen to a Redis Sentinel");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -139,12 +157,14 @@ impl Watcher {
         }
     }
 
-    /// Listens on one sentinel until its connection breaks (an error) or the store is gone.
-    async fn listen(&self) -> std::result::Result<(), ::redis::RedisError> {
+    /// Listens until the connection breaks (an error) or the store is gone.
+    async fn listen(
+        &self,
+        sentinel: &::redis::Client,
+    ) -> std::result::Result<(), ::redis::RedisError> {
         let opened = async {
-            let sentinel = self.client.lock().await.async_get_sentinel_client().await?;
             let mut pubsub = sentinel.get_async_pubsub().await?;
-            pubsub.subscribe(SWITCH_MASTER).await?;
+            pubsub.subscribe(&[PROMOTED, SWITCHED]).await?;
             Ok::<_, ::redis::RedisError>(pubsub)
         };
         let mut pubsub = match tokio::time::timeout(self.timeout, opened).await {
@@ -158,17 +178,11 @@ impl Watcher {
                     let Some(message) = message else {
                         return Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset).into());
                     };
-                    let payload = message.get_payload_bytes();
-                    if names_master(payload, &self.master) {
-                        let Some(connections) = self.connections.upgrade() else {
-                            return Ok(());
-                        };
-                        tracing::info!(
-                            master = %self.master,
-                            "Redis Sentinel named a new master; moving the connections"
-                        );
-                        connections.switches.send_modify(|switches| *switches += 1);
-                        connections.pool.heal(Check::Replace, self.timeout).await;
+                    let channel = message.get_channel_name();
+                    if let Some(address) = new_master(channel, message.get_payload_bytes(), &self.master)
+                        && !self.moved(channel, address).await
+                    {
+                        return Ok(());
                     }
                 }
                 () = tokio::time::sleep(LOOK_AGAIN) => {
@@ -179,15 +193,46 @@ impl Watcher {
             }
         }
     }
+
+    /// Moves the store's connections to the master at `address`, unless an event of the same
+    /// channel moved them there already; `false` when the store is gone.
+    async fn moved(&self, channel: &str, address: String) -> bool {
+        let Some(connections) = self.connections.upgrade() else {
+            return false;
+        };
+        {
+            let mut named = self
+                .named
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let event = (channel.to_owned(), address);
+            if named.as_ref() == Some(&event) {
+                return true;
+            }
+            *named = Some(event);
+        }
+        tracing::info!(
+            master = %self.master,
+            "Redis Sentinel named a new master; moving the connections"
+        );
+        connections.switches.send_modify(|switches| *switches += 1);
+        connections.pool.heal(Check::Replace, self.timeout).await;
+        true
+    }
 }
 
-/// Whether a `+switch-master` payload (`name old-ip old-port new-ip new-port`) is about
-/// `master`.
-fn names_master(payload: &[u8], master: &str) -> bool {
-    payload
-        .split(|byte| *byte == b' ')
-        .next()
-        .is_some_and(|name| name == master.as_bytes())
+/// The address (`ip port`) of the new master of `master` that a sentinel event announces:
+/// `+promoted-slave` (`slave ip:port ip port @ name master-ip master-port`) or
+/// `+switch-master` (`name old-ip old-port new-ip new-port`).
+fn new_master(channel: &str, payload: &[u8], master: &str) -> Option<String> {
+    let payload = std::str::from_utf8(payload).ok()?;
+    let words: Vec<&str> = payload.split(' ').collect();
+    let (name, ip, port) = match channel {
+        PROMOTED => (*words.get(5)?, words.get(2)?, words.get(3)?),
+        SWITCHED => (*words.first()?, words.get(3)?, words.get(4)?),
+        _ => return None,
+    };
+    (name == master).then(|| format!("{ip} {port}"))
 }
 
 #[cfg(test)]
@@ -195,17 +240,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn addresses_become_urls_and_switches_are_told_apart_by_name() {
+    fn addresses_become_urls_and_events_name_the_new_master_of_one_name() {
         assert_eq!(sentinel_url("10.0.0.1:26379"), "redis://10.0.0.1:26379");
         assert_eq!(sentinel_url("redis://s1:26379"), "redis://s1:26379");
-        assert!(names_master(
-            b"mymaster 127.0.0.1 1 127.0.0.1 2",
-            "mymaster"
-        ));
-        assert!(!names_master(
-            b"mymaster2 127.0.0.1 1 127.0.0.1 2",
-            "mymaster"
-        ));
-        assert!(!names_master(b"", "mymaster"));
+        let switched = b"mymaster 127.0.0.1 1 127.0.0.2 2";
+        assert_eq!(
+            new_master(SWITCHED, switched, "mymaster").as_deref(),
+            Some("127.0.0.2 2")
+        );
+        assert_eq!(new_master(SWITCHED, switched, "other"), None);
+        let promoted = b"slave 127.0.0.2:2 127.0.0.2 2 @ mymaster 127.0.0.1 1";
+        assert_eq!(
+            new_master(PROMOTED, promoted, "mymaster").as_deref(),
+            Some("127.0.0.2 2")
+        );
+        assert_eq!(new_master(PROMOTED, b"slave", "mymaster"), None);
+        assert_eq!(new_master("+sdown", switched, "mymaster"), None);
     }
 }

@@ -237,6 +237,7 @@ impl Task {
     async fn run(self) {
         let mut backoff = MIN_BACKOFF;
         let mut connected_before = false;
+        let mut switches = self.store.master_switches();
         loop {
             match self.connect().await {
                 Ok(pubsub) => {
@@ -265,7 +266,11 @@ impl Task {
                         retry_in = ?backoff,
                         "cannot open the Redis pub/sub connection"
                     );
-                    tokio::time::sleep(jitter(backoff)).await;
+                    // A new master named by the sentinels is worth trying at once.
+                    tokio::select! {
+                        () = tokio::time::sleep(jitter(backoff)) => {}
+                        _ = switches.changed() => {}
+                    }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }

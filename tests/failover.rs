@@ -1,0 +1,497 @@
+//! Failovers under load, on a real Redis Sentinel topology (a master, two replicas, three
+//! sentinels): the master is killed with `SIGKILL`, or frozen with `SIGSTOP`, while writers,
+//! creators and a publisher run. Every operation is answered or fails within its timeout,
+//! upgrades get `503` during the outage, the service comes back without a restart, no
+//! acknowledged write that reached the replicas is lost, no create is applied twice, no
+//! message is delivered twice, and every channel of the hub delivers again afterwards. The old
+//! master, back as a master for a moment, takes no write.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+use support::chat::{Client, Instance, serve};
+use support::redis_server::unique_prefix;
+use support::sentinel::SentinelTopology;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use ws_session::resume::Resume;
+use ws_session::{Error, RedisStore, SessionStore};
+use ws_session_testkit::app;
+
+const HOUR: Duration = Duration::from_secs(3600);
+/// The operation timeout of every store of these tests.
+const TIMEOUT: Duration = Duration::from_millis(500);
+/// What a loaded two-core machine may add to an operation's timeout before it answers.
+const SLACK: Duration = Duration::from_millis(700);
+/// How long the sentinels may take to promote a replica.
+const PROMOTION: Duration = Duration::from_secs(30);
+/// How long the store may take to work again once a replica is promoted.
+const RECOVERY: Duration = Duration::from_secs(10);
+/// Sessions written all the time, one writer each.
+const WRITERS: usize = 6;
+
+#[derive(Clone, Copy, Debug)]
+enum Outage {
+    /// `SIGKILL`; the old master is started again (empty) once a replica is promoted.
+    Kill,
+    /// `SIGSTOP`; the old master goes on (still thinking it is master) once a replica is
+    /// promoted.
+    Pause,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_master_is_replaced_without_losing_what_reached_the_replicas() {
+    failover(Outage::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_master_is_replaced_and_takes_no_write_when_it_wakes() {
+    failover(Outage::Pause).await;
+}
+
+/// One operation of the load: when it started, how long it took, and whether it succeeded.
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    at: Instant,
+    took: Duration,
+    ok: bool,
+}
+
+/// A writer's record: the value of each attempt, and of each acknowledged one.
+#[derive(Default)]
+struct Written {
+    outcomes: Vec<Outcome>,
+    last_attempted: i64,
+    last_acked: i64,
+    /// The last value acknowledged before the snapshot that `WAIT` then made durable.
+    acked_at_snapshot: i64,
+}
+
+async fn failover(outage: Outage) {
+    let Some(mut topology) = SentinelTopology::start() else {
+        return;
+    };
+    let prefix = unique_prefix();
+    let store = sentinel_store(&topology, &prefix).await;
+    let a = instance(&topology, &prefix).await;
+    let b = instance(&topology, &prefix).await;
+
+    // Hub: a reader on b in the room "feed" and in probe rooms; a publisher on a.
+    let mut reader = Client::connect(b.addr, "reader").await;
+    for room in ["feed", "p0", "p1", "p2"] {
+        reader.ok(json!({"op": "join", "room": room})).await;
+    }
+    let mut resumer = Client::connect(a.addr, "resumer").await;
+    resumer
+        .ok(json!({"op": "set", "key": "kept", "value": "before"}))
+        .await;
+
+    let running = Arc::new(AtomicBool::new(true));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            let id = format!("w{i}");
+            spawn_writer(store.clone(), id, Arc::clone(&running))
+        })
+        .collect();
+    let creator = spawn_creator(store.clone(), Arc::clone(&running));
+    let publisher = spawn_publisher(
+        Client::connect(a.addr, "publisher").await,
+        Arc::clone(&running),
+    );
+    let received = Received::default();
+    let collector = spawn_collector(reader, received.clone());
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Snapshot what is acknowledged, then make it durable on both replicas.
+    let snapshot: Vec<i64> = writers.iter().map(|w| w.last_acked()).collect();
+    let mut conn = store.dedicated_connection().await.expect("a connection");
+    conn.set_response_timeout(Duration::from_secs(6));
+    let replicas: i64 = redis::cmd("WAIT")
+        .arg(2)
+        .arg(5000)
+        .query_async(&mut conn)
+        .await
+        .expect("WAIT");
+    assert_eq!(replicas, 2, "both replicas acknowledged the writes so far");
+    drop(conn);
+    for (writer, acked) in writers.iter().zip(&snapshot) {
+        writer.state.lock().unwrap().acked_at_snapshot = *acked;
+    }
+
+    let old = topology.master_port();
+    let outage_start = Instant::now();
+    let paused = match outage {
+        Outage::Kill => {
+            topology.server(old).stop();
+            None
+        }
+        Outage::Pause => Some(topology.server(old).pause()),
+    };
+
+    // During the outage an upgrade is refused with 503 and creates nothing.
+    let status = upgrade_status(a.addr, "during").await;
+    assert_eq!(status, Some(503), "an upgrade during the outage");
+
+    let new = {
+        let topology = &topology;
+        tokio::task::block_in_place(|| topology.wait_for_new_master(old, PROMOTION))
+    };
+    let promoted = Instant::now();
+    println!(
+        "{outage:?}: the sentinels promoted port {new} {:?} after the outage began",
+        promoted - outage_start
+    );
+
+    // The store works again without a restart.
+    let recovered = eventually_writes(&store, RECOVERY).await;
+    println!(
+        "{outage:?}: first write after the promotion {:?} later ({:?} after the outage began)",
+        recovered - promoted,
+        recovered - outage_start
+    );
+
+    // The old master comes back: restarted empty, or woken still thinking it is master.
+    match (outage, paused) {
+        (Outage::Kill, _) => topology.server(old).restart(),
+        (Outage::Pause, Some(pid)) => topology.server(old).resume(pid),
+        (Outage::Pause, None) => unreachable!(),
+    }
+    // Load goes on while the old master is back, until the sentinels have demoted it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Every channel delivers again: probe each from the other instance, while the publisher
+    // goes on.
+    let mut prober = Client::connect(a.addr, "prober").await;
+    for room in ["p0", "p1", "p2"] {
+        let text = format!("probe {room}");
+        prober
+            .ok(json!({"op": "to_room", "room": room, "text": text}))
+            .await;
+        received.wait_for(&text).await;
+    }
+    prober
+        .ok(json!({"op": "to_user", "user": "reader", "text": "probe user"}))
+        .await;
+    received.wait_for("probe user").await;
+    prober.send(json!({"op": "say", "text": "probe all"})).await;
+    received.wait_for("probe all").await;
+    let delivering = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.store(false, Ordering::Relaxed);
+    let published = publisher.await.unwrap();
+    // The last publish is answered once the reader has had the time to get it.
+    let last = published
+        .last()
+        .map(|(text, _)| text.clone())
+        .unwrap_or_default();
+    received.wait_for(&last).await;
+    collector.abort();
+
+    // No message twice, and every one acknowledged once the probes came through arrived.
+    let feed: Vec<String> = received
+        .texts()
+        .into_iter()
+        .filter(|t| t.starts_with('m'))
+        .collect();
+    let mut seen = BTreeSet::new();
+    for text in &feed {
+        assert!(seen.insert(text.clone()), "{text} was delivered twice");
+    }
+    for (text, at) in &published {
+        if *at > delivering {
+            assert!(
+                seen.contains(text),
+                "{text}, acknowledged after the probes, never came"
+            );
+        }
+    }
+    let missed = published
+        .iter()
+        .filter(|(text, _)| !seen.contains(text))
+        .count();
+    println!(
+        "{outage:?}: {} messages acknowledged, {missed} of them published while the reader's node had no subscription",
+        published.len()
+    );
+
+    // Resume works on the new master, with the data kept from before the outage.
+    let token = resumer.token();
+    resumer.close().await;
+    // The prober is all that is left on a (the publisher's client went with its task).
+    a.settle(1).await;
+    let mut resumed = Client::resume(b.addr, "resumer", &token, None).await;
+    assert!(
+        resumed.recovered(),
+        "the session from before the outage resumes"
+    );
+    let kept = resumed.ask(json!({"op": "get", "key": "kept"})).await;
+    assert_eq!(kept["value"], "before", "{kept}");
+
+    // Writers: bounded answers, nothing durable lost, nothing applied from the future.
+    let creates = creator.await.unwrap();
+    for writer in writers {
+        let id = writer.id.clone();
+        let written = writer.finish().await;
+        assert_bounded(&id, &written.outcomes);
+        let value = store
+            .get_session_data(&id, "n")
+            .await
+            .expect("the store reads after the failover")
+            .and_then(|value| value.as_i64())
+            .expect("the writer's value is there");
+        assert!(
+            value >= written.acked_at_snapshot && value >= written.last_acked,
+            "{id}: {value} lost an acknowledged write (durable {}, last acknowledged {})",
+            written.acked_at_snapshot,
+            written.last_acked
+        );
+        assert!(
+            value <= written.last_attempted,
+            "{id}: {value} was never written"
+        );
+    }
+    assert_bounded("creator", &creates.outcomes);
+    assert!(
+        creates.outcomes.iter().any(|o| o.ok && o.at > recovered),
+        "sessions are created again after the recovery"
+    );
+    for (id, _) in creates.acked.iter().filter(|(_, at)| *at > recovered) {
+        assert!(
+            store.get_session(id).await.unwrap().is_some(),
+            "{id}, created after the recovery, is gone"
+        );
+    }
+
+    // The sentinels demote the old master in the end.
+    let deadline = Instant::now() + PROMOTION;
+    loop {
+        let role = tokio::task::block_in_place(|| {
+            support::redis_server::query(old, "ROLE").unwrap_or_default()
+        });
+        if role.contains("slave") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old master was not demoted: {role}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(b);
+}
+
+async fn sentinel_store(topology: &SentinelTopology, prefix: &str) -> RedisStore {
+    topology
+        .store_with_prefix(prefix, HOUR)
+        .await
+        .limits(app::limits())
+        .timeout(TIMEOUT)
+}
+
+async fn instance(topology: &SentinelTopology, prefix: &str) -> Instance {
+    let store = sentinel_store(topology, prefix).await;
+    let layer = app::session_layer(store).resume(Resume::within(Duration::from_secs(60)));
+    let router = app::router_with(layer.clone(), app::Settings::unlimited());
+    serve(layer, router).await
+}
+
+/// Writes `n` = 1, 2, 3... to session `id` until told to stop.
+struct Writer {
+    id: String,
+    state: Arc<std::sync::Mutex<Written>>,
+    task: JoinHandle<()>,
+}
+
+impl Writer {
+    fn last_acked(&self) -> i64 {
+        self.state.lock().unwrap().last_acked
+    }
+
+    async fn finish(self) -> Written {
+        self.task.await.unwrap();
+        std::mem::take(&mut *self.state.lock().unwrap())
+    }
+}
+
+fn spawn_writer(store: RedisStore, id: String, running: Arc<AtomicBool>) -> Writer {
+    let state = Arc::new(std::sync::Mutex::new(Written::default()));
+    let task = {
+        let state = Arc::clone(&state);
+        let id = id.clone();
+        tokio::spawn(async move {
+            store.create_session(&id, &id).await.expect("create");
+            let mut next = 0;
+            while running.load(Ordering::Relaxed) {
+                next += 1;
+                state.lock().unwrap().last_attempted = next;
+                let at = Instant::now();
+                let result = store.set_session_data(&id, "n", json!(next)).await;
+                let outcome = Outcome {
+                    at,
+                    took: at.elapsed(),
+                    ok: result.is_ok(),
+                };
+                if let Err(err) = &result {
+                    assert!(err.is_unavailable(), "{id}: {err}");
+                }
+                {
+                    let mut state = state.lock().unwrap();
+                    state.outcomes.push(outcome);
+                    if result.is_ok() {
+                        state.last_acked = next;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    Writer { id, state, task }
+}
+
+struct Creates {
+    outcomes: Vec<Outcome>,
+    /// The ids created, with when each create was sent.
+    acked: Vec<(String, Instant)>,
+}
+
+/// Creates sessions of new ids until told to stop; a create is never told that its id exists.
+fn spawn_creator(store: RedisStore, running: Arc<AtomicBool>) -> JoinHandle<Creates> {
+    tokio::spawn(async move {
+        let mut creates = Creates {
+            outcomes: Vec::new(),
+            acked: Vec::new(),
+        };
+        for n in 0.. {
+            if !running.load(Ordering::Relaxed) {
+                break;
+            }
+            let id = format!("c{n}");
+            let at = Instant::now();
+            let result = store.create_session(&id, &id).await;
+            creates.outcomes.push(Outcome {
+                at,
+                took: at.elapsed(),
+                ok: result.is_ok(),
+            });
+            match result {
+                Ok(_) => creates.acked.push((id, at)),
+                Err(Error::AlreadyExists { id }) => panic!("the create of {id} was applied twice"),
+                Err(err) => assert!(err.is_unavailable(), "{err}"),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        creates
+    })
+}
+
+/// Sends `m1`, `m2`... to the room "feed" until told to stop; returns each acknowledged text
+/// with when it was sent.
+fn spawn_publisher(
+    mut client: Client,
+    running: Arc<AtomicBool>,
+) -> JoinHandle<Vec<(String, Instant)>> {
+    tokio::spawn(async move {
+        let mut acked = Vec::new();
+        let mut n = 0;
+        while running.load(Ordering::Relaxed) {
+            n += 1;
+            let text = format!("m{n}");
+            let at = Instant::now();
+            let reply = tokio::time::timeout(
+                TIMEOUT * 2 + SLACK,
+                client.ask(json!({"op": "to_room", "room": "feed", "text": text})),
+            )
+            .await
+            .expect("the publish was answered within its timeout");
+            if reply["type"] == "ok" {
+                acked.push((text, at));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        acked
+    })
+}
+
+/// The texts a reader has received, in order.
+#[derive(Clone, Default)]
+struct Received(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Received {
+    fn texts(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Waits until a message with `text` has arrived.
+    async fn wait_for(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.0.lock().unwrap().iter().any(|got| got == text) {
+            assert!(Instant::now() < deadline, "{text} did not arrive");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Reads every message of `client` into `received`, until aborted.
+fn spawn_collector(mut client: Client, received: Received) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let message = client.message().await;
+            if let Some(text) = message["text"].as_str() {
+                received.0.lock().unwrap().push(text.to_owned());
+            }
+        }
+    })
+}
+
+/// The HTTP status an upgrade gets, or `None` when it succeeds.
+async fn upgrade_status(addr: std::net::SocketAddr, user: &str) -> Option<u16> {
+    let url = format!("ws://{addr}/ws?user={user}");
+    match tokio_tungstenite::connect_async(url).await {
+        Ok(_) => None,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Some(response.status().as_u16())
+        }
+        Err(err) => panic!("the upgrade failed otherwise: {err}"),
+    }
+}
+
+/// Waits until a write succeeds, and returns when.
+async fn eventually_writes(store: &RedisStore, within: Duration) -> Instant {
+    let deadline = Instant::now() + within;
+    let probe = "probe";
+    loop {
+        let result = match store.create_session(probe, "probe").await {
+            Ok(_) | Err(Error::AlreadyExists { .. }) => Ok(()),
+            Err(err) => Err(err),
+        };
+        if result.is_ok() {
+            return Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the store did not write within {within:?} of the promotion: {result:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every operation answered within its timeout, give or take the machine's slack.
+#[track_caller]
+fn assert_bounded(who: &str, outcomes: &[Outcome]) {
+    let slowest = outcomes.iter().map(|o| o.took).max().unwrap_or_default();
+    assert!(
+        slowest <= TIMEOUT + SLACK,
+        "{who}: an operation took {slowest:?}, past its timeout of {TIMEOUT:?}"
+    );
+    assert!(outcomes.iter().any(|o| o.ok), "{who}: nothing succeeded");
+    assert!(
+        outcomes.iter().any(|o| !o.ok),
+        "{who}: nothing failed, so the outage was not seen"
+    );
+}
