@@ -495,3 +495,74 @@ fn assert_bounded(who: &str, outcomes: &[Outcome]) {
         "{who}: nothing failed, so the outage was not seen"
     );
 }
+
+/// The chat example, given `REDIS_SENTINEL`, keeps its sessions in the master the sentinels
+/// name, and goes on through a failover without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_example_follows_the_sentinels_through_a_failover() {
+    let Some(mut topology) = SentinelTopology::start() else {
+        return;
+    };
+    let sentinels = topology.sentinel_addresses().join(",");
+    let env = [
+        ("REDIS_SENTINEL", sentinels.as_str()),
+        ("REDIS_SENTINEL_MASTER", support::sentinel::MASTER_NAME),
+    ];
+    let server = support::process::ChatProcess::start(&env);
+    let mut client = Client::connect(server.addr, "alice").await;
+    client
+        .ok(json!({"op": "set", "key": "k", "value": "v"}))
+        .await;
+    let old = topology.master_port();
+    let key = format!("chat:session:{}", client.id);
+    let stored = tokio::task::block_in_place(|| {
+        support::redis_server::query(old, &format!("HEXISTS {key} data:k"))
+    })
+    .unwrap();
+    assert!(stored.starts_with(":1"), "{key} is on the master: {stored}");
+    let replicas: Vec<u16> = topology
+        .servers
+        .iter()
+        .map(|server| server.port())
+        .filter(|port| *port != old)
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for port in replicas {
+        while !tokio::task::block_in_place(|| {
+            support::redis_server::query(port, &format!("HEXISTS {key} data:k"))
+        })
+        .is_ok_and(|reply| reply.starts_with(":1"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the replica on {port} never got {key}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    topology.server(old).stop();
+    let topology_ref = &topology;
+    tokio::task::block_in_place(|| topology_ref.wait_for_new_master(old, PROMOTION));
+    // The open connection reads its session from the new master, and new clients connect.
+    let deadline = Instant::now() + RECOVERY;
+    loop {
+        let reply = client.ask(json!({"op": "get", "key": "k"})).await;
+        if reply["value"] == "v" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no read after the failover: {reply}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut bob = Client::connect(server.addr, "bob").await;
+    bob.ok(json!({"op": "set", "key": "k", "value": "w"})).await;
+
+    // One Redis at a time.
+    let (status, stderr) =
+        support::process::run_to_exit(&[("REDIS_URL", "redis://127.0.0.1:1/"), env[0]]);
+    assert!(!status.success(), "two Redis settings are refused");
+    assert!(stderr.contains("at most one of REDIS_URL"), "{stderr}");
+}

@@ -3,9 +3,12 @@
 //! ```text
 //! cargo run --example chat                         # MemoryStore, on 127.0.0.1:3000
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run --example chat   # RedisStore, prefix "chat"
+//! REDIS_SENTINEL=10.0.0.1:26379,10.0.0.2:26379 cargo run --example chat   # through Sentinel
 //! ```
 //!
-//! Environment: `ADDR` (default `127.0.0.1:3000`), `REDIS_URL` (use Redis when set),
+//! Environment: `ADDR` (default `127.0.0.1:3000`), `REDIS_URL` (use the Redis server at that
+//! URL), or `REDIS_SENTINEL` (comma-separated sentinels, `host:port`) with
+//! `REDIS_SENTINEL_MASTER` (the master's name, default `mymaster`); at most one of them.
 //! `SESSION_TTL_SECS` (default 60), `RESUME_SECS` (default 120; 0: no resume),
 //! `ALLOWED_ORIGINS` (comma-separated origins whose pages may connect, beside the server's own),
 //! and the server settings: `HEADER_TIMEOUT_SECS` (default 30), `IDLE_SECS` (default 60: a
@@ -27,6 +30,58 @@ use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 use ws_session::store::redis::redacted_url;
 use ws_session::{Admission, AnyStore, MemoryStore, OriginCheck, RedisStore, SessionLayer};
+
+/// Where the environment says the sessions live in Redis.
+enum RedisAt {
+    /// `REDIS_URL`: one server.
+    Server(String),
+    /// `REDIS_SENTINEL` (comma-separated `host:port`) and `REDIS_SENTINEL_MASTER` (default
+    /// `mymaster`).
+    Sentinel {
+        sentinels: Vec<String>,
+        master: String,
+    },
+}
+
+/// The Redis the environment names, if any: at most one of `REDIS_URL`, `REDIS_CLUSTER` and
+/// `REDIS_SENTINEL` may be set.
+fn redis_from_env() -> Result<Option<RedisAt>, Box<dyn std::error::Error>> {
+    let set = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|value| !value.trim().is_empty())
+    };
+    let (url, cluster, sentinel) = (
+        set("REDIS_URL"),
+        set("REDIS_CLUSTER"),
+        set("REDIS_SENTINEL"),
+    );
+    let named = [&url, &cluster, &sentinel]
+        .iter()
+        .filter(|v| v.is_some())
+        .count();
+    if named > 1 {
+        return Err("set at most one of REDIS_URL, REDIS_CLUSTER and REDIS_SENTINEL".into());
+    }
+    if cluster.is_some() {
+        return Err(
+            "REDIS_CLUSTER: Redis Cluster is not supported yet; use REDIS_URL or REDIS_SENTINEL"
+                .into(),
+        );
+    }
+    if let Some(url) = url {
+        return Ok(Some(RedisAt::Server(url)));
+    }
+    Ok(sentinel.map(|sentinels| RedisAt::Sentinel {
+        sentinels: sentinels
+            .split(',')
+            .map(str::trim)
+            .filter(|address| !address.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        master: set("REDIS_SENTINEL_MASTER").unwrap_or_else(|| "mymaster".to_owned()),
+    }))
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -65,17 +120,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(str::to_owned)
         .collect();
 
-    // One store value, chosen at run time: Redis when `REDIS_URL` is set, memory otherwise.
-    let store: AnyStore = match std::env::var("REDIS_URL") {
-        Ok(url) => {
+    // One store value, chosen at run time: Redis when `REDIS_URL` (one server) or
+    // `REDIS_SENTINEL` (Redis Sentinel) is set, memory otherwise.
+    let store: AnyStore = match redis_from_env()? {
+        Some(RedisAt::Server(url)) => {
             tracing::info!(url = %redacted_url(&url), "sessions in Redis, prefix \"chat\"");
             RedisStore::connect(&url, "chat", ttl)
                 .await?
                 .limits(app::limits())
                 .into()
         }
-        Err(_) => {
-            tracing::info!("sessions in memory (set REDIS_URL to share them through Redis)");
+        Some(RedisAt::Sentinel { sentinels, master }) => {
+            tracing::info!(
+                sentinels = sentinels.len(),
+                %master,
+                "sessions in Redis through Sentinel, prefix \"chat\""
+            );
+            RedisStore::connect_sentinel(&sentinels, &master, "chat", ttl)
+                .await?
+                .limits(app::limits())
+                .into()
+        }
+        None => {
+            tracing::info!(
+                "sessions in memory (set REDIS_URL or REDIS_SENTINEL to share them through Redis)"
+            );
             MemoryStore::with_ttl(ttl).limits(app::limits()).into()
         }
     };

@@ -125,3 +125,28 @@ impl Drop for ChatProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Runs the chat example with `env` until it exits by itself (it should fail at start), and
+/// returns its exit status and what it wrote to stderr.
+///
+/// # Panics
+///
+/// When it cannot be started.
+pub fn run_to_exit(env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let mut command = Command::new(binary());
+    command
+        .env("ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let child = command.spawn().expect("the chat example starts");
+    let output = child.wait_with_output().expect("the chat example exits");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
