@@ -105,7 +105,53 @@
 //!   `Error::Unavailable`; once Redis is back the same store works again.
 //!
 //! The scripts derive the user set's key from the session hash, so the store needs one Redis
-//! (or Valkey) server, not Redis Cluster. They carry the store's configuration (prefix, TTL,
-//! key limit) as constants, so each configuration has scripts of its own in Redis's script
-//! cache; a store loads them when Redis first answers `NOSCRIPT` (a new server, a restart, a
-//! `SCRIPT FLUSH`).
+//! (or Valkey) master, alone or with replicas behind Sentinel (below); Redis Cluster is not
+//! supported yet. They carry the store's configuration (prefix, TTL, key limit) as constants, so
+//! each configuration has scripts of its own in Redis's script cache; a store loads them when
+//! Redis first answers `NOSCRIPT` (a new server, a restart, a `SCRIPT FLUSH`).
+//!
+//! # Redis Sentinel
+//!
+//! For a Redis that must survive the loss of its server, run a master with replicas and three
+//! or more sentinels, and build the store with
+//! [`RedisStore::connect_sentinel`](crate::RedisStore::connect_sentinel) (the sentinels'
+//! addresses and the master's name) instead of a URL. The keys are the ones above, on the
+//! master. The chat example does this when `REDIS_SENTINEL=host:port,...` is set (with
+//! `REDIS_SENTINEL_MASTER`, default `mymaster`).
+//!
+//! What the store does:
+//!
+//! - Every connection it opens, the pool's and the hub's pub/sub connection, asks the
+//!   sentinels for the master and checks that the server answers `ROLE` as a master.
+//! - It listens to every sentinel. When one announces a promoted replica (`+promoted-slave`)
+//!   or a new master (`+switch-master`), the store replaces its connections and the hub
+//!   subscribes again on the new master, without waiting for an operation to fail.
+//! - An operation that finds its server read-only (`READONLY`), short of replicas
+//!   (`NOREPLICAS`), without a master (`MASTERDOWN`), gone, or silent past the timeout makes
+//!   the store check its connections in the background, and replace any whose server no longer
+//!   answers as a master.
+//! - While no master answers, every operation fails with `Error::Unavailable` within the
+//!   store's timeout, and the layer answers upgrades with `503`. Once the sentinels have
+//!   promoted a replica, the same store works again: no restart.
+//! - A demoted master that comes back (restarted, or woken from a pause) is never written to:
+//!   the store's connections have moved to the new master when the sentinels named it, and
+//!   every new connection checks the role of the server it reaches.
+//!
+//! What a failover can lose. Redis replicates asynchronously: a write that the master
+//! acknowledged but had not yet sent to a replica is gone when that replica is promoted. For
+//! this crate that can be a session created, a data write, a join or leave, a detach or a
+//! claim that the replicas had not received when the master died, and the hub messages published in the gap, which pub/sub never stores. A session
+//! whose creation was lost makes its next operation fail with `NotFound`; a claim that was lost
+//! lets the same token claim once more on the new master. Hub messages that a node's
+//! subscriber missed while it moved are not delivered live; a client that resumes gets the kept
+//! ones from the history, if the history write itself reached the replica.
+//!
+//! How an operator closes most of that window: set `min-replicas-to-write 1` and
+//! `min-replicas-max-lag 10` on the master (and on every replica, which may become the
+//! master). A master that has lost touch with all its replicas for ten seconds then refuses
+//! writes (`NOREPLICAS`, which the store reports as `Error::Unavailable`), so a master cut off
+//! from the others stops taking writes that a failover would throw away. It bounds the loss
+//! to the replication lag; it does not remove it: a write is still acknowledged before any
+//! replica has it. Redis has no fully synchronous mode; `WAIT` after each write would give one
+//! write's durability at the cost of a replica round trip per write, and this crate does not
+//! send it.

@@ -84,8 +84,9 @@
 //! type) changes nothing and leaves the others as they are; each caller keeps its own timeout.
 //!
 //! The scripts derive the user set's key from the session's `meta:user_id`, so they touch keys
-//! that are not passed as `KEYS`: the store needs a single Redis server (or a primary with
-//! replicas), not Redis Cluster.
+//! that are not passed as `KEYS`: the store needs a single Redis master, at a fixed address
+//! ([`RedisStore::connect`]) or found through Redis Sentinel ([`RedisStore::connect_sentinel`],
+//! which follows the master through failovers), not Redis Cluster.
 //!
 //! The scripts carry the store's prefixes, TTL and key limit as constants, so stores configured
 //! differently run scripts of their own. A store loads its scripts whenever Redis answers
