@@ -112,6 +112,16 @@ async fn failover(outage: Outage) {
     let snapshot: Vec<i64> = writers.iter().map(|w| w.last_acked()).collect();
     let mut conn = store.dedicated_connection().await.expect("a connection");
     conn.set_response_timeout(Duration::from_secs(6));
+    // WAIT waits for the replicas to reach this connection's last write, which comes after
+    // every write acknowledged so far.
+    let _: () = redis::cmd("SET")
+        .arg(format!("{}:wait", store.prefix()))
+        .arg(1)
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
     let replicas: i64 = redis::cmd("WAIT")
         .arg(2)
         .arg(5000)

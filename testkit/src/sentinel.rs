@@ -24,8 +24,8 @@ pub struct SentinelTopology {
 }
 
 impl SentinelTopology {
-    /// Starts the six servers and waits until every sentinel knows both replicas and the two
-    /// other sentinels. `None` (after saying so) when no Redis is installed and `CI` is unset.
+    /// Starts the six servers and waits until both replicas are in sync with the master and
+    /// every sentinel knows both replicas and the two other sentinels. `None` (after saying so) when no Redis is installed and `CI` is unset.
     ///
     /// # Panics
     ///
@@ -135,14 +135,21 @@ impl SentinelTopology {
     fn wait_until_known(&self) {
         let deadline = Instant::now() + DISCOVERY;
         loop {
-            let known = self.sentinels.iter().all(|sentinel| {
-                query(sentinel.port(), &format!("SENTINEL MASTER {MASTER_NAME}")).is_ok_and(
-                    |reply| {
-                        field(&reply, "num-slaves") == Some(2)
-                            && field(&reply, "num-other-sentinels") == Some(2)
-                    },
-                )
+            // Each replica has finished its first sync with the master: one that had not would
+            // be promoted with no data.
+            let synced = self.servers[1..].iter().all(|replica| {
+                query(replica.port(), "INFO replication")
+                    .is_ok_and(|info| info.contains("master_link_status:up"))
             });
+            let known = synced
+                && self.sentinels.iter().all(|sentinel| {
+                    query(sentinel.port(), &format!("SENTINEL MASTER {MASTER_NAME}")).is_ok_and(
+                        |reply| {
+                            field(&reply, "num-slaves") == Some(2)
+                                && field(&reply, "num-other-sentinels") == Some(2)
+                        },
+                    )
+                });
             if known {
                 return;
             }

@@ -98,6 +98,7 @@ mod group_commit;
 pub(crate) mod hub;
 mod keep_alive;
 pub(crate) mod keys;
+mod master;
 mod pool;
 mod reply;
 mod resume;

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::aio::MultiplexedConnection;
-use ::redis::sentinel::SentinelClient;
 use ::redis::{RedisError, Value};
 use bb8::{ManageConnection, RunError};
 
 use super::RedisPool;
+use super::master::{MasterFinder, is_master};
 
 /// The pool of a store.
 #[derive(Clone)]
@@ -114,22 +114,13 @@ async fn passes(conn: &mut MultiplexedConnection, check: Check, timeout: Duratio
     }
 }
 
-/// Whether a `ROLE` reply names a master.
-fn is_master(role: &[Value]) -> bool {
-    match role.first() {
-        Some(Value::BulkString(name)) => name == b"master",
-        Some(Value::SimpleString(name)) => name == "master",
-        _ => false,
-    }
-}
-
 /// Where the hub's pub/sub connections go.
 #[derive(Clone)]
 pub(super) enum PubSubSource {
     /// One server at a fixed address.
     Server(::redis::Client),
     /// The master the sentinels name when each connection is opened.
-    Sentinel(Arc<tokio::sync::Mutex<SentinelClient>>),
+    Sentinel(Arc<MasterFinder>),
 }
 
 impl PubSubSource {
@@ -137,12 +128,7 @@ impl PubSubSource {
     pub(super) async fn open(&self) -> Result<::redis::aio::PubSub, RedisError> {
         match self {
             PubSubSource::Server(client) => client.get_async_pubsub().await,
-            PubSubSource::Sentinel(sentinel) => {
-                SentinelManager::master(sentinel)
-                    .await?
-                    .get_async_pubsub()
-                    .await
-            }
+            PubSubSource::Sentinel(finder) => finder.master().await?.get_async_pubsub().await,
         }
     }
 }
@@ -151,19 +137,12 @@ impl PubSubSource {
 /// checks that the server it reaches calls itself master (a server the sentinels still name
 /// after it was demoted is refused).
 pub(super) struct SentinelManager {
-    client: Arc<tokio::sync::Mutex<SentinelClient>>,
+    finder: Arc<MasterFinder>,
 }
 
 impl SentinelManager {
-    pub(super) fn new(client: Arc<tokio::sync::Mutex<SentinelClient>>) -> Self {
-        SentinelManager { client }
-    }
-
-    /// A client for the master the sentinels name now.
-    pub(super) async fn master(
-        client: &tokio::sync::Mutex<SentinelClient>,
-    ) -> Result<::redis::Client, RedisError> {
-        client.lock().await.async_get_client().await
+    pub(super) fn new(finder: Arc<MasterFinder>) -> Self {
+        SentinelManager { finder }
     }
 }
 
@@ -172,7 +151,7 @@ impl ManageConnection for SentinelManager {
     type Error = RedisError;
 
     async fn connect(&self) -> Result<MultiplexedConnection, RedisError> {
-        let master = Self::master(&self.client).await?;
+        let master = self.finder.master().await?;
         master.get_multiplexed_async_connection().await
     }
 
@@ -182,19 +161,5 @@ impl ManageConnection for SentinelManager {
 
     fn has_broken(&self, _: &mut MultiplexedConnection) -> bool {
         false
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_role_reply_is_a_master_only_when_it_says_so() {
-        let master = [Value::BulkString(b"master".to_vec()), Value::Int(0)];
-        let replica = [Value::BulkString(b"slave".to_vec())];
-        assert!(is_master(&master));
-        assert!(!is_master(&replica));
-        assert!(!is_master(&[]));
     }
 }

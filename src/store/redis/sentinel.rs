@@ -4,12 +4,13 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use ::redis::RedisConnectionInfo;
 use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use futures_util::StreamExt;
-use tokio::sync::Mutex;
 
 use super::command::Command;
 use super::conn::{DEFAULT_TIMEOUT, pool_builder, redis_error};
+use super::master::MasterFinder;
 use super::pool::{Check, Pool, PubSubSource, SentinelManager};
 use super::{Connections, RedisStore};
 use crate::error::{Error, Result};
@@ -61,12 +62,13 @@ impl RedisStore {
         prefix: impl Into<String>,
         ttl: Duration,
     ) -> Result<Self> {
-        let node = SentinelNodeConnectionInfo::default();
-        RedisStore::connect_sentinel_with(sentinels, master, node, prefix, ttl).await
+        let settings = RedisConnectionInfo::default();
+        RedisStore::connect_sentinel_with(sentinels, master, settings, prefix, ttl).await
     }
 
-    /// As [`connect_sentinel`](Self::connect_sentinel), with `node` telling how to connect to
-    /// the master (its password, user, database or TLS, in the redis crate's terms).
+    /// As [`connect_sentinel`](Self::connect_sentinel), with `settings` telling how to talk to
+    /// the master and its replicas: user, password, database, protocol (the redis crate's
+    /// `RedisConnectionInfo`).
     ///
     /// # Errors
     ///
@@ -74,7 +76,7 @@ impl RedisStore {
     pub async fn connect_sentinel_with<S: AsRef<str>>(
         sentinels: &[S],
         master: &str,
-        node: SentinelNodeConnectionInfo,
+        settings: RedisConnectionInfo,
         prefix: impl Into<String>,
         ttl: Duration,
     ) -> Result<Self> {
@@ -90,6 +92,8 @@ impl RedisStore {
             .map(|url| ::redis::Client::open(url.as_str()))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(redis_error)?;
+        let node =
+            SentinelNodeConnectionInfo::default().set_redis_connection_info(settings.clone());
         let client = SentinelClient::build(
             urls,
             master.to_owned(),
@@ -97,12 +101,13 @@ impl RedisStore {
             SentinelServerType::Master,
         )
         .map_err(redis_error)?;
-        let client = Arc::new(Mutex::new(client));
-        let pool = pool_builder().build_unchecked(SentinelManager::new(Arc::clone(&client)));
+        let finder = Arc::new(MasterFinder::new(client, settings));
+        let pool = pool_builder().build_unchecked(SentinelManager::new(Arc::clone(&finder)));
         let mut store = RedisStore::on(Pool::Sentinel(pool), prefix.into(), ttl);
-        Arc::make_mut(&mut store.inner).pubsub = Some(PubSubSource::Sentinel(client));
+        Arc::make_mut(&mut store.inner).pubsub = Some(PubSubSource::Sentinel(Arc::clone(&finder)));
         let watch = Arc::new(Watch {
             connections: Arc::downgrade(&store.inner.connections),
+            finder,
             master: master.to_owned(),
             named: std::sync::Mutex::new(None),
             timeout: DEFAULT_TIMEOUT,
@@ -132,12 +137,14 @@ fn sentinel_url(address: &str) -> String {
 struct Watch {
     /// The store's connections; the listeners end once the store is gone.
     connections: Weak<Connections>,
+    /// Told of a promoted replica, so that new connections try it first.
+    finder: Arc<MasterFinder>,
     master: String,
-    /// The last event acted on: its channel and the new master's address (`ip port`). The
+    /// The last event acted on: its channel and the new master's address. The
     /// news of one promotion, heard from every sentinel, moves the connections once when the
     /// leading sentinel promotes the replica, and once more when a sentinel names it master:
     /// only then do the sentinels give its address to a new connection.
-    named: std::sync::Mutex<Option<(String, String)>>,
+    named: std::sync::Mutex<Option<(String, (String, u16))>>,
     timeout: Duration,
 }
 
@@ -196,7 +203,7 @@ impl Watch {
 
     /// Moves the store's connections to the master at `address`, unless an event of the same
     /// channel moved them there already; `false` when the store is gone.
-    async fn moved(&self, channel: &str, address: String) -> bool {
+    async fn moved(&self, channel: &str, address: (String, u16)) -> bool {
         let Some(connections) = self.connections.upgrade() else {
             return false;
         };
@@ -209,6 +216,10 @@ impl Watch {
             if named.as_ref() == Some(&event) {
                 return true;
             }
+            // Until a sentinel names the new master, new connections try the promoted replica
+            // first; from then on the sentinels' answer is the master.
+            let promoted = (channel == PROMOTED).then(|| event.1.clone());
+            self.finder.set_promoted(promoted);
             *named = Some(event);
         }
         tracing::info!(
@@ -221,10 +232,10 @@ impl Watch {
     }
 }
 
-/// The address (`ip port`) of the new master of `master` that a sentinel event announces:
+/// The address (ip, port) of the new master of `master` that a sentinel event announces:
 /// `+promoted-slave` (`slave ip:port ip port @ name master-ip master-port`) or
 /// `+switch-master` (`name old-ip old-port new-ip new-port`).
-fn new_master(channel: &str, payload: &[u8], master: &str) -> Option<String> {
+fn new_master(channel: &str, payload: &[u8], master: &str) -> Option<(String, u16)> {
     let payload = std::str::from_utf8(payload).ok()?;
     let words: Vec<&str> = payload.split(' ').collect();
     let (name, ip, port) = match channel {
@@ -232,7 +243,8 @@ fn new_master(channel: &str, payload: &[u8], master: &str) -> Option<String> {
         SWITCHED => (*words.first()?, words.get(3)?, words.get(4)?),
         _ => return None,
     };
-    (name == master).then(|| format!("{ip} {port}"))
+    let port = port.parse().ok()?;
+    (name == master).then(|| ((*ip).to_owned(), port))
 }
 
 #[cfg(test)]
@@ -245,14 +257,14 @@ mod tests {
         assert_eq!(sentinel_url("redis://s1:26379"), "redis://s1:26379");
         let switched = b"mymaster 127.0.0.1 1 127.0.0.2 2";
         assert_eq!(
-            new_master(SWITCHED, switched, "mymaster").as_deref(),
-            Some("127.0.0.2 2")
+            new_master(SWITCHED, switched, "mymaster"),
+            Some(("127.0.0.2".to_owned(), 2))
         );
         assert_eq!(new_master(SWITCHED, switched, "other"), None);
         let promoted = b"slave 127.0.0.2:2 127.0.0.2 2 @ mymaster 127.0.0.1 1";
         assert_eq!(
-            new_master(PROMOTED, promoted, "mymaster").as_deref(),
-            Some("127.0.0.2 2")
+            new_master(PROMOTED, promoted, "mymaster"),
+            Some(("127.0.0.2".to_owned(), 2))
         );
         assert_eq!(new_master(PROMOTED, b"slave", "mymaster"), None);
         assert_eq!(new_master("+sdown", switched, "mymaster"), None);
