@@ -103,6 +103,7 @@ async fn failover(outage: Outage) {
         Client::connect(a.addr, "publisher").await,
         Arc::clone(&running),
     );
+    let reader_id = reader.id.clone();
     let received = Received::default();
     let collector = spawn_collector(reader, received.clone());
 
@@ -191,6 +192,10 @@ async fn failover(outage: Outage) {
     received.wait_for("probe user").await;
     prober.send(json!({"op": "say", "text": "probe all"})).await;
     received.wait_for("probe all").await;
+    prober
+        .ok(json!({"op": "to_session", "session": reader_id, "text": "probe node"}))
+        .await;
+    received.wait_for("probe node").await;
     let delivering = Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
     running.store(false, Ordering::Relaxed);

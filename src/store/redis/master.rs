@@ -57,6 +57,11 @@ impl MasterFinder {
         self.sentinel.lock().await.async_get_client().await
     }
 
+    /// Whether the server at `host:port` answers `ROLE` as a master.
+    pub(super) async fn answers_as_master(&self, host: String, port: u16) -> bool {
+        self.checked(host, port).await.is_ok()
+    }
+
     /// A client of the server at `host:port`, after checking that it answers as master.
     async fn checked(&self, host: String, port: u16) -> Result<Client, RedisError> {
         let info: ConnectionInfo = ConnectionAddr::Tcp(host, port)

@@ -1,6 +1,7 @@
 //! A [`RedisStore`] through Redis Sentinel: its constructors, and the task that moves the
 //! store to each master the sentinels name.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -17,6 +18,12 @@ use crate::error::{Error, Result};
 
 /// The channel on which the sentinel that leads a failover announces the replica it promoted.
 const PROMOTED: &str = "+promoted-slave";
+/// The channel on which the sentinel that leads a failover announces the replica it is about
+/// to promote (`SLAVEOF NO ONE` follows).
+const SELECTED: &str = "+selected-slave";
+/// How often a store asks a selected replica whether it is master yet, and for how long.
+const PROMOTION_POLL: Duration = Duration::from_millis(20);
+const PROMOTION_WAIT: Duration = Duration::from_secs(10);
 /// The channel on which every sentinel announces a new master.
 const SWITCHED: &str = "+switch-master";
 /// The first wait before the watcher connects to a sentinel again, doubled up to `MAX_BACKOFF`.
@@ -110,6 +117,7 @@ impl RedisStore {
             finder,
             master: master.to_owned(),
             named: std::sync::Mutex::new(None),
+            awaiting: AtomicBool::new(false),
             timeout: DEFAULT_TIMEOUT,
         });
         for sentinel in listened {
@@ -130,7 +138,9 @@ fn sentinel_url(address: &str) -> String {
 }
 
 /// Listens on every sentinel for the promotion of a replica of one master, and moves the
-/// store's connections to each new master as soon as one sentinel names it, without waiting
+/// store's connections to each new master as soon as it answers as master (the leading
+/// sentinel names the replica it selects; the store asks that replica until it is promoted)
+/// or one sentinel names it, without waiting
 /// for an operation to fail on the old one (which, paused or cut off, might answer later as a
 /// master and take writes that the new master never sees), and without waiting for the hub's
 /// subscriber to notice (on a paused master it never would).
@@ -145,6 +155,8 @@ struct Watch {
     /// leading sentinel promotes the replica, and once more when a sentinel names it master:
     /// only then do the sentinels give its address to a new connection.
     named: std::sync::Mutex<Option<(String, (String, u16))>>,
+    /// Set while one listener asks a selected replica whether it is master yet.
+    awaiting: AtomicBool,
     timeout: Duration,
 }
 
@@ -166,12 +178,12 @@ impl Watch {
 
     /// Listens until the connection breaks (an error) or the store is gone.
     async fn listen(
-        &self,
+        self: &Arc<Self>,
         sentinel: &::redis::Client,
     ) -> std::result::Result<(), ::redis::RedisError> {
         let opened = async {
             let mut pubsub = sentinel.get_async_pubsub().await?;
-            pubsub.subscribe(&[PROMOTED, SWITCHED]).await?;
+            pubsub.subscribe(&[SELECTED, PROMOTED, SWITCHED]).await?;
             Ok::<_, ::redis::RedisError>(pubsub)
         };
         let mut pubsub = match tokio::time::timeout(self.timeout, opened).await {
@@ -186,9 +198,14 @@ impl Watch {
                         return Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset).into());
                     };
                     let channel = message.get_channel_name();
-                    if let Some(address) = new_master(channel, message.get_payload_bytes(), &self.master)
-                        && !self.moved(channel, address).await
-                    {
+                    let Some(address) = new_master(channel, message.get_payload_bytes(), &self.master) else {
+                        continue;
+                    };
+                    if channel == SELECTED {
+                        if !self.awaiting.swap(true, Ordering::AcqRel) {
+                            tokio::spawn(Arc::clone(self).await_promotion(address));
+                        }
+                    } else if !self.moved(channel, address).await {
                         return Ok(());
                     }
                 }
@@ -199,6 +216,24 @@ impl Watch {
                 }
             }
         }
+    }
+
+    /// Asks the replica at `address`, which a sentinel selected for promotion, whether it is
+    /// master yet, until it is (then moves the connections there) or `PROMOTION_WAIT` has
+    /// passed. The sentinels themselves notice the promotion up to a second later, at their
+    /// next `INFO` of the replica.
+    async fn await_promotion(self: Arc<Self>, address: (String, u16)) {
+        let deadline = tokio::time::Instant::now() + PROMOTION_WAIT;
+        while tokio::time::Instant::now() < deadline && self.connections.strong_count() > 0 {
+            let (host, port) = address.clone();
+            let check = self.finder.answers_as_master(host, port);
+            if let Ok(true) = tokio::time::timeout(self.timeout, check).await {
+                self.moved(PROMOTED, address).await;
+                break;
+            }
+            tokio::time::sleep(PROMOTION_POLL).await;
+        }
+        self.awaiting.store(false, Ordering::Release);
     }
 
     /// Moves the store's connections to the master at `address`, unless an event of the same
@@ -233,13 +268,14 @@ impl Watch {
 }
 
 /// The address (ip, port) of the new master of `master` that a sentinel event announces:
-/// `+promoted-slave` (`slave ip:port ip port @ name master-ip master-port`) or
+/// `+selected-slave` or `+promoted-slave` (`slave ip:port ip port @ name master-ip
+/// master-port`), or
 /// `+switch-master` (`name old-ip old-port new-ip new-port`).
 fn new_master(channel: &str, payload: &[u8], master: &str) -> Option<(String, u16)> {
     let payload = std::str::from_utf8(payload).ok()?;
     let words: Vec<&str> = payload.split(' ').collect();
     let (name, ip, port) = match channel {
-        PROMOTED => (*words.get(5)?, words.get(2)?, words.get(3)?),
+        SELECTED | PROMOTED => (*words.get(5)?, words.get(2)?, words.get(3)?),
         SWITCHED => (*words.first()?, words.get(3)?, words.get(4)?),
         _ => return None,
     };
@@ -264,6 +300,10 @@ mod tests {
         let promoted = b"slave 127.0.0.2:2 127.0.0.2 2 @ mymaster 127.0.0.1 1";
         assert_eq!(
             new_master(PROMOTED, promoted, "mymaster"),
+            Some(("127.0.0.2".to_owned(), 2))
+        );
+        assert_eq!(
+            new_master(SELECTED, promoted, "mymaster"),
             Some(("127.0.0.2".to_owned(), 2))
         );
         assert_eq!(new_master(PROMOTED, b"slave", "mymaster"), None);
