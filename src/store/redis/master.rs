@@ -1,6 +1,5 @@
-//! Finding the master of a Redis Sentinel deployment: the address the sentinels give, or,
-//! during a failover, the replica a sentinel announced as promoted before the sentinels give
-//! its address out.
+//! Finding the master of a Redis Sentinel deployment: the last master the sentinels announced,
+//! if it still answers as master, otherwise the address the sentinels give.
 
 use std::sync::Mutex;
 
@@ -15,10 +14,12 @@ pub(super) struct MasterFinder {
     sentinel: tokio::sync::Mutex<SentinelClient>,
     /// How to talk to the master: user, password, database, protocol.
     settings: RedisConnectionInfo,
-    /// A replica a sentinel announced as promoted. The sentinels go on giving the old master's
-    /// address until the failover ends (they reconfigure the other replicas first), so until
-    /// then a new connection tries this one first, if it answers as master.
-    promoted: Mutex<Option<(String, u16)>>,
+    /// The last master a sentinel announced (a promoted replica, or a new master). A new
+    /// connection tries it first, if it answers as master: the sentinels go on giving the old
+    /// master's address until the failover ends, and a sentinel that has not heard of it yet
+    /// goes on giving it for a few seconds more; an old master restarted meanwhile calls itself
+    /// master until the sentinels demote it, and writes it took would be lost.
+    announced: Mutex<Option<(String, u16)>>,
 }
 
 impl MasterFinder {
@@ -26,32 +27,30 @@ impl MasterFinder {
         MasterFinder {
             sentinel: tokio::sync::Mutex::new(sentinel),
             settings,
-            promoted: Mutex::new(None),
+            announced: Mutex::new(None),
         }
     }
 
-    /// Notes the replica a sentinel announced as promoted (`Some`), or that the sentinels
-    /// name the master again (`None`).
-    pub(super) fn set_promoted(&self, promoted: Option<(String, u16)>) {
+    /// Notes the master a sentinel announced.
+    pub(super) fn announce(&self, master: (String, u16)) {
         *self
-            .promoted
+            .announced
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = promoted;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(master);
     }
 
-    /// A client of the master: the promoted replica if one was announced and it answers as
-    /// master, otherwise the master the sentinels name (which the redis crate checks the
-    /// same way).
+    /// A client of the master: the last one announced if it answers as master, otherwise the
+    /// master the sentinels name (which the redis crate checks the same way).
     pub(super) async fn master(&self) -> Result<Client, RedisError> {
-        let promoted = self
-            .promoted
+        let announced = self
+            .announced
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        if let Some((host, port)) = promoted {
+        if let Some((host, port)) = announced {
             match self.checked(host, port).await {
                 Ok(client) => return Ok(client),
-                Err(error) => tracing::debug!(%error, "the promoted replica is not a master"),
+                Err(error) => tracing::debug!(%error, "the announced master is not a master"),
             }
         }
         self.sentinel.lock().await.async_get_client().await

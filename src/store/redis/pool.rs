@@ -20,7 +20,8 @@ use super::master::{MasterFinder, is_master};
 pub(super) enum Pool {
     /// Connections to one server at a fixed address.
     Server(RedisPool),
-    /// Connections to whichever server the sentinels name as the master when each is opened.
+    /// One connection (see `pool_builder`) to whichever server the sentinels name as the
+    /// master when it is opened.
     Sentinel(bb8::Pool<SentinelManager>),
 }
 
@@ -66,8 +67,39 @@ impl Pool {
     pub(super) async fn heal(&self, check: Check, timeout: Duration) {
         match self {
             Pool::Server(pool) => heal(pool, check, timeout).await,
-            Pool::Sentinel(pool) => heal(pool, check, timeout).await,
+            Pool::Sentinel(pool) => heal_single(pool, check, timeout).await,
         }
+    }
+}
+
+/// [`Pool::heal`] for a pool of one connection that is checked without being held, so that a
+/// check waiting on a silent server (a paused master answers nothing until the timeout) does
+/// not hold up a replacement that another heal knows is due.
+async fn heal_single<M>(pool: &bb8::Pool<M>, check: Check, timeout: Duration)
+where
+    M: ManageConnection<Connection = MultiplexedConnection, Error = RedisError>,
+{
+    let mut handle = match tokio::time::timeout(timeout, pool.get()).await {
+        Ok(Ok(conn)) => (*conn).clone(),
+        _ => return,
+    };
+    if passes(&mut handle, check, timeout).await {
+        return;
+    }
+    let fresh = match tokio::time::timeout(timeout, pool.dedicated_connection()).await {
+        Ok(Ok(fresh)) => fresh,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "no Redis connection to replace a wrong one with");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("a new Redis connection did not open in time");
+            return;
+        }
+    };
+    if let Ok(Ok(mut conn)) = tokio::time::timeout(timeout, pool.get()).await {
+        *conn = fresh;
+        tracing::debug!(?check, "replaced a Redis connection");
     }
 }
 

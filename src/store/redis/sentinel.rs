@@ -147,7 +147,7 @@ fn sentinel_url(address: &str) -> String {
 struct Watch {
     /// The store's connections; the listeners end once the store is gone.
     connections: Weak<Connections>,
-    /// Told of a promoted replica, so that new connections try it first.
+    /// Told of each new master, so that new connections try it first.
     finder: Arc<MasterFinder>,
     master: String,
     /// The last event acted on: its channel and the new master's address. The
@@ -251,10 +251,7 @@ impl Watch {
             if named.as_ref() == Some(&event) {
                 return true;
             }
-            // Until a sentinel names the new master, new connections try the promoted replica
-            // first; from then on the sentinels' answer is the master.
-            let promoted = (channel == PROMOTED).then(|| event.1.clone());
-            self.finder.set_promoted(promoted);
+            self.finder.announce(event.1.clone());
             *named = Some(event);
         }
         tracing::info!(
