@@ -9,7 +9,8 @@
 //! down after one second without an answer):
 //!
 //! 1. `set_session_data` at 32 tasks, a store connected to the master's URL against a store
-//!    through the sentinels, in alternating rounds: writes per second and their ratio.
+//!    through the sentinels, and one through the sentinels with the master set to
+//!    `min-replicas-to-write 1`, in rotating rounds: writes per second and their ratios.
 //! 2. For each outage (`SIGKILL` of the master, `SIGSTOP` of it), several rounds on a fresh
 //!    topology: 32 writers keep writing; the time from the outage to the first write that
 //!    succeeds, beside the time Redis itself takes to promote a replica (the first `ROLE`
@@ -47,31 +48,34 @@ async fn main() {
         return;
     };
 
-    // 1. Throughput, direct against through the sentinels, alternating.
+    // 1. Throughput, direct against through the sentinels, and through the sentinels with
+    // the master refusing writes without a replica, in rotating order.
     let master = topology.master_port();
     let url = format!("redis://127.0.0.1:{master}/");
-    let mut direct = Vec::new();
-    let mut sentinel = Vec::new();
-    for round in 0..2 * rounds {
-        let through_sentinel = round % 2 == 1;
-        let store = if through_sentinel {
-            topology.store(HOUR).await
-        } else {
+    let mut rates = [Vec::new(), Vec::new(), Vec::new()];
+    for round in 0..3 * rounds as usize {
+        let variant = round % 3;
+        let guarded = if variant == 2 { "1" } else { "0" };
+        let _ = query(
+            master,
+            &format!("CONFIG SET min-replicas-to-write {guarded}"),
+        );
+        let _ = query(master, "CONFIG SET min-replicas-max-lag 10");
+        let store = if variant == 0 {
             RedisStore::connect(&url, unique_prefix(), HOUR)
                 .await
                 .expect("connect")
-        };
-        let rate = writes_per_second(&store, secs).await;
-        if through_sentinel {
-            sentinel.push(rate);
         } else {
-            direct.push(rate);
-        }
+            topology.store(HOUR).await
+        };
+        rates[variant].push(writes_per_second(&store, secs).await);
     }
-    let (direct, sentinel) = (median(&direct), median(&sentinel));
+    let [direct, sentinel, guarded] = rates.map(|rates| median(&rates));
     println!(
-        "set_session_data at {TASKS} tasks: direct {direct:.0}/s, through Sentinel {sentinel:.0}/s: {:.2}x",
-        sentinel / direct
+        "set_session_data at {TASKS} tasks: direct {direct:.0}/s, through Sentinel {sentinel:.0}/s ({:.2}x), \
+         through Sentinel with min-replicas-to-write 1 {guarded:.0}/s ({:.2}x)",
+        sentinel / direct,
+        guarded / direct
     );
     drop(topology);
 

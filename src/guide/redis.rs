@@ -123,9 +123,13 @@
 //!
 //! - Every connection it opens, the pool's and the hub's pub/sub connection, asks the
 //!   sentinels for the master and checks that the server answers `ROLE` as a master.
-//! - It listens to every sentinel. When one announces a promoted replica (`+promoted-slave`)
-//!   or a new master (`+switch-master`), the store replaces its connections and the hub
-//!   subscribes again on the new master, without waiting for an operation to fail.
+//! - It listens to every sentinel. When the sentinel leading a failover selects a replica
+//!   (`+selected-slave`), the store asks that replica every 20 ms whether it is master yet;
+//!   as soon as it is (or a sentinel announces it, `+promoted-slave`, `+switch-master`), the
+//!   store replaces its connections and the hub subscribes again there, without waiting for
+//!   an operation to fail or for the sentinels to finish the failover. From then on, a new
+//!   connection tries that announced master first, so a sentinel that has not heard of the
+//!   failover yet cannot send the store back to the old master.
 //! - An operation that finds its server read-only (`READONLY`), short of replicas
 //!   (`NOREPLICAS`), without a master (`MASTERDOWN`), gone, or silent past the timeout makes
 //!   the store check its connections in the background, and replace any whose server no longer
@@ -133,9 +137,12 @@
 //! - While no master answers, every operation fails with `Error::Unavailable` within the
 //!   store's timeout, and the layer answers upgrades with `503`. Once the sentinels have
 //!   promoted a replica, the same store works again: no restart.
-//! - A demoted master that comes back (restarted, or woken from a pause) is never written to:
-//!   the store's connections have moved to the new master when the sentinels named it, and
-//!   every new connection checks the role of the server it reaches.
+//! - A demoted master that comes back (restarted, or woken from a pause) takes no write from
+//!   the store: its connections moved to the new master when it was promoted, and every new
+//!   connection checks the role of the server it reaches.
+//! - Operations already waiting on a master that was paused or cut off wait out their timeout;
+//!   the ones sent after the move go to the new master. `docs/performance.md` in the
+//!   repository has the time from the outage to the store's first write, beside Redis's own.
 //!
 //! What a failover can lose. Redis replicates asynchronously: a write that the master
 //! acknowledged but had not yet sent to a replica is gone when that replica is promoted. For
