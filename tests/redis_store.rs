@@ -17,7 +17,7 @@ use serde_json::json;
 use ws_session::{Error, InvalidInput, Limits, RedisStore, SessionData, SessionStore};
 
 use support::redis_server::{
-    RedisServer, command_calls, expire_time, pttl, redis_store, shared_url, unique_prefix,
+    RedisServer, Role, command_calls, expire_time, pttl, redis_store, shared_url, unique_prefix,
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -849,4 +849,19 @@ async fn a_full_or_read_only_redis_is_unavailable_and_says_why() {
         .await
         .unwrap();
     store.create_session("c3", "alice").await.unwrap();
+}
+
+/// A server of a Redis Cluster is refused at connect, with an error that says so, rather than
+/// failing one operation after another.
+#[tokio::test]
+async fn connect_refuses_a_node_of_a_redis_cluster() {
+    let Some(node) = RedisServer::start_as(Role::ClusterNode) else {
+        return;
+    };
+    let error = RedisStore::connect(&node.url(), "app", Duration::from_secs(60))
+        .await
+        .expect_err("a cluster node is refused");
+    assert!(matches!(error, Error::Backend(_)), "{error:?}");
+    let chain = error.chain().to_string();
+    assert!(chain.contains("Redis Cluster"), "{chain}");
 }

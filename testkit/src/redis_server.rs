@@ -36,6 +36,8 @@ pub struct RedisServer {
 pub enum Role {
     /// A master of its own.
     Master,
+    /// A node with `cluster-enabled yes` that belongs to no cluster yet.
+    ClusterNode,
     /// A replica of the master on 127.0.0.1 at this port.
     ReplicaOf(u16),
     /// A sentinel watching the master named `name` on 127.0.0.1 at `port`, with a quorum of
@@ -188,6 +190,14 @@ impl RedisServer {
             args.push("--sentinel".to_owned());
         } else {
             args.extend(["--save", "", "--appendonly", "no"].map(str::to_owned));
+        }
+        if let Role::ClusterNode = &self.role {
+            let config = self.dir.join("nodes.conf");
+            args.extend(["--cluster-enabled".to_owned(), "yes".to_owned()]);
+            args.extend([
+                "--cluster-config-file".to_owned(),
+                config.display().to_string(),
+            ]);
         }
         if let Role::ReplicaOf(port) = &self.role {
             args.extend([

@@ -285,15 +285,34 @@ impl RedisStore {
     ///
     /// # Errors
     ///
-    /// [`Error::Backend`] for a malformed URL; [`Error::Unavailable`] when the server does not
-    /// answer within the default timeout of 2 seconds.
+    /// [`Error::Backend`] for a malformed URL, or a server that is a node of a Redis Cluster
+    /// (not supported yet); [`Error::Unavailable`] when the server does not answer within the
+    /// default timeout of 2 seconds.
     pub async fn connect(url: &str, prefix: impl Into<String>, ttl: Duration) -> Result<Self> {
         let manager = RedisConnectionManager::new(url).map_err(redis_error)?;
         let client = ::redis::Client::open(url).map_err(redis_error)?;
         let store = RedisStore::new(pool_builder().build_unchecked(manager), prefix, ttl)
             .pubsub_client(client);
         store.run(&Command::new("PING")).await?;
+        store.refuse_cluster().await?;
         Ok(store)
+    }
+
+    /// Fails when the server is a node of a Redis Cluster, where the store's scripts, which
+    /// touch keys of several slots, would fail one operation after another.
+    async fn refuse_cluster(&self) -> Result<()> {
+        let mut info = Command::new("INFO");
+        info.arg("cluster");
+        let info = string(self.run(&info).await?)?;
+        if info.lines().any(|line| line.trim() == "cluster_enabled:1") {
+            return Err(Error::Backend(
+                "this Redis server is a node of a Redis Cluster, which RedisStore does not \
+                 support yet: use one master, alone (RedisStore::connect) or behind Sentinel \
+                 (RedisStore::connect_sentinel)"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Sets the size limits the store enforces.
