@@ -4,7 +4,8 @@
 //! upgrades get `503` during the outage, the service comes back without a restart, no
 //! acknowledged write that reached the replicas is lost, no create is applied twice, no
 //! message is delivered twice, and every channel of the hub delivers again afterwards. The old
-//! master, back as a master for a moment, takes no write.
+//! master, back as a master for a moment, takes no write. Also: the chat example through
+//! Sentinel, a master short of replicas (`NOREPLICAS`), and no sentinel at all.
 
 mod support;
 
@@ -580,4 +581,75 @@ async fn the_chat_example_follows_the_sentinels_through_a_failover() {
         support::process::run_to_exit(&[("REDIS_URL", "redis://127.0.0.1:1/"), env[0]]);
     assert!(!status.success(), "two Redis settings are refused");
     assert!(stderr.contains("at most one of REDIS_URL"), "{stderr}");
+}
+
+/// A master that cannot reach enough replicas (`min-replicas-to-write`) refuses writes with
+/// `NOREPLICAS`: the store reports `Unavailable` (not a backend error), creates nothing, and
+/// writes again as soon as the master takes writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_short_of_replicas_makes_writes_unavailable_until_it_is_not() {
+    let Some(topology) = SentinelTopology::start() else {
+        return;
+    };
+    let store = sentinel_store(&topology, &unique_prefix()).await;
+    store.create_session("s", "alice").await.unwrap();
+    let master = topology.master_port();
+    let config = |value: &str| {
+        let reply = support::redis_server::query(
+            master,
+            &format!("CONFIG SET min-replicas-to-write {value}"),
+        )
+        .unwrap();
+        assert!(reply.starts_with("+OK"), "{reply}");
+    };
+    // Three replicas needed, two there.
+    tokio::task::block_in_place(|| config("3"));
+    let started = Instant::now();
+    let error = store
+        .set_session_data("s", "k", json!(1))
+        .await
+        .unwrap_err();
+    assert!(error.is_unavailable(), "{error:?}");
+    assert!(
+        error.chain().to_string().contains("NOREPLICAS"),
+        "{}",
+        error.chain()
+    );
+    assert!(started.elapsed() <= TIMEOUT + SLACK);
+    let error = store.create_session("t", "alice").await.unwrap_err();
+    assert!(error.is_unavailable(), "{error:?}");
+
+    tokio::task::block_in_place(|| config("0"));
+    store.set_session_data("s", "k", json!(2)).await.unwrap();
+    assert_eq!(
+        store.get_session_data("s", "k").await.unwrap(),
+        Some(json!(2))
+    );
+    assert!(
+        store.get_session("t").await.unwrap().is_none(),
+        "the refused create made nothing"
+    );
+}
+
+/// With no sentinel reachable, connecting fails with `Unavailable` within the default
+/// timeout rather than hanging.
+#[tokio::test]
+async fn no_sentinel_reachable_is_unavailable_in_time() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = free.local_addr().unwrap().to_string();
+    drop(free);
+    let started = Instant::now();
+    let error = RedisStore::connect_sentinel(&[address], "mymaster", "app", HOUR)
+        .await
+        .unwrap_err();
+    assert!(error.is_unavailable(), "{error:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2) + SLACK,
+        "{:?}",
+        started.elapsed()
+    );
+    let error = RedisStore::connect_sentinel::<&str>(&[], "mymaster", "app", HOUR)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Backend(_)), "{error:?}");
 }
