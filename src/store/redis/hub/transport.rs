@@ -231,6 +231,8 @@ enum Ended {
     Closed,
     /// The connection broke: connect again.
     Lost,
+    /// The sentinels named a new master: connect to it.
+    Moved,
 }
 
 impl Task {
@@ -256,6 +258,12 @@ impl Task {
                             tracing::warn!(
                                 prefix = self.store.prefix(),
                                 "Redis pub/sub connection lost; reconnecting"
+                            );
+                        }
+                        Ended::Moved => {
+                            tracing::info!(
+                                prefix = self.store.prefix(),
+                                "Redis has a new master; moving the pub/sub connection there"
                             );
                         }
                     }
@@ -346,7 +354,7 @@ impl Task {
             // the next turn.
             tokio::select! {
                 () = self.shared.changed.notified() => {}
-                _ = switches.changed() => return Ended::Lost,
+                _ = switches.changed() => return Ended::Moved,
                 message = stream.next() => {
                     let Some(message) = message else {
                         return Ended::Lost;
