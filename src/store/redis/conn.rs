@@ -194,7 +194,7 @@ impl RedisStore {
 
     /// Checks the pool's connections as `check` says and replaces the ones that fail it. One
     /// operation at a time does this; the others carry on.
-    pub(super) async fn heal_pool(&self, check: Check) {
+    async fn heal_pool(&self, check: Check) {
         struct Done<'a>(&'a AtomicBool);
         impl Drop for Done<'_> {
             fn drop(&mut self) {

@@ -16,16 +16,16 @@ use super::pool::{Check, Pool, PubSubSource, SentinelManager};
 use super::{Connections, RedisStore};
 use crate::error::{Error, Result};
 
-/// The channel on which the sentinel that leads a failover announces the replica it promoted.
-const PROMOTED: &str = "+promoted-slave";
 /// The channel on which the sentinel that leads a failover announces the replica it is about
 /// to promote (`SLAVEOF NO ONE` follows).
 const SELECTED: &str = "+selected-slave";
+/// The channel on which the sentinel that leads a failover announces the replica it promoted.
+const PROMOTED: &str = "+promoted-slave";
+/// The channel on which every sentinel announces a new master.
+const SWITCHED: &str = "+switch-master";
 /// How often a store asks a selected replica whether it is master yet, and for how long.
 const PROMOTION_POLL: Duration = Duration::from_millis(20);
 const PROMOTION_WAIT: Duration = Duration::from_secs(10);
-/// The channel on which every sentinel announces a new master.
-const SWITCHED: &str = "+switch-master";
 /// The first wait before the watcher connects to a sentinel again, doubled up to `MAX_BACKOFF`.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -40,11 +40,12 @@ impl RedisStore {
     ///
     /// Every connection the store opens (its pool's and its hub's pub/sub connection) asks the
     /// sentinels for the master again and checks that the server calls itself master. The
-    /// store listens to every sentinel: when one announces a promoted replica or a new master
-    /// (`+promoted-slave`, `+switch-master`), or an operation finds its server read-only, no
-    /// longer a master or not answering in time, the store replaces its connections;
-    /// meanwhile operations fail with [`Error::Unavailable`] within their timeout. See the
-    /// [Redis guide](crate::guide::redis) for what a failover can lose.
+    /// store listens to every sentinel: when the replica a sentinel selects for promotion
+    /// answers as master, or a sentinel announces a new master, or an operation finds its
+    /// server read-only, no longer a master or not answering in time, the store replaces its
+    /// connections; meanwhile operations fail with [`Error::Unavailable`] within their
+    /// timeout. See the [Redis guide](crate::guide::redis) for what the store does in a
+    /// failover and what a failover can lose.
     ///
     /// ```no_run
     /// use std::time::Duration;
