@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::RedisStore;
 use super::command::Command;
 use super::pool::{Check, Pool};
+use super::reply::string;
 use crate::error::{Error, Result};
 
 /// How long [`RedisStore::connect`]'s pool waits for a connection, and the default operation
@@ -141,6 +142,39 @@ impl RedisStore {
             Ok(values) => Ok(values),
             Err(err) => Err(self.error(self.failed(err).await)),
         }
+    }
+
+    /// A new connection outside the pool, to the same server as the store's operations (the
+    /// master, through Sentinel). For administration and inspection; the store's own
+    /// operations never need it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] when no connection opens within the store's timeout.
+    pub async fn dedicated_connection(&self) -> Result<::redis::aio::MultiplexedConnection> {
+        let timeout = self.inner.timeout;
+        match tokio::time::timeout(timeout, self.inner.connections.pool.dedicated()).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(err)) => Err(redis_error(err)),
+            Err(_) => Err(Error::timed_out(timeout)),
+        }
+    }
+
+    /// Fails when the server is a node of a Redis Cluster, where the store's scripts, which
+    /// touch keys of several slots, would fail one operation after another.
+    pub(super) async fn refuse_cluster(&self) -> Result<()> {
+        let mut info = Command::new("INFO");
+        info.arg("cluster");
+        let info = string(self.run(&info).await?)?;
+        if info.lines().any(|line| line.trim() == "cluster_enabled:1") {
+            return Err(Error::Backend(
+                "this Redis server is a node of a Redis Cluster, which RedisStore does not \
+                 support yet: use one master, alone (RedisStore::connect) or behind Sentinel \
+                 (RedisStore::connect_sentinel)"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// A handle on one of the pool's connections, waiting for it until `deadline` at most.

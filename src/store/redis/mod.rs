@@ -110,7 +110,6 @@ mod tests;
 mod write;
 
 use std::fmt;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -132,7 +131,7 @@ use command::Command;
 use conn::{DEFAULT_TIMEOUT, pool_builder, redis_error};
 use group_commit::GroupCommit;
 use keys::Keys;
-use pool::{Pool, PubSubSource};
+use pool::{Connections, Pool, PubSubSource};
 use reply::{bytes, decode_json, decode_session, hash_fields, missing_field, string, unexpected};
 use scripts::{Scripts, StoreScript};
 use write::Write;
@@ -204,26 +203,6 @@ struct Inner {
     /// The writes waiting to share the next call of the write script. Clones of the store
     /// share it; a store given other limits (other scripts) gets its own.
     commit: Arc<GroupCommit>,
-}
-
-/// The pool of a store and what keeps it healthy, shared by all clones of the store.
-struct Connections {
-    pool: Pool,
-    /// Set while one operation checks the pool for wrong connections.
-    healing: AtomicBool,
-    /// Counts the new masters the sentinels have named, so that the hub's pub/sub connection
-    /// moves to each (always 0 on one server).
-    switches: tokio::sync::watch::Sender<u64>,
-}
-
-impl Connections {
-    fn new(pool: Pool) -> Arc<Self> {
-        Arc::new(Connections {
-            pool,
-            healing: AtomicBool::new(false),
-            switches: tokio::sync::watch::Sender::new(0),
-        })
-    }
 }
 
 impl fmt::Debug for RedisStore {
@@ -298,23 +277,6 @@ impl RedisStore {
         Ok(store)
     }
 
-    /// Fails when the server is a node of a Redis Cluster, where the store's scripts, which
-    /// touch keys of several slots, would fail one operation after another.
-    async fn refuse_cluster(&self) -> Result<()> {
-        let mut info = Command::new("INFO");
-        info.arg("cluster");
-        let info = string(self.run(&info).await?)?;
-        if info.lines().any(|line| line.trim() == "cluster_enabled:1") {
-            return Err(Error::Backend(
-                "this Redis server is a node of a Redis Cluster, which RedisStore does not \
-                 support yet: use one master, alone (RedisStore::connect) or behind Sentinel \
-                 (RedisStore::connect_sentinel)"
-                    .into(),
-            ));
-        }
-        Ok(())
-    }
-
     /// Sets the size limits the store enforces.
     #[must_use]
     pub fn limits(mut self, limits: Limits) -> Self {
@@ -378,22 +340,6 @@ impl RedisStore {
         match &self.inner.connections.pool {
             Pool::Server(pool) => Some(pool),
             Pool::Sentinel(_) => None,
-        }
-    }
-
-    /// A new connection outside the pool, to the same server as the store's operations (the
-    /// master, through Sentinel). For administration and inspection; the store's own
-    /// operations never need it.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Unavailable`] when no connection opens within the store's timeout.
-    pub async fn dedicated_connection(&self) -> Result<::redis::aio::MultiplexedConnection> {
-        let timeout = self.inner.timeout;
-        match tokio::time::timeout(timeout, self.inner.connections.pool.dedicated()).await {
-            Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(err)) => Err(redis_error(err)),
-            Err(_) => Err(Error::timed_out(timeout)),
         }
     }
 

@@ -6,6 +6,7 @@
 //! store checks one out only to clone its handle.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use ::redis::aio::MultiplexedConnection;
@@ -23,6 +24,26 @@ pub(super) enum Pool {
     /// One connection (see `pool_builder`) to whichever server the sentinels name as the
     /// master when it is opened.
     Sentinel(bb8::Pool<SentinelManager>),
+}
+
+/// The pool of a store and what keeps it healthy, shared by all clones of the store.
+pub(super) struct Connections {
+    pub(super) pool: Pool,
+    /// Set while one operation checks the pool for wrong connections.
+    pub(super) healing: AtomicBool,
+    /// Counts the new masters the sentinels have named, so that the hub's pub/sub connection
+    /// moves to each (always 0 on one server).
+    pub(super) switches: tokio::sync::watch::Sender<u64>,
+}
+
+impl Connections {
+    pub(super) fn new(pool: Pool) -> Arc<Self> {
+        Arc::new(Connections {
+            pool,
+            healing: AtomicBool::new(false),
+            switches: tokio::sync::watch::Sender::new(0),
+        })
+    }
 }
 
 /// How [`Pool::heal`] decides that a pooled connection must be replaced.
