@@ -653,3 +653,55 @@ async fn no_sentinel_reachable_is_unavailable_in_time() {
         .unwrap_err();
     assert!(matches!(error, Error::Backend(_)), "{error:?}");
 }
+
+/// A sentinel that missed a failover (it was down, and comes back with its old configuration)
+/// names the old master, which, restarted empty, calls itself master until the sentinels
+/// demote it. A store connecting then, with
+/// that sentinel first in its list, follows the master most sentinels name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_that_missed_a_failover_is_outvoted() {
+    let Some(mut topology) = SentinelTopology::start() else {
+        return;
+    };
+    topology.sentinels[0].stop();
+    let old = topology.master_port();
+    topology.server(old).stop();
+    let new = {
+        let topology = &topology;
+        tokio::task::block_in_place(|| topology.wait_for_new_master(old, PROMOTION))
+    };
+    topology.server(old).restart();
+    topology.sentinels[0].restart();
+    let stale_port = topology.sentinels[0].port();
+    let named = tokio::task::block_in_place(|| {
+        support::redis_server::query(
+            stale_port,
+            &format!(
+                "SENTINEL get-master-addr-by-name {}",
+                support::sentinel::MASTER_NAME
+            ),
+        )
+        .unwrap()
+    });
+    assert!(
+        named.contains(&old.to_string()),
+        "the restarted sentinel names the old master {old} (new {new}): {named:?}"
+    );
+
+    let store = sentinel_store(&topology, &unique_prefix()).await;
+    store.create_session("s", "alice").await.unwrap();
+    let key = format!("{}:session:s", store.prefix());
+    let on = |port: u16| {
+        tokio::task::block_in_place(|| {
+            support::redis_server::query(port, &format!("EXISTS {key}")).unwrap()
+        })
+    };
+    assert!(
+        on(new).starts_with(":1"),
+        "the session is on the new master"
+    );
+    assert!(
+        on(old).starts_with(":0"),
+        "the session is not on the old master"
+    );
+}

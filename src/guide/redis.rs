@@ -121,8 +121,11 @@
 //!
 //! What the store does:
 //!
-//! - Every connection it opens, the pool's and the hub's pub/sub connection, asks the
-//!   sentinels for the master and checks that the server answers `ROLE` as a master.
+//! - Every connection it opens, the pool's and the hub's pub/sub connection, asks every
+//!   sentinel for the master, goes to the one most of them name, and checks that the server
+//!   answers `ROLE` as a master. A sentinel that missed a failover (it was down, and came back
+//!   with its old configuration) names the old master, which, restarted empty, calls itself
+//!   master until the sentinels demote it: the other sentinels outvote it.
 //! - It listens to every sentinel. When the sentinel leading a failover selects a replica
 //!   (`+selected-slave`), the store asks that replica every 20 ms whether it is master yet;
 //!   as soon as it is (or a sentinel announces it, `+promoted-slave`, `+switch-master`), the

@@ -1,17 +1,24 @@
 //! Finding the master of a Redis Sentinel deployment: the last master the sentinels announced,
-//! if it still answers as master, otherwise the address the sentinels give.
+//! if it still answers as master, otherwise the address most sentinels give.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
-use ::redis::sentinel::SentinelClient;
 use ::redis::{
     Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo, RedisError,
     Value,
 };
+use futures_util::future::join_all;
+
+/// How long a sentinel has to say which server is the master.
+const ASK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Finds the current master of one name.
 pub(super) struct MasterFinder {
-    sentinel: tokio::sync::Mutex<SentinelClient>,
+    /// A client of each sentinel.
+    sentinels: Vec<Client>,
+    /// The master's name, as the sentinels know it.
+    name: String,
     /// How to talk to the master: user, password, database, protocol.
     settings: RedisConnectionInfo,
     /// The last master a sentinel announced (a promoted replica, or a new master). A new
@@ -23,9 +30,10 @@ pub(super) struct MasterFinder {
 }
 
 impl MasterFinder {
-    pub(super) fn new(sentinel: SentinelClient, settings: RedisConnectionInfo) -> Self {
+    pub(super) fn new(sentinels: Vec<Client>, name: String, settings: RedisConnectionInfo) -> Self {
         MasterFinder {
-            sentinel: tokio::sync::Mutex::new(sentinel),
+            sentinels,
+            name,
             settings,
             announced: Mutex::new(None),
         }
@@ -40,7 +48,11 @@ impl MasterFinder {
     }
 
     /// A client of the master: the last one announced if it answers as master, otherwise the
-    /// master the sentinels name (which the redis crate checks the same way).
+    /// one most sentinels name, if it answers as master.
+    ///
+    /// Every sentinel is asked, not the first that answers: one that has not yet heard of a
+    /// failover names the old master, which, restarted empty, calls itself master until the
+    /// sentinels demote it.
     pub(super) async fn master(&self) -> Result<Client, RedisError> {
         let announced = self
             .announced
@@ -53,7 +65,61 @@ impl MasterFinder {
                 Err(error) => tracing::debug!(%error, "the announced master is not a master"),
             }
         }
-        self.sentinel.lock().await.async_get_client().await
+        let mut candidates = self.named().await?;
+        let mut last = None;
+        while let Some((host, port)) = candidates.pop() {
+            match self.checked(host, port).await {
+                Ok(client) => return Ok(client),
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            RedisError::from((
+                ::redis::ErrorKind::Server(::redis::ServerErrorKind::MasterDown),
+                "no sentinel names a master",
+            ))
+        }))
+    }
+
+    /// The addresses the sentinels name as the master, the one most of them name last.
+    async fn named(&self) -> Result<Vec<(String, u16)>, RedisError> {
+        let asks = self.sentinels.iter().map(|sentinel| async move {
+            let ask = async {
+                let mut conn = sentinel.get_multiplexed_async_connection().await?;
+                ::redis::cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(&self.name)
+                    .query_async::<Option<(String, u16)>>(&mut conn)
+                    .await
+            };
+            match tokio::time::timeout(ASK_TIMEOUT, ask).await {
+                Ok(answer) => answer,
+                Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
+            }
+        });
+        let mut votes: Vec<((String, u16), usize)> = Vec::new();
+        let mut last_error = None;
+        for answer in join_all(asks).await {
+            match answer {
+                Ok(Some(address)) => match votes.iter_mut().find(|(named, _)| *named == address) {
+                    Some((_, count)) => *count += 1,
+                    None => votes.push((address, 1)),
+                },
+                Ok(None) => {}
+                Err(error) => last_error = Some(error),
+            }
+        }
+        if votes.is_empty() {
+            return Err(last_error.unwrap_or_else(|| {
+                RedisError::from((
+                    ::redis::ErrorKind::Server(::redis::ServerErrorKind::MasterDown),
+                    "no sentinel knows the master",
+                ))
+            }));
+        }
+        // Fewest votes first, so that popping gives the most named.
+        votes.sort_by_key(|(_, count)| *count);
+        Ok(votes.into_iter().map(|(address, _)| address).collect())
     }
 
     /// Whether the server at `host:port` answers `ROLE` as a master.

@@ -6,7 +6,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use ::redis::RedisConnectionInfo;
-use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use futures_util::StreamExt;
 
 use super::command::Command;
@@ -38,8 +37,9 @@ impl RedisStore {
     /// password) watch, and returns a store on it, after checking with a `PING` that the
     /// master answers.
     ///
-    /// Every connection the store opens (its pool's and its hub's pub/sub connection) asks the
-    /// sentinels for the master again and checks that the server calls itself master. The
+    /// Every connection the store opens (its pool's and its hub's pub/sub connection) asks
+    /// every sentinel for the master again, goes to the one most of them name, and checks that
+    /// the server calls itself master. The
     /// store listens to every sentinel: when the replica a sentinel selects for promotion
     /// answers as master, or a sentinel announces a new master, or an operation finds its
     /// server read-only, no longer a master or not answering in time, the store replaces its
@@ -100,16 +100,11 @@ impl RedisStore {
             .map(|url| ::redis::Client::open(url.as_str()))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(redis_error)?;
-        let node =
-            SentinelNodeConnectionInfo::default().set_redis_connection_info(settings.clone());
-        let client = SentinelClient::build(
-            urls,
+        let finder = Arc::new(MasterFinder::new(
+            listened.clone(),
             master.to_owned(),
-            Some(node),
-            SentinelServerType::Master,
-        )
-        .map_err(redis_error)?;
-        let finder = Arc::new(MasterFinder::new(client, settings));
+            settings,
+        ));
         let pool = pool_builder().build_unchecked(SentinelManager::new(Arc::clone(&finder)));
         let mut store = RedisStore::on(Pool::Sentinel(pool), prefix.into(), ttl);
         Arc::make_mut(&mut store.inner).pubsub = Some(PubSubSource::Sentinel(Arc::clone(&finder)));
