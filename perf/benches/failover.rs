@@ -70,11 +70,19 @@ async fn main() {
         };
         rates[variant].push(writes_per_second(&store, secs).await);
     }
-    let [direct, sentinel, guarded] = rates.map(|rates| median(&rates));
+    let [direct, sentinel, guarded] = rates.each_ref().map(|rates| median(rates));
+    let range = |rates: &[f64]| {
+        let low = rates.iter().copied().fold(f64::INFINITY, f64::min);
+        let high = rates.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        format!("{low:.0}–{high:.0}")
+    };
     println!(
-        "set_session_data at {TASKS} tasks: direct {direct:.0}/s, through Sentinel {sentinel:.0}/s ({:.2}x), \
-         through Sentinel with min-replicas-to-write 1 {guarded:.0}/s ({:.2}x)",
+        "set_session_data per second at {TASKS} tasks, medians of {rounds} rounds (range): direct {direct:.0} ({}), \
+         through Sentinel {sentinel:.0} ({}): {:.2}x; through Sentinel with min-replicas-to-write 1 {guarded:.0} ({}): {:.2}x",
+        range(&rates[0]),
+        range(&rates[1]),
         sentinel / direct,
+        range(&rates[2]),
         guarded / direct
     );
     drop(topology);
