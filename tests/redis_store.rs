@@ -865,3 +865,36 @@ async fn connect_refuses_a_node_of_a_redis_cluster() {
     let chain = error.chain().to_string();
     assert!(chain.contains("Redis Cluster"), "{chain}");
 }
+
+/// A server that does not let the store read `INFO` (an ACL, a proxy) is not taken for a
+/// cluster node: the store connects and works.
+#[tokio::test]
+async fn connect_works_where_info_is_refused() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let admin = redis::Client::open(server.url()).unwrap();
+    let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg(
+            &[
+                "SETUSER", "limited", "on", ">secret", "~*", "&*", "+@all", "-info",
+            ][..],
+        )
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let url = format!("redis://limited:secret@127.0.0.1:{}/", server.port());
+    let mut limited = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let refused: redis::RedisResult<String> = redis::cmd("INFO").query_async(&mut limited).await;
+    assert!(refused.is_err(), "the user may not read INFO");
+    let store = RedisStore::connect(&url, "app", Duration::from_secs(60))
+        .await
+        .expect("connects without INFO");
+    store.create_session("s", "alice").await.unwrap();
+    assert!(store.get_session("s").await.unwrap().is_some());
+}

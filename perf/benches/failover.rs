@@ -16,8 +16,8 @@
 //!    succeeds, beside the time Redis itself takes to promote a replica (the first `ROLE`
 //!    of a replica that answers `master`), both measured in the same round.
 //!
-//! `FAILOVER_ROUNDS` sets the rounds per outage (default 3); `FAILOVER_SECS` the seconds of
-//! each throughput round (default 3).
+//! `FAILOVER_ROUNDS` sets the rounds of each throughput contender and of each outage (default
+//! 3); `FAILOVER_SECS` the seconds of each throughput round (default 3).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -165,7 +165,13 @@ impl RedisStore {
     pub(super) async fn refuse_cluster(&self) -> Result<()> {
         let mut info = Command::new("INFO");
         info.arg("cluster");
-        let info = string(self.run(&info).await?)?;
+        let info = match self.run(&info).await {
+            Ok(info) => string(info).unwrap_or_default(),
+            Err(error) if error.is_unavailable() => return Err(error),
+            // A proxy or a managed Redis that refuses `INFO` is not a cluster node the store
+            // can tell: let it be.
+            Err(_) => return Ok(()),
+        };
         if info.lines().any(|line| line.trim() == "cluster_enabled:1") {
             return Err(Error::Backend(
                 "this Redis server is a node of a Redis Cluster, which RedisStore does not \
