@@ -238,7 +238,7 @@ impl Watch {
         let Some(connections) = self.connections.upgrade() else {
             return false;
         };
-        {
+        let elsewhere = {
             let mut named = self
                 .named
                 .lock()
@@ -247,14 +247,20 @@ impl Watch {
             if named.as_ref() == Some(&event) {
                 return true;
             }
+            let elsewhere = named.as_ref().map(|(_, address)| address) != Some(&event.1);
             self.finder.announce(event.1.clone());
             *named = Some(event);
-        }
+            elsewhere
+        };
         tracing::info!(
             master = %self.master,
             "Redis Sentinel named a new master; moving the connections"
         );
-        connections.switches.send_modify(|switches| *switches += 1);
+        // The hub's subscriber moves once per new address: each move leaves a moment without
+        // subscriptions. The pool's one connection is cheap to replace on every event.
+        if elsewhere {
+            connections.switches.send_modify(|switches| *switches += 1);
+        }
         connections.pool.heal(Check::Replace, self.timeout).await;
         true
     }
