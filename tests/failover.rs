@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::json;
 use support::chat::{Client, Instance, serve};
 use support::redis_server::unique_prefix;
-use support::sentinel::SentinelTopology;
+use support::sentinel::{SentinelTopology, wait_for_replicas};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use ws_session::resume::Resume;
@@ -112,26 +112,8 @@ async fn failover(outage: Outage) {
 
     // Snapshot what is acknowledged, then make it durable on both replicas.
     let snapshot: Vec<i64> = writers.iter().map(|w| w.last_acked()).collect();
-    let mut conn = store.dedicated_connection().await.expect("a connection");
-    conn.set_response_timeout(Duration::from_secs(6));
-    // WAIT waits for the replicas to reach this connection's last write, which comes after
-    // every write acknowledged so far.
-    let _: () = redis::cmd("SET")
-        .arg(format!("{}:wait", store.prefix()))
-        .arg(1)
-        .arg("PX")
-        .arg(60_000)
-        .query_async(&mut conn)
-        .await
-        .expect("SET");
-    let replicas: i64 = redis::cmd("WAIT")
-        .arg(2)
-        .arg(5000)
-        .query_async(&mut conn)
-        .await
-        .expect("WAIT");
+    let replicas = wait_for_replicas(&store).await;
     assert_eq!(replicas, 2, "both replicas acknowledged the writes so far");
-    drop(conn);
     for (writer, acked) in writers.iter().zip(&snapshot) {
         writer.state.lock().unwrap().acked_at_snapshot = *acked;
     }

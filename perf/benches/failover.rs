@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use ws_session::{RedisStore, SessionStore};
 use ws_session_testkit::redis_server::{query, unique_prefix};
-use ws_session_testkit::sentinel::SentinelTopology;
+use ws_session_testkit::sentinel::{SentinelTopology, wait_for_replicas};
 
 const TASKS: usize = 32;
 const HOUR: Duration = Duration::from_secs(3600);
@@ -176,24 +176,7 @@ async fn failover_round(pause: bool) -> (Duration, Duration) {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The sessions and the writes so far are on both replicas.
-    let mut conn = store.dedicated_connection().await.expect("a connection");
-    conn.set_response_timeout(Duration::from_secs(6));
-    // WAIT waits for the replicas to reach this connection's last write, which comes after
-    // every write acknowledged so far.
-    let _: () = redis::cmd("SET")
-        .arg(format!("{}:wait", store.prefix()))
-        .arg(1)
-        .arg("PX")
-        .arg(60_000)
-        .query_async(&mut conn)
-        .await
-        .expect("SET");
-    let synced: i64 = redis::cmd("WAIT")
-        .arg(2)
-        .arg(5000)
-        .query_async(&mut conn)
-        .await
-        .expect("WAIT");
+    let synced = wait_for_replicas(&store).await;
     assert_eq!(synced, 2, "both replicas have the sessions");
 
     let old = topology.master_port();

@@ -162,6 +162,34 @@ impl SentinelTopology {
     }
 }
 
+/// Waits until both replicas have every write `store`'s master acknowledged so far (`WAIT 2`,
+/// at most five seconds), and returns how many replicas did.
+///
+/// `WAIT` waits for the replicas to reach the last write of its own connection, so it first
+/// writes a key of its own: that write comes after every write acknowledged so far.
+///
+/// # Panics
+///
+/// When the master does not answer.
+pub async fn wait_for_replicas(store: &RedisStore) -> i64 {
+    let mut conn = store.dedicated_connection().await.expect("a connection");
+    conn.set_response_timeout(Duration::from_secs(6));
+    let _: () = redis::cmd("SET")
+        .arg(format!("{}:wait", store.prefix()))
+        .arg(1)
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+    redis::cmd("WAIT")
+        .arg(2)
+        .arg(5000)
+        .query_async(&mut conn)
+        .await
+        .expect("WAIT")
+}
+
 /// The number after the line `name` in a flat RESP reply of names and values.
 fn field(reply: &str, name: &str) -> Option<u64> {
     let mut lines = reply.lines();

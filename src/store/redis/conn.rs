@@ -220,8 +220,11 @@ impl RedisStore {
             }
             Pool::Sentinel(_) if connection_lost(&err) || err.is_timeout() || demoted(&err) => {
                 tracing::debug!(error = %err, "a Redis connection may not reach the master; checking the pool");
-                let store = self.clone();
-                tokio::spawn(async move { store.heal_pool(Check::IsMaster).await });
+                // While a heal runs, the failures it is healing need no task of their own.
+                if !self.inner.connections.healing.load(Ordering::Acquire) {
+                    let store = self.clone();
+                    tokio::spawn(async move { store.heal_pool(Check::IsMaster).await });
+                }
             }
             _ => {}
         }

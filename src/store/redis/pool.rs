@@ -107,16 +107,8 @@ where
     if passes(&mut handle, check, timeout).await {
         return;
     }
-    let fresh = match tokio::time::timeout(timeout, pool.dedicated_connection()).await {
-        Ok(Ok(fresh)) => fresh,
-        Ok(Err(error)) => {
-            tracing::debug!(%error, "no Redis connection to replace a wrong one with");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!("a new Redis connection did not open in time");
-            return;
-        }
+    let Some(fresh) = replacement(pool, timeout).await else {
+        return;
     };
     if let Ok(Ok(mut conn)) = tokio::time::timeout(timeout, pool.get()).await {
         *conn = fresh;
@@ -135,20 +127,32 @@ where
             break;
         };
         if !passes(&mut conn, check, timeout).await {
-            match tokio::time::timeout(timeout, pool.dedicated_connection()).await {
-                Ok(Ok(fresh)) => *conn = fresh,
-                Ok(Err(error)) => {
-                    tracing::debug!(%error, "no Redis connection to replace a wrong one with");
-                    break;
-                }
-                Err(_) => {
-                    tracing::debug!("a new Redis connection did not open in time");
-                    break;
-                }
-            }
+            let Some(fresh) = replacement(pool, timeout).await else {
+                break;
+            };
+            *conn = fresh;
             tracing::debug!(?check, "replaced a Redis connection");
         }
         checked.push(conn);
+    }
+}
+
+/// A new connection to put in place of a wrong one, opened within `timeout`; `None` (after
+/// saying why) when none opens.
+async fn replacement<M>(pool: &bb8::Pool<M>, timeout: Duration) -> Option<MultiplexedConnection>
+where
+    M: ManageConnection<Connection = MultiplexedConnection, Error = RedisError>,
+{
+    match tokio::time::timeout(timeout, pool.dedicated_connection()).await {
+        Ok(Ok(fresh)) => Some(fresh),
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "no Redis connection to replace a wrong one with");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("a new Redis connection did not open in time");
+            None
+        }
     }
 }
 
