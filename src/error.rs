@@ -193,6 +193,12 @@ pub enum InvalidInput {
         /// The limit in bytes.
         max: usize,
     },
+    /// On a Redis Cluster, a session id that does not start with the slot tag of its user
+    /// (see [`SessionStore::new_session_id`](crate::SessionStore::new_session_id)).
+    IdWithoutSlot {
+        /// The session id.
+        id: String,
+    },
     /// A room name was the empty string.
     EmptyRoom,
     /// A room name was longer than [`Limits::max_room_len`](crate::Limits::max_room_len).
@@ -250,6 +256,11 @@ impl fmt::Display for InvalidInput {
             InvalidInput::IdTooLong { what, len, max } => {
                 write!(f, "{what} is {len} bytes, over the limit of {max}")
             }
+            InvalidInput::IdWithoutSlot { id } => write!(
+                f,
+                "session id {id:?} does not start with its user's slot tag, which a Redis \
+                 Cluster needs: make it with SessionStore::new_session_id"
+            ),
             InvalidInput::EmptyRoom => f.write_str("room name is empty"),
             InvalidInput::RoomTooLong { room, len, max } => {
                 write!(

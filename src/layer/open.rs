@@ -10,7 +10,6 @@ use crate::resume::claim::{Won, claim, read_from, unclaim};
 use crate::resume::{Presented, Recovery, ResumeToken};
 use crate::session::WsSession;
 use crate::session::live::Live;
-use crate::session::new_session_id;
 use crate::store::SessionStore;
 use crate::store::attachment::Attach;
 use crate::store::backend::Backend;
@@ -28,7 +27,7 @@ pub(crate) async fn fresh(
     limits: InboxLimits,
     identified: Option<String>,
 ) -> Result<WsSession> {
-    let id = new_session_id();
+    let id = live.store.fresh_session_id(identified.as_deref());
     let user_id = identified.unwrap_or_else(|| id.clone());
     let token = ResumeToken::generate(&id);
     // The session goes into the store while its connection subscribes on the node: one wait

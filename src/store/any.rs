@@ -123,6 +123,10 @@ impl SessionStore for AnyStore {
         on_store!(self, store => store.ttl())
     }
 
+    fn new_session_id(&self, user_id: &str) -> String {
+        on_store!(self, store => store.new_session_id(user_id))
+    }
+
     fn enforced_limits(&self) -> Limits {
         on_store!(self, store => store.enforced_limits())
     }
@@ -171,6 +175,10 @@ impl SessionStore for AnyStore {
 impl Backend for AnyStore {
     fn transport(&self, subscriber: Weak<dyn Subscriber>, node_id: &Arc<str>) -> Transport {
         on_store!(self, store => store.transport(subscriber, node_id))
+    }
+
+    fn fresh_session_id(&self, user_id: Option<&str>) -> String {
+        on_store!(self, store => store.fresh_session_id(user_id))
     }
 
     async fn create_attached_session(

@@ -21,6 +21,14 @@ pub(crate) trait Backend: SessionStore {
     /// layer sharing the store (in this process for memory, on every instance for Redis).
     fn transport(&self, subscriber: Weak<dyn Subscriber>, node_id: &Arc<str>) -> Transport;
 
+    /// A fresh id for a new session of `user_id` (`None`: an anonymous session, whose user id
+    /// is its own id), laid out as the store needs (on a Redis Cluster, it carries the user's
+    /// slot tag).
+    fn fresh_session_id(&self, user_id: Option<&str>) -> String {
+        let _ = user_id;
+        crate::session::new_session_id()
+    }
+
     /// Creates an empty session as [`create_session`](SessionStore::create_session) does, attached to
     /// the hub node that holds its connection, with the hash of its resume token.
     ///

@@ -54,12 +54,39 @@ pub trait SessionStore: Clone + Send + Sync + 'static {
     /// The limits the store enforces.
     fn enforced_limits(&self) -> Limits;
 
+    /// A fresh id for a session of `user_id`, fit for this store: a
+    /// [`new_session_id`](crate::new_session_id) (32 hex digits from the operating system's
+    /// CSPRNG), which on a Redis Cluster starts with the user's slot tag (see
+    /// [`RedisStore`](crate::RedisStore)'s cluster layout).
+    ///
+    /// A store on one server or in memory takes any id in
+    /// [`create_session`](Self::create_session); a store on a cluster takes only ids that
+    /// start with their user's tag, which this method gives. Make ids with it, and code that
+    /// runs on every store stays right.
+    ///
+    /// ```
+    /// use ws_session::{MemoryStore, SessionStore};
+    ///
+    /// # async fn run() -> ws_session::Result<()> {
+    /// let store = MemoryStore::new();
+    /// let id = store.new_session_id("alice");
+    /// store.create_session(&id, "alice").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn new_session_id(&self, user_id: &str) -> String {
+        let _ = user_id;
+        crate::session::new_session_id()
+    }
+
     /// Creates an empty session `id` for user `user_id`, and adds it to the user's index.
     ///
     /// # Errors
     ///
     /// [`AlreadyExists`](crate::Error::AlreadyExists) when a live session has that id (it is
-    /// never overwritten); `InvalidInput` for an empty or oversized id.
+    /// never overwritten); `InvalidInput` for an empty or oversized id, or, on a Redis
+    /// Cluster, an id that does not start with the user's slot tag
+    /// ([`new_session_id`](Self::new_session_id) gives ids that do).
     fn create_session(
         &self,
         id: &str,

@@ -6,6 +6,7 @@
 #[path = "../../examples/chat/app.rs"]
 pub mod app;
 pub mod chat_client;
+pub mod cluster;
 pub mod h2_socket;
 pub mod process;
 pub mod redis_server;

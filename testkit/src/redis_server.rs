@@ -194,6 +194,9 @@ impl RedisServer {
         if let Role::ClusterNode = &self.role {
             let config = self.dir.join("nodes.conf");
             args.extend(["--cluster-enabled".to_owned(), "yes".to_owned()]);
+            // A master unanswered for two seconds is failed over: quick enough for the
+            // failover tests, slow enough for a busy machine.
+            args.extend(["--cluster-node-timeout".to_owned(), "2000".to_owned()]);
             args.extend([
                 "--cluster-config-file".to_owned(),
                 config.display().to_string(),

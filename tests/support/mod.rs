@@ -5,7 +5,7 @@
 #[allow(unused_imports)]
 pub use ws_session_testkit::chat_client as chat;
 #[allow(unused_imports)]
-pub use ws_session_testkit::{h2_socket, process, redis_server, sentinel};
+pub use ws_session_testkit::{cluster, h2_socket, process, redis_server, sentinel};
 
 /// Unwraps an `Option` from [`redis_server`], or prints the skip message and returns from the
 /// calling test when it is `None` (no Redis here).

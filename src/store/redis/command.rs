@@ -10,6 +10,7 @@ use std::io;
 use ::redis::{Cmd, RedisWrite, ToRedisArgs};
 use serde_json::Value as Json;
 
+use super::keys::Slot;
 use super::scripts::StoreScript;
 use crate::error::{Error, Result};
 use crate::limits::{Counted, Limits};
@@ -82,6 +83,19 @@ impl<'s> Command<'s> {
             let mut arg = self.cmd.writer_for_next_arg();
             write_all(&mut arg, head.as_bytes());
             write_all(&mut arg, tail.as_bytes());
+        }
+        self
+    }
+
+    /// Appends a key: the `head` of its kind, its slot segment and its `name`, one after the
+    /// other (see `keys.rs`).
+    pub(super) fn key(&mut self, head: &str, slot: Slot, name: &str) -> &mut Self {
+        {
+            // The argument ends when its writer is dropped.
+            let mut arg = self.cmd.writer_for_next_arg();
+            write_all(&mut arg, head.as_bytes());
+            write_all(&mut arg, slot.as_str().as_bytes());
+            write_all(&mut arg, name.as_bytes());
         }
         self
     }

@@ -4,15 +4,15 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ::redis::aio::MultiplexedConnection;
 use ::redis::{Cmd, ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
 use bb8::{ErrorSink, RunError};
 use tokio::time::Instant;
 
 use super::RedisStore;
 use super::command::Command;
-use super::pool::{Check, Pool};
+use super::pool::{Check, Link, Pool};
 use super::reply::string;
+use super::scripts::StoreScript;
 use crate::error::{Error, Result};
 
 /// How long [`RedisStore::connect`]'s pool waits for a connection, and the default operation
@@ -106,6 +106,20 @@ impl RedisStore {
         }
     }
 
+    /// Loads `script` into the server (on a cluster, into every node), within the store's
+    /// timeout.
+    pub(super) async fn load_script(&self, script: &StoreScript) -> Result<()> {
+        let deadline = Instant::now() + self.inner.timeout;
+        let mut conn = self
+            .connection(deadline)
+            .await
+            .map_err(|failure| self.error(failure))?;
+        match send(&mut conn, &script.load_cmd(), deadline).await {
+            Ok(_) => Ok(()),
+            Err(err) => Err(self.error(self.failed(err).await)),
+        }
+    }
+
     /// The error a caller gets for `failure`.
     pub(super) fn error(&self, failure: Failure) -> Error {
         match failure {
@@ -135,8 +149,7 @@ impl RedisStore {
         let reply = if left.is_zero() {
             Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into())
         } else {
-            conn.set_response_timeout(left);
-            conn.send_packed_commands(pipeline, 0, count).await
+            conn.send_pipeline(pipeline, count, left).await
         };
         match reply {
             Ok(values) => Ok(values),
@@ -150,12 +163,16 @@ impl RedisStore {
     ///
     /// # Errors
     ///
-    /// [`Error::Unavailable`] when no connection opens within the store's timeout.
+    /// [`Error::Unavailable`] when no connection opens within the store's timeout;
+    /// [`Error::Backend`] for a store on a Redis Cluster, which has no one server.
     pub async fn dedicated_connection(&self) -> Result<::redis::aio::MultiplexedConnection> {
         let timeout = self.inner.timeout;
         match tokio::time::timeout(timeout, self.inner.connections.pool.dedicated()).await {
-            Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(err)) => Err(redis_error(err)),
+            Ok(Some(Ok(conn))) => Ok(conn),
+            Ok(Some(Err(err))) => Err(redis_error(err)),
+            Ok(None) => Err(Error::Backend(
+                "a store on a Redis Cluster has no one server to connect to".into(),
+            )),
             Err(_) => Err(Error::timed_out(timeout)),
         }
     }
@@ -190,10 +207,7 @@ impl RedisStore {
     /// clone its handle and puts it straight back. Concurrent operations then share the pool's
     /// connections and are pipelined on them, instead of each holding a connection of its own
     /// for a whole round trip.
-    async fn connection(
-        &self,
-        deadline: Instant,
-    ) -> std::result::Result<MultiplexedConnection, Failure> {
+    async fn connection(&self, deadline: Instant) -> std::result::Result<Link, Failure> {
         match tokio::time::timeout_at(deadline, self.inner.connections.pool.get()).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(RunError::User(err))) => Err(Failure::Redis(err)),
@@ -253,21 +267,26 @@ impl RedisStore {
     }
 }
 
+/// `address` as the URL of a server: `host:port` becomes `redis://host:port`; a URL stays as
+/// it is.
+pub(super) fn server_url(address: &str) -> String {
+    if address.contains("://") {
+        address.to_owned()
+    } else {
+        format!("redis://{address}")
+    }
+}
+
 /// Sends `cmd` on `conn` and waits for the answer until `deadline` at most.
-async fn send(
-    conn: &mut MultiplexedConnection,
-    cmd: &Cmd,
-    deadline: Instant,
-) -> RedisResult<Value> {
+async fn send(conn: &mut Link, cmd: &Cmd, deadline: Instant) -> RedisResult<Value> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into());
     }
-    conn.set_response_timeout(left);
     // An error reply arrives as a value: make it an error. Only the top level can be one: the
     // store's commands and scripts never return errors nested in arrays, so a long listing is
     // not walked for them.
-    match conn.send_packed_command(cmd).await? {
+    match conn.send(cmd, left).await? {
         Value::ServerError(err) => Err(err.into()),
         value => Ok(value),
     }
@@ -287,8 +306,10 @@ fn demoted(err: &RedisError) -> bool {
 /// The error codes of a server that is up but cannot take the command now: full (`OOM`, at
 /// `maxmemory` with `noeviction`), read-only (`READONLY`, a replica), loading its data
 /// (`LOADING`), busy with a script (`BUSY`), short of replicas that acknowledge writes
-/// (`NOREPLICAS`, under `min-replicas-to-write`), or between primaries.
-const NOT_NOW: [&str; 8] = [
+/// (`NOREPLICAS`, under `min-replicas-to-write`), or between primaries; on a cluster, a slot
+/// that is moving or has moved (`TRYAGAIN`, `MOVED` and `ASK` the client could not follow in
+/// time) or a cluster without a master for some slot (`CLUSTERDOWN`).
+const NOT_NOW: [&str; 10] = [
     "OOM",
     "READONLY",
     "NOREPLICAS",
@@ -297,6 +318,8 @@ const NOT_NOW: [&str; 8] = [
     "TRYAGAIN",
     "MASTERDOWN",
     "CLUSTERDOWN",
+    "MOVED",
+    "ASK",
 ];
 
 /// Maps a Redis error: a lost or refused connection, a timeout or a server that cannot serve

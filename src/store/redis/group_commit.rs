@@ -75,26 +75,38 @@ impl GroupCommit {
     }
 
     /// Takes the next batch off the queue, leaving out writes whose callers have given up;
-    /// with nothing left to send, gives the turn back.
+    /// with nothing left to send, gives the turn back. A batch holds writes of one slot (on a
+    /// cluster, one script call touches one slot; elsewhere every write has the same): those
+    /// of the first write's slot, in their order, and the others wait for a later batch.
     fn next_batch(&self) -> Vec<Waiting> {
         let mut state = self.lock();
         let now = Instant::now();
         let (mut sessions, mut bytes) = (0, 0);
-        let mut batch = Vec::new();
-        while let Some(next) = state.queue.front() {
+        let mut batch: Vec<Waiting> = Vec::new();
+        let mut i = 0;
+        while let Some(next) = state.queue.get(i) {
             let gone = next.answer.is_closed() || next.deadline <= now;
+            if gone {
+                state.queue.remove(i);
+                continue;
+            }
+            if batch
+                .first()
+                .is_some_and(|first| first.write.slot() != next.write.slot())
+            {
+                i += 1;
+                continue;
+            }
             let fits = batch.is_empty()
                 || (sessions + next.write.sessions() <= MAX_SESSIONS
                     && bytes + next.write.bytes() <= MAX_BYTES);
-            if !gone && !fits {
+            if !fits {
                 break;
             }
-            let next = state.queue.pop_front().expect("the front exists");
-            if !gone {
-                sessions += next.write.sessions();
-                bytes += next.write.bytes();
-                batch.push(next);
-            }
+            let next = state.queue.remove(i).expect("the write exists");
+            sessions += next.write.sessions();
+            bytes += next.write.bytes();
+            batch.push(next);
         }
         if batch.is_empty() {
             state.in_flight -= 1;
@@ -163,7 +175,11 @@ impl RedisStore {
         deadline: Instant,
     ) -> std::result::Result<Vec<Value>, Failure> {
         let command = batch_call(&self.inner.scripts.write, writes.iter());
-        match self.run_until(&command, deadline).await? {
+        let reply = self.run_until(&command, deadline).await?;
+        if self.on_cluster() {
+            return self.cluster_results(writes, reply).await;
+        }
+        match reply {
             result if writes.len() == 1 => Ok(vec![result]),
             Value::Array(results) if results.len() == writes.len() => Ok(results),
             other => Err(Failure::Redis(RedisError::from((

@@ -92,6 +92,7 @@
 //! differently run scripts of their own. A store loads its scripts whenever Redis answers
 //! `NOSCRIPT`: on a new or restarted server, or after `SCRIPT FLUSH`.
 
+mod cluster;
 mod command;
 mod conn;
 mod group_commit;
@@ -127,13 +128,14 @@ use crate::store::keep_alive::Indexes;
 use crate::store::message::Member;
 use crate::store::subscriber::Subscriber;
 use crate::store::transport::Transport;
+use cluster::by_slot;
 use command::Command;
 use conn::{DEFAULT_TIMEOUT, pool_builder, redis_error};
 use group_commit::GroupCommit;
-use keys::Keys;
+use keys::{Keys, Layout, Slot};
 use pool::{Connections, Pool, PubSubSource};
 use reply::{bytes, decode_json, decode_session, hash_fields, missing_field, string, unexpected};
-use scripts::{Scripts, StoreScript};
+use scripts::Scripts;
 use write::Write;
 
 /// `url` as it may be logged: the password of a `redis://user:password@host` URL replaced by
@@ -233,12 +235,17 @@ impl RedisStore {
     /// [`SessionLayer`](crate::SessionLayer) on this store fail with `503` and an error in the
     /// log.
     pub fn new(pool: RedisPool, prefix: impl Into<String>, ttl: Duration) -> Self {
-        RedisStore::on(Pool::Server(pool), prefix.into(), ttl)
+        RedisStore::on(
+            Pool::Server(pool),
+            Keys::new(prefix.into(), Layout::Server),
+            ttl,
+        )
     }
 
-    /// A store on `pool`, with the default limits and timeout and no pub/sub source.
-    fn on(pool: Pool, prefix: String, ttl: Duration) -> Self {
-        let keys = Arc::new(Keys::new(prefix));
+    /// A store on `pool`, naming its keys with `keys`, with the default limits and timeout and
+    /// no pub/sub source.
+    fn on(pool: Pool, keys: Keys, ttl: Duration) -> Self {
+        let keys = Arc::new(keys);
         let limits = Limits::default();
         let scripts = scripts_for(&keys, ttl, &limits);
         RedisStore {
@@ -318,6 +325,17 @@ impl RedisStore {
         &self.inner.keys
     }
 
+    /// Whether the store runs on a Redis Cluster.
+    pub(crate) fn on_cluster(&self) -> bool {
+        self.inner.keys.layout == Layout::Cluster
+    }
+
+    /// Checks session id `id` and returns the slot segment of its keys.
+    fn session_slot(&self, id: &str) -> Result<Slot> {
+        self.inner.limits.check_session_id(id)?;
+        Ok(self.inner.keys.session_slot(id)?)
+    }
+
     /// Where the hub's pub/sub connections go, if the store knows.
     pub(in crate::store::redis) fn pubsub_source(&self) -> Option<&PubSubSource> {
         self.inner.pubsub.as_ref()
@@ -335,11 +353,11 @@ impl RedisStore {
 
     /// The connection pool of a store on one server (made by [`connect`](Self::connect) or
     /// [`new`](Self::new)); `None` for a store through Sentinel, whose connections go wherever
-    /// the sentinels name the master.
+    /// the sentinels name the master, and for a store on a Redis Cluster.
     pub fn pool(&self) -> Option<&RedisPool> {
         match &self.inner.connections.pool {
             Pool::Server(pool) => Some(pool),
-            Pool::Sentinel(_) => None,
+            Pool::Sentinel(_) | Pool::Cluster(_) => None,
         }
     }
 
@@ -399,17 +417,11 @@ impl RedisStore {
         self.status(id, reply).map(drop)
     }
 
-    /// A command that names the session hash of `id` as its first argument.
-    fn on_session(&self, name: &'static str, id: &str) -> Command<'_> {
+    /// A command that names the session hash of `id` (whose keys have the slot segment
+    /// `slot`) as its first argument.
+    fn on_session(&self, name: &'static str, id: &str, slot: Slot) -> Command<'_> {
         let mut command = Command::new(name);
-        command.joined(&self.inner.keys.session, id);
-        command
-    }
-
-    /// A call of `script`, whose only key is the session hash of `id`.
-    fn script_on_session<'s>(&self, script: &'s StoreScript, id: &str) -> Command<'s> {
-        let mut command = Command::script(script, 1);
-        command.joined(&self.inner.keys.session, id);
+        command.key(&self.inner.keys.session, slot, id);
         command
     }
 }
@@ -418,6 +430,7 @@ impl RedisStore {
 fn scripts_for(keys: &Keys, ttl: Duration, limits: &Limits) -> Arc<Scripts> {
     Arc::new(Scripts::new(&scripts::Config {
         keys,
+        strict: keys.layout == Layout::Cluster && cfg!(debug_assertions),
         ttl,
         max_keys: limits.max_keys,
         max_rooms: limits.max_rooms,
@@ -435,13 +448,22 @@ impl SessionStore for RedisStore {
         self.inner.limits
     }
 
+    fn new_session_id(&self, user_id: &str) -> String {
+        self.inner.keys.new_session_id(Some(user_id))
+    }
+
     async fn create_session(&self, id: &str, user_id: &str) -> Result<Session> {
         self.create(id, user_id, None).await
     }
 
     async fn get_session(&self, id: &str) -> Result<Option<Session>> {
-        self.inner.limits.check_session_id(id)?;
-        let reply = self.run(&self.on_session("HGETALL", id)).await?;
+        let slot = match self.session_slot(id) {
+            Ok(slot) => slot,
+            // No session can have an id that does not fit the layout.
+            Err(Error::InvalidInput(crate::InvalidInput::IdWithoutSlot { .. })) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let reply = self.run(&self.on_session("HGETALL", id, slot)).await?;
         let fields = hash_fields(reply)?;
         if fields.is_empty() {
             return Ok(None);
@@ -451,16 +473,22 @@ impl SessionStore for RedisStore {
 
     async fn set_session_data(&self, id: &str, key: &str, value: Json) -> Result<()> {
         let inner = &*self.inner;
-        inner.limits.check_session_id(id)?;
-        let write = Write::set(&inner.keys, &inner.limits, id, [(key, &value)].into_iter())?;
+        let slot = self.session_slot(id)?;
+        let write = Write::set(
+            &inner.keys,
+            &inner.limits,
+            id,
+            slot,
+            [(key, &value)].into_iter(),
+        )?;
         self.write_status(id, write).await
     }
 
     async fn get_session_data(&self, id: &str, key: &str) -> Result<Option<Json>> {
         let limits = &self.inner.limits;
-        limits.check_session_id(id)?;
+        let slot = self.session_slot(id)?;
         limits.check_key(key)?;
-        let mut command = self.on_session("HMGET", id);
+        let mut command = self.on_session("HMGET", id, slot);
         command.arg(META_USER_ID).joined(DATA, key);
         let mut items = match self.run(&command).await? {
             Value::Array(items) if items.len() == 2 => items.into_iter(),
@@ -481,41 +509,39 @@ impl SessionStore for RedisStore {
 
     async fn update_session_data(&self, id: &str, data: SessionData) -> Result<()> {
         let limits = &self.inner.limits;
-        limits.check_session_id(id)?;
+        let slot = self.session_slot(id)?;
         limits.check_key_count(id, data.len())?;
         let entries = data.iter().map(|(k, v)| (k.as_str(), v));
-        let write = Write::set(&self.inner.keys, limits, id, entries)?;
+        let write = Write::set(&self.inner.keys, limits, id, slot, entries)?;
         self.write_status(id, write).await
     }
 
     async fn delete_session_data(&self, id: &str, key: &str) -> Result<()> {
-        let limits = &self.inner.limits;
-        limits.check_session_id(id)?;
-        limits.check_key(key)?;
-        let write = Write::delete(&self.inner.keys, id, key);
+        let slot = self.session_slot(id)?;
+        self.inner.limits.check_key(key)?;
+        let write = Write::delete(&self.inner.keys, id, slot, key);
         self.write_status(id, write).await
     }
 
     async fn clear_session_data(&self, id: &str) -> Result<()> {
-        self.inner.limits.check_session_id(id)?;
-        let write = Write::clear(&self.inner.keys, id);
+        let slot = self.session_slot(id)?;
+        let write = Write::clear(&self.inner.keys, id, slot);
         self.write_status(id, write).await
     }
 
     async fn remove_session(&self, id: &str) -> Result<()> {
-        self.inner.limits.check_session_id(id)?;
-        let mut command = self.script_on_session(&self.inner.scripts.remove, id);
-        command.arg(id);
+        let slot = self.session_slot(id)?;
+        if self.on_cluster() {
+            return self.remove_on_cluster(id, slot).await;
+        }
+        let mut command = Command::script(&self.inner.scripts.remove, 1);
+        command.key(&self.inner.keys.session, slot, id).arg(id);
         self.run_status(id, &command).await
     }
 
     async fn get_user_sessions(&self, user_id: &str) -> Result<Vec<Session>> {
         self.inner.limits.check_user_id(user_id)?;
-        let mut command = Command::script(&self.inner.scripts.list, 1);
-        command
-            .joined(&self.inner.keys.user_sessions, user_id)
-            .arg(user_id);
-        let items = match self.run(&command).await? {
+        let items = match self.list(user_id).await? {
             Value::Array(items) if items.len() % 2 == 0 => items,
             other => return Err(unexpected("pairs of session id and fields", &other)),
         };
@@ -532,15 +558,28 @@ impl SessionStore for RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let mut slots = Vec::with_capacity(ids.len());
         for id in ids {
-            self.inner.limits.check_session_id(id)?;
+            slots.push(self.session_slot(id)?);
         }
-        let write = Write::touch(&self.inner.keys, ids);
-        match self.commit(write).await? {
-            Value::Array(missing) => missing.into_iter().map(string).collect(),
-            Value::ServerError(err) => Err(redis_error(err.into())),
-            other => Err(unexpected("a list of session ids", &other)),
+        // On a cluster, one touch per slot, all at once: each is one call of the write script.
+        let touches = by_slot(ids, &slots).into_iter().map(|(slot, ids)| {
+            let write = Write::touch(&self.inner.keys, slot, &ids);
+            self.commit(write)
+        });
+        let mut missing = Vec::new();
+        for answer in futures_util::future::join_all(touches).await {
+            match answer? {
+                Value::Array(gone) => {
+                    for id in gone {
+                        missing.push(string(id)?);
+                    }
+                }
+                Value::ServerError(err) => return Err(redis_error(err.into())),
+                other => return Err(unexpected("a list of session ids", &other)),
+            }
         }
+        Ok(missing)
     }
 }
 
@@ -551,11 +590,16 @@ const META_LAST_ACTIVE: &str = "meta:last_active";
 const DATA: &str = "data:";
 
 impl Backend for RedisStore {
-    fn transport(&self, subscriber: Weak<dyn Subscriber>, _node_id: &Arc<str>) -> Transport {
+    fn transport(&self, subscriber: Weak<dyn Subscriber>, node_id: &Arc<str>) -> Transport {
         Transport::Redis(hub::transport::RedisTransport::new(
             self.clone(),
             subscriber,
+            Arc::clone(node_id),
         ))
+    }
+
+    fn fresh_session_id(&self, user_id: Option<&str>) -> String {
+        self.inner.keys.new_session_id(user_id)
     }
 
     async fn create_attached_session(
@@ -580,11 +624,11 @@ impl Backend for RedisStore {
     }
 
     async fn join_room(&self, id: &str, room: &str) -> Result<bool> {
-        self.change_room(&self.inner.scripts.join, id, room).await
+        self.join(id, room).await
     }
 
     async fn leave_room(&self, id: &str, room: &str) -> Result<bool> {
-        self.change_room(&self.inner.scripts.leave, id, room).await
+        self.leave(id, room).await
     }
 
     async fn session_rooms(&self, id: &str) -> Result<Vec<String>> {

@@ -1,16 +1,18 @@
 //! Where a store's connections come from, and how a connection found wrong is replaced.
 //!
-//! A store talks either to one server at a fixed address (a pool of bb8-redis) or to the
-//! master a set of Redis Sentinels names (a pool whose every new connection asks the
-//! sentinels again, see [`SentinelManager`]). Either pool holds multiplexed connections; the
-//! store checks one out only to clone its handle.
+//! A store talks to one server at a fixed address (a pool of bb8-redis), to the master a set
+//! of Redis Sentinels names (a pool whose every new connection asks the sentinels again, see
+//! [`SentinelManager`]), or to a Redis Cluster (redis-rs's cluster connection, which keeps one
+//! multiplexed connection per node and follows the slots as they move). The store checks a
+//! connection out only to clone its handle, a [`Link`].
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use ::redis::aio::MultiplexedConnection;
-use ::redis::{RedisError, Value};
+use ::redis::aio::{ConnectionLike, MultiplexedConnection};
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::{Cmd, Pipeline, RedisError, RedisResult, Value};
 use bb8::{ManageConnection, RunError};
 
 use super::RedisPool;
@@ -24,6 +26,57 @@ pub(super) enum Pool {
     /// One connection (see `pool_builder`) to whichever server the sentinels name as the
     /// master when it is opened.
     Sentinel(bb8::Pool<SentinelManager>),
+    /// A Redis Cluster, through one connection to each node.
+    Cluster(ClusterConnection),
+}
+
+/// A handle on one connection of the pool.
+pub(super) enum Link {
+    /// To one server.
+    Server(MultiplexedConnection),
+    /// To whichever node of the cluster serves each command's slot.
+    Cluster(ClusterConnection),
+}
+
+impl Link {
+    /// Sends `cmd` and waits for its answer, `left` at most.
+    pub(super) async fn send(&mut self, cmd: &Cmd, left: Duration) -> RedisResult<Value> {
+        match self {
+            Link::Server(conn) => {
+                conn.set_response_timeout(left);
+                conn.send_packed_command(cmd).await
+            }
+            Link::Cluster(conn) => within(left, conn.req_packed_command(cmd)).await,
+        }
+    }
+
+    /// Sends the `count` commands of `pipeline` and waits for their answers, `left` at most.
+    /// On a cluster they must all name keys of one slot.
+    pub(super) async fn send_pipeline(
+        &mut self,
+        pipeline: &Pipeline,
+        count: usize,
+        left: Duration,
+    ) -> RedisResult<Vec<Value>> {
+        match self {
+            Link::Server(conn) => {
+                conn.set_response_timeout(left);
+                conn.send_packed_commands(pipeline, 0, count).await
+            }
+            Link::Cluster(conn) => within(left, conn.req_packed_commands(pipeline, 0, count)).await,
+        }
+    }
+}
+
+/// `answer`, unless `left` runs out first (an IO error of kind `TimedOut`).
+async fn within<T>(
+    left: Duration,
+    answer: impl std::future::Future<Output = RedisResult<T>>,
+) -> RedisResult<T> {
+    match tokio::time::timeout(left, answer).await {
+        Ok(answer) => answer,
+        Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
+    }
 }
 
 /// The pool of a store and what keeps it healthy, shared by all clones of the store.
@@ -59,26 +112,29 @@ pub(super) enum Check {
 
 impl Pool {
     /// A handle on one of the pool's connections.
-    pub(super) async fn get(&self) -> Result<MultiplexedConnection, RunError<RedisError>> {
+    pub(super) async fn get(&self) -> Result<Link, RunError<RedisError>> {
         match self {
-            Pool::Server(pool) => pool.get().await.map(|conn| (*conn).clone()),
-            Pool::Sentinel(pool) => pool.get().await.map(|conn| (*conn).clone()),
+            Pool::Server(pool) => pool.get().await.map(|conn| Link::Server((*conn).clone())),
+            Pool::Sentinel(pool) => pool.get().await.map(|conn| Link::Server((*conn).clone())),
+            Pool::Cluster(conn) => Ok(Link::Cluster(conn.clone())),
         }
     }
 
-    /// How many connections the pool holds.
+    /// How many connections the pool holds (a cluster's counts as one).
     pub(super) fn connections(&self) -> u32 {
         match self {
             Pool::Server(pool) => pool.state().connections,
             Pool::Sentinel(pool) => pool.state().connections,
+            Pool::Cluster(_) => 1,
         }
     }
 
-    /// A new connection outside the pool.
-    pub(super) async fn dedicated(&self) -> Result<MultiplexedConnection, RedisError> {
+    /// A new connection outside the pool; `None` on a cluster, which has no one server.
+    pub(super) async fn dedicated(&self) -> Option<Result<MultiplexedConnection, RedisError>> {
         match self {
-            Pool::Server(pool) => pool.dedicated_connection().await,
-            Pool::Sentinel(pool) => pool.dedicated_connection().await,
+            Pool::Server(pool) => Some(pool.dedicated_connection().await),
+            Pool::Sentinel(pool) => Some(pool.dedicated_connection().await),
+            Pool::Cluster(_) => None,
         }
     }
 
@@ -89,6 +145,8 @@ impl Pool {
         match self {
             Pool::Server(pool) => heal(pool, check, timeout).await,
             Pool::Sentinel(pool) => heal_single(pool, check, timeout).await,
+            // The cluster connection reconnects to its nodes and refreshes its slots itself.
+            Pool::Cluster(_) => {}
         }
     }
 }
@@ -178,14 +236,22 @@ pub(super) enum PubSubSource {
     Server(::redis::Client),
     /// The master the sentinels name when each connection is opened.
     Sentinel(Arc<MasterFinder>),
+    /// The master that serves the hub's slot of a cluster when each connection is opened,
+    /// reached with the settings (user, password) of the first seed node.
+    Cluster(Box<::redis::ConnectionInfo>),
 }
 
 impl PubSubSource {
-    /// A new pub/sub connection.
-    pub(super) async fn open(&self) -> Result<::redis::aio::PubSub, RedisError> {
+    /// A new classic pub/sub connection; `None` on a cluster, whose hub subscribes to shard
+    /// channels (see `hub/subscription.rs`).
+    pub(super) async fn open(&self) -> Option<Result<::redis::aio::PubSub, RedisError>> {
         match self {
-            PubSubSource::Server(client) => client.get_async_pubsub().await,
-            PubSubSource::Sentinel(finder) => finder.master().await?.get_async_pubsub().await,
+            PubSubSource::Server(client) => Some(client.get_async_pubsub().await),
+            PubSubSource::Sentinel(finder) => Some(match finder.master().await {
+                Ok(master) => master.get_async_pubsub().await,
+                Err(error) => Err(error),
+            }),
+            PubSubSource::Cluster(_) => None,
         }
     }
 }

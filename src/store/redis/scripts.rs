@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use ::redis::{Cmd, Script};
 
-use super::keys::Keys;
+use super::keys::{Keys, Layout, TAG_LEN};
 use crate::store::keep_alive::INDEX_FLOOR_TTLS;
 use crate::store::message::{CLOCK_EPOCH_MS, OFFSETS_PER_MS};
 
@@ -44,6 +44,8 @@ pub(super) const REFUSED_UNKNOWN: i64 = -10;
 pub(super) const REFUSED_TOKEN: i64 = -11;
 /// A claim came from another user than the session's.
 pub(super) const REFUSED_USER: i64 = -12;
+/// On a cluster: the script needs keys the call did not declare; nothing was written.
+pub(super) const NEED_KEYS: i64 = -13;
 
 /// An index key is kept alive at least this much longer than the session TTLs it is given.
 const SET_MARGIN_MS: u64 = 1000;
@@ -61,6 +63,9 @@ fn renew_every_ms(ttl_ms: u64) -> u64 {
 /// What the scripts of one store take as constants.
 pub(super) struct Config<'a> {
     pub(super) keys: &'a Keys,
+    /// Whether every script checks, as it runs, that each key it touches is one it declared
+    /// (test builds on a cluster, see `lua/lib/strict.lua`).
+    pub(super) strict: bool,
     pub(super) ttl: Duration,
     pub(super) max_keys: usize,
     pub(super) max_rooms: usize,
@@ -86,6 +91,16 @@ pub(super) struct Scripts {
     pub(crate) send: StoreScript,
     pub(super) replay: StoreScript,
     pub(super) keep_alive: StoreScript,
+    /// On a cluster: the hub's offset now, for a new session.
+    pub(super) clock: StoreScript,
+    /// On a cluster: a session's indexes kept alive after its TTL was renewed.
+    pub(super) keep_index: StoreScript,
+    /// On a cluster: a room's set of members in the hub's slot.
+    pub(super) room_index: StoreScript,
+    /// On a cluster: the members of a room among the sessions of one slot.
+    pub(super) verify_members: StoreScript,
+    /// On a cluster: the histories a kept message named for eviction.
+    pub(crate) evict: StoreScript,
 }
 
 /// The helpers of `lua/lib/`, each included only by the scripts that call it.
@@ -98,14 +113,24 @@ const KEEP_ROOMS: &str = concat!(
     include_str!("lua/lib/keep_listed_rooms.lua"),
     include_str!("lua/lib/keep_rooms.lua")
 );
-const FORGET: &str = include_str!("lua/lib/forget.lua");
+/// `forget` names its keys with `slotted`, so it comes with it.
+const FORGET: &str = concat!(
+    include_str!("lua/lib/slotted.lua"),
+    include_str!("lua/lib/forget.lua")
+);
 const HISTORY: &str = include_str!("lua/lib/history.lua");
+const SLOTTED: &str = include_str!("lua/lib/slotted.lua");
+const NEEDS_LOOK: &str = include_str!("lua/lib/needs_look.lua");
+const FIRST_SEND: &str = include_str!("lua/lib/first_send.lua");
 
 impl Scripts {
     pub(super) fn new(config: &Config<'_>) -> Self {
         let head = header(config);
         let script = |helpers: &[&str], body: &str| {
             let mut code = head.clone();
+            if config.strict {
+                code.push_str(include_str!("lua/lib/strict.lua"));
+            }
             code.push_str(include_str!("lua/common.lua"));
             for helper in helpers {
                 code.push_str(helper);
@@ -114,30 +139,38 @@ impl Scripts {
             StoreScript::new(code)
         };
         Scripts {
-            create: script(&[OUTLIVE, HISTORY], include_str!("lua/create.lua")),
+            create: script(&[OUTLIVE, HISTORY, SLOTTED], include_str!("lua/create.lua")),
             write: script(&[DATA_FIELDS], include_str!("lua/write.lua")),
             remove: script(&[FORGET], include_str!("lua/remove.lua")),
-            list: script(&[], include_str!("lua/list.lua")),
+            list: script(&[SLOTTED], include_str!("lua/list.lua")),
             join: script(
-                &[OWNER_OF, OUTLIVE, KEEP_ROOMS, HISTORY],
+                &[OWNER_OF, OUTLIVE, KEEP_ROOMS, HISTORY, SLOTTED, NEEDS_LOOK],
                 include_str!("lua/join.lua"),
             ),
             leave: script(
-                &[OWNER_OF, OUTLIVE, KEEP_ROOMS],
+                &[OWNER_OF, OUTLIVE, KEEP_ROOMS, SLOTTED, NEEDS_LOOK],
                 include_str!("lua/leave.lua"),
             ),
             rooms: script(&[], include_str!("lua/rooms.lua")),
             members: script(&[], include_str!("lua/members.lua")),
             remove_user: script(&[FORGET], include_str!("lua/remove_user.lua")),
-            claim: script(&[OUTLIVE, KEEP_LISTED_ROOMS], include_str!("lua/claim.lua")),
+            claim: script(
+                &[OUTLIVE, KEEP_LISTED_ROOMS, SLOTTED],
+                include_str!("lua/claim.lua"),
+            ),
             detach: script(
                 &[OUTLIVE, KEEP_ROOMS, FORGET],
                 include_str!("lua/detach.lua"),
             ),
-            publish: script(&[HISTORY], include_str!("lua/publish.lua")),
-            send: script(&[HISTORY], include_str!("lua/send.lua")),
+            publish: script(&[HISTORY, FIRST_SEND], include_str!("lua/publish.lua")),
+            send: script(&[HISTORY, FIRST_SEND], include_str!("lua/send.lua")),
             replay: script(&[], include_str!("lua/replay.lua")),
             keep_alive: script(&[], include_str!("lua/keep_alive.lua")),
+            clock: script(&[HISTORY], include_str!("lua/clock.lua")),
+            keep_index: script(&[OUTLIVE, HISTORY], include_str!("lua/keep_index.lua")),
+            room_index: script(&[OUTLIVE, HISTORY], include_str!("lua/room_index.lua")),
+            verify_members: script(&[], include_str!("lua/verify_members.lua")),
+            evict: script(&[HISTORY], include_str!("lua/evict.lua")),
         }
     }
 }
@@ -149,7 +182,11 @@ fn header(config: &Config<'_>) -> String {
     let ttl_ms = u64::try_from(config.ttl.as_millis())
         .unwrap_or(u64::MAX)
         .max(1);
-    let mut head = String::from("-- The configuration of the store these scripts belong to.\n");
+    let cluster = config.keys.layout == Layout::Cluster;
+    // On a cluster a script starts with a shebang: Redis then refuses any key of a slot other
+    // than its declared keys', where it would let a script without one run.
+    let mut head = String::from(if cluster { "#!lua\n" } else { "" });
+    head.push_str("-- The configuration of the store these scripts belong to.\n");
     let mut constant = |name: &str, value: &str| {
         writeln!(head, "local {name} = {value}").expect("writing to a String cannot fail");
     };
@@ -178,6 +215,11 @@ fn header(config: &Config<'_>) -> String {
     constant("KEPT_BYTES_KEY", &lua_string(&config.keys.kept_bytes));
     constant("KEPT_AT_KEY", &lua_string(&config.keys.kept_at));
     constant("KEPT_TOTAL_KEY", &lua_string(&config.keys.kept_total));
+    constant("CLUSTER", if cluster { "true" } else { "false" });
+    constant("TAG_LEN", &TAG_LEN.to_string());
+    // Where a session id starts in its hash's key, after the kind and, on a cluster, the tag.
+    let id_at = config.keys.session.len() + 1 + if cluster { TAG_LEN + 3 } else { 0 };
+    constant("SESSION_ID_AT", &id_at.to_string());
     constant("CLOCK_EPOCH_MS", &CLOCK_EPOCH_MS.to_string());
     constant("OFFSETS_PER_MS", &OFFSETS_PER_MS.to_string());
     constant("TTL_MS", &format!("'{ttl_ms}'"));
@@ -252,9 +294,10 @@ mod tests {
 
     #[test]
     fn the_header_fixes_the_configuration() {
-        let keys = Keys::new("app".into());
+        let keys = Keys::new("app".into(), Layout::Server);
         let head = header(&Config {
             keys: &keys,
+            strict: false,
             ttl: Duration::from_secs(60),
             max_keys: 10,
             max_rooms: 5,
@@ -274,6 +317,9 @@ mod tests {
                 "local KEPT_BYTES_KEY = 'app:hub:kept'",
                 "local KEPT_AT_KEY = 'app:hub:kept_at'",
                 "local KEPT_TOTAL_KEY = 'app:hub:kept_total'",
+                "local CLUSTER = false",
+                "local TAG_LEN = 4",
+                "local SESSION_ID_AT = 13",
                 "local CLOCK_EPOCH_MS = 1767225600000",
                 "local OFFSETS_PER_MS = 4096",
                 "local TTL_MS = '60000'",
@@ -299,9 +345,10 @@ mod tests {
 
     #[test]
     fn stores_configured_differently_have_different_scripts() {
-        let keys = Keys::new("app".into());
+        let keys = Keys::new("app".into(), Layout::Server);
         let config = |ttl, max_keys| Config {
             keys: &keys,
+            strict: false,
             ttl: Duration::from_secs(ttl),
             max_keys,
             max_rooms: 64,

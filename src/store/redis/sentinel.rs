@@ -9,7 +9,8 @@ use ::redis::RedisConnectionInfo;
 use futures_util::StreamExt;
 
 use super::command::Command;
-use super::conn::{DEFAULT_TIMEOUT, pool_builder, redis_error};
+use super::conn::{DEFAULT_TIMEOUT, pool_builder, redis_error, server_url};
+use super::keys::{Keys, Layout};
 use super::master::MasterFinder;
 use super::pool::{Check, Pool, PubSubSource, SentinelManager};
 use super::{Connections, RedisStore};
@@ -90,7 +91,7 @@ impl RedisStore {
     ) -> Result<Self> {
         let urls: Vec<String> = sentinels
             .iter()
-            .map(|address| sentinel_url(address.as_ref()))
+            .map(|address| server_url(address.as_ref()))
             .collect();
         if urls.is_empty() {
             return Err(Error::Backend("no Redis Sentinel address given".into()));
@@ -106,7 +107,8 @@ impl RedisStore {
             settings,
         ));
         let pool = pool_builder().build_unchecked(SentinelManager::new(Arc::clone(&finder)));
-        let mut store = RedisStore::on(Pool::Sentinel(pool), prefix.into(), ttl);
+        let keys = Keys::new(prefix.into(), Layout::Server);
+        let mut store = RedisStore::on(Pool::Sentinel(pool), keys, ttl);
         Arc::make_mut(&mut store.inner).pubsub = Some(PubSubSource::Sentinel(Arc::clone(&finder)));
         let watch = Arc::new(Watch {
             connections: Arc::downgrade(&store.inner.connections),
@@ -121,15 +123,6 @@ impl RedisStore {
         }
         store.run(&Command::new("PING")).await?;
         Ok(store)
-    }
-}
-
-/// `address` as the URL of a sentinel: `host:port` becomes `redis://host:port`.
-fn sentinel_url(address: &str) -> String {
-    if address.contains("://") {
-        address.to_owned()
-    } else {
-        format!("redis://{address}")
     }
 }
 
@@ -288,8 +281,14 @@ mod tests {
 
     #[test]
     fn addresses_become_urls_and_events_name_the_new_master_of_one_name() {
-        assert_eq!(sentinel_url("10.0.0.1:26379"), "redis://10.0.0.1:26379");
-        assert_eq!(sentinel_url("redis://s1:26379"), "redis://s1:26379");
+        assert_eq!(
+            super::super::conn::server_url("10.0.0.1:26379"),
+            "redis://10.0.0.1:26379"
+        );
+        assert_eq!(
+            super::super::conn::server_url("redis://s1:26379"),
+            "redis://s1:26379"
+        );
         let switched = b"mymaster 127.0.0.1 1 127.0.0.2 2";
         assert_eq!(
             new_master(SWITCHED, switched, "mymaster"),

@@ -8,7 +8,7 @@
 use serde_json::Value as Json;
 
 use super::command::Command;
-use super::keys::Keys;
+use super::keys::{Keys, Slot};
 use super::scripts::StoreScript;
 use crate::error::Result;
 use crate::limits::Limits;
@@ -21,6 +21,8 @@ pub(super) struct Write {
     parts: Command<'static>,
     /// How many sessions it writes: one, or a touch's count.
     sessions: usize,
+    /// The slot segment of its sessions' keys (on a cluster, a batch shares one).
+    slot: Slot,
     /// The bytes of its keys and arguments.
     bytes: usize,
 }
@@ -31,9 +33,10 @@ impl Write {
         keys: &Keys,
         limits: &Limits,
         id: &str,
+        slot: Slot,
         entries: impl ExactSizeIterator<Item = (&'a str, &'a Json)>,
     ) -> Result<Write> {
-        let mut parts = Write::session(keys, id);
+        let mut parts = Write::session(keys, id, slot);
         // One entry, the common case, needs no count.
         match entries.len() {
             1 => parts.arg("s"),
@@ -43,46 +46,52 @@ impl Write {
             limits.check_key(key)?;
             parts.joined(DATA, key).json(key, value, limits)?;
         }
-        Ok(Write::new(parts, 1))
+        Ok(Write::new(parts, 1, slot))
     }
 
     /// Deletes data key `key` of session `id`.
-    pub(super) fn delete(keys: &Keys, id: &str, key: &str) -> Write {
-        let mut parts = Write::session(keys, id);
+    pub(super) fn delete(keys: &Keys, id: &str, slot: Slot, key: &str) -> Write {
+        let mut parts = Write::session(keys, id, slot);
         parts.arg("d").joined(DATA, key);
-        Write::new(parts, 1)
+        Write::new(parts, 1, slot)
     }
 
     /// Removes every data key of session `id`.
-    pub(super) fn clear(keys: &Keys, id: &str) -> Write {
-        let mut parts = Write::session(keys, id);
+    pub(super) fn clear(keys: &Keys, id: &str, slot: Slot) -> Write {
+        let mut parts = Write::session(keys, id, slot);
         parts.arg("c");
-        Write::new(parts, 1)
+        Write::new(parts, 1, slot)
     }
 
-    /// Refreshes the sessions `ids`.
-    pub(super) fn touch(keys: &Keys, ids: &[String]) -> Write {
+    /// Refreshes the sessions `ids`, whose keys all have the slot segment `slot`.
+    pub(super) fn touch(keys: &Keys, slot: Slot, ids: &[&str]) -> Write {
         let mut parts = Command::parts();
         for id in ids {
-            parts.joined(&keys.session, id);
+            parts.key(&keys.session, slot, id);
         }
         parts.arg("t").arg(ids.len());
-        Write::new(parts, ids.len())
+        Write::new(parts, ids.len(), slot)
     }
 
-    fn session(keys: &Keys, id: &str) -> Command<'static> {
+    fn session(keys: &Keys, id: &str, slot: Slot) -> Command<'static> {
         let mut key = Command::parts();
-        key.joined(&keys.session, id);
+        key.key(&keys.session, slot, id);
         key
     }
 
-    fn new(parts: Command<'static>, sessions: usize) -> Write {
+    fn new(parts: Command<'static>, sessions: usize, slot: Slot) -> Write {
         let bytes = parts.bytes();
         Write {
             parts,
             sessions,
+            slot,
             bytes,
         }
+    }
+
+    /// The slot segment of the write's sessions.
+    pub(super) fn slot(&self) -> Slot {
+        self.slot
     }
 
     /// How many sessions the write writes.

@@ -2,6 +2,7 @@
 //! history, messages to one session), the reading of missed messages, and each node's
 //! [`transport`] (its pub/sub connection and its publisher task).
 
+mod subscription;
 pub(crate) mod transport;
 mod wanted;
 
@@ -10,9 +11,10 @@ use bytes::Bytes;
 
 use super::RedisStore;
 use super::command::Command;
-use super::reply::{bytes, unexpected};
+use super::keys::Keys;
+use super::reply::{bytes, string, unexpected};
 use super::resume::offset;
-use super::scripts::{self, StoreScript};
+use super::scripts;
 use crate::error::{Error, Result};
 use crate::store::envelope::{Stream, payload, split_target};
 use crate::store::history::{HistoryPolicy, ReadBudget, ReadFrom, Replayed};
@@ -61,18 +63,40 @@ impl RedisStore {
     /// not know (after a restart or a `SCRIPT FLUSH`) is loaded, and the sends it refused are
     /// sent again, in order.
     ///
+    /// On a cluster the pipeline goes to the hub's slot, and each send carries the next number
+    /// of node `node_id` after `seq`, so that a send the client repeats after a dropped
+    /// connection is neither kept nor published twice (see `lua/lib/first_send.lua`). A send
+    /// to one session first reads the session, whose hash lives in another slot; the
+    /// histories the scripts name for eviction are evicted after.
+    ///
     /// # Errors
     ///
     /// When the pipeline as a whole fails (Redis unreachable, timeout), that error.
-    pub(crate) async fn send_hub(&self, sends: &[HubSend]) -> Result<Vec<Result<()>>> {
+    pub(crate) async fn send_hub(
+        &self,
+        sends: &[HubSend],
+        node_id: &str,
+        seq: &mut u64,
+    ) -> Result<Vec<Result<()>>> {
         let mut answers: Vec<Option<Result<()>>> = (0..sends.len()).map(|_| None).collect();
         let mut pending: Vec<usize> = (0..sends.len()).collect();
+        let mut targets: Vec<Option<SessionTarget>> = (0..sends.len()).map(|_| None).collect();
+        if self.on_cluster() {
+            self.read_targets(sends, &mut answers, &mut targets).await?;
+            pending.retain(|&i| answers[i].is_none());
+        }
+        let mut evict = Vec::new();
         for attempt in 0..2 {
             let mut pipeline = ::redis::pipe();
             for &i in &pending {
-                self.add_send(&mut pipeline, &sends[i]);
+                *seq += 1;
+                self.add_send(&mut pipeline, &sends[i], targets[i].as_ref(), node_id, *seq);
             }
-            let values = self.run_pipeline(&pipeline, pending.len()).await?;
+            let values = if pending.is_empty() {
+                Vec::new()
+            } else {
+                self.run_pipeline(&pipeline, pending.len()).await?
+            };
             let mut unknown_script = Vec::new();
             for (&i, value) in pending.iter().zip(values) {
                 match value {
@@ -83,7 +107,7 @@ impl RedisStore {
                     {
                         unknown_script.push(i);
                     }
-                    value => answers[i] = Some(answer(&sends[i], value)),
+                    value => answers[i] = Some(answer(&sends[i], value, &mut evict)),
                 }
             }
             if unknown_script.is_empty() {
@@ -91,9 +115,12 @@ impl RedisStore {
             }
             let scripts = &self.inner.scripts;
             for script in [&scripts.publish, &scripts.send] {
-                self.run_pipeline(&load(script), 1).await?;
+                self.load_script(script).await?;
             }
             pending = unknown_script;
+        }
+        if !evict.is_empty() {
+            self.evict(evict, sends).await;
         }
         Ok(answers
             .into_iter()
@@ -101,12 +128,65 @@ impl RedisStore {
             .collect())
     }
 
-    fn add_send(&self, pipeline: &mut Pipeline, send: &HubSend) {
+    /// On a cluster, reads the node and TTL of every session `sends` sends to (their hashes
+    /// live in the sessions' slots, all read at once), and answers `NotFound` for those that
+    /// are gone.
+    async fn read_targets(
+        &self,
+        sends: &[HubSend],
+        answers: &mut [Option<Result<()>>],
+        targets: &mut [Option<SessionTarget>],
+    ) -> Result<()> {
+        let keys = &self.inner.keys;
+        let reads = sends.iter().enumerate().filter_map(|(i, send)| {
+            let HubSend::Session { id, .. } = send else {
+                return None;
+            };
+            Some(async move {
+                let slot = match keys.session_slot(id) {
+                    Ok(slot) => slot,
+                    Err(_) => return (i, Ok(None)),
+                };
+                let mut pipeline = ::redis::pipe();
+                let mut meta = Command::new("HMGET");
+                meta.key(&keys.session, slot, id)
+                    .arg(super::META_USER_ID)
+                    .arg(super::META_NODE);
+                let mut ttl = Command::new("PTTL");
+                ttl.key(&keys.session, slot, id);
+                pipeline.add_command(meta.cmd().clone());
+                pipeline.add_command(ttl.cmd().clone());
+                (i, self.run_pipeline(&pipeline, 2).await.map(target))
+            })
+        });
+        for (i, read) in futures_util::future::join_all(reads).await {
+            match read? {
+                Some(found) => targets[i] = Some(found),
+                None => {
+                    if let HubSend::Session { id, .. } = &sends[i] {
+                        answers[i] = Some(Err(Error::not_found(id)));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn add_send(
+        &self,
+        pipeline: &mut Pipeline,
+        send: &HubSend,
+        target: Option<&SessionTarget>,
+        node_id: &str,
+        seq: u64,
+    ) {
         let keys = &self.inner.keys;
         let scripts = &self.inner.scripts;
+        let cluster = self.on_cluster();
         match send {
             HubSend::Plain { channel, envelope } => {
-                pipeline.cmd("PUBLISH").arg(channel).arg(envelope.as_ref());
+                let publish = if cluster { "SPUBLISH" } else { "PUBLISH" };
+                pipeline.cmd(publish).arg(channel).arg(envelope.as_ref());
             }
             HubSend::Kept {
                 channel,
@@ -114,25 +194,85 @@ impl RedisStore {
                 message,
             } => {
                 let reached_by = keys.reached_by(stream);
-                let mut command =
-                    Command::script(&scripts.publish, 2 + usize::from(reached_by.is_some()));
-                command.arg(&keys.clock).arg(keys.history(stream));
-                if let Some(set) = reached_by {
-                    command.arg(set);
-                }
+                let mut command = if cluster {
+                    // A user's set lives in the user's slot: a message to a user is kept even
+                    // when the user has no session.
+                    let reached_by = reached_by.filter(|_| matches!(stream, Stream::Room(_)));
+                    let mut command =
+                        Command::script(&scripts.publish, 6 + usize::from(reached_by.is_some()));
+                    command.arg(&keys.clock).arg(keys.history(stream));
+                    kept_keys(&mut command, keys);
+                    if let Some(set) = reached_by {
+                        command.arg(set);
+                    }
+                    command
+                } else {
+                    let mut command =
+                        Command::script(&scripts.publish, 2 + usize::from(reached_by.is_some()));
+                    command.arg(&keys.clock).arg(keys.history(stream));
+                    if let Some(set) = reached_by {
+                        command.arg(set);
+                    }
+                    command
+                };
                 command.arg(channel);
                 message.args(&mut command);
+                if cluster {
+                    command.arg(node_id).arg(seq);
+                }
                 pipeline.add_command(command.cmd().clone());
             }
             HubSend::Session { id, message } => {
-                let mut command = Command::script(&scripts.send, 3);
-                command
-                    .joined(&keys.session, id)
-                    .arg(&keys.clock)
-                    .arg(keys.history(&Stream::Session(id.clone())));
+                let history = keys.history(&Stream::Session(id.clone()));
+                let mut command = Command::script(&scripts.send, if cluster { 6 } else { 3 });
+                if cluster {
+                    command.arg(&keys.hub_sent);
+                } else if let Ok(slot) = keys.session_slot(id) {
+                    command.key(&keys.session, slot, id);
+                }
+                command.arg(&keys.clock).arg(history);
+                if cluster {
+                    command
+                        .arg(&keys.kept_bytes)
+                        .arg(&keys.kept_at)
+                        .arg(&keys.kept_total);
+                }
                 message.args(&mut command);
+                if let Some(target) = target {
+                    command
+                        .arg(target.node.as_deref().unwrap_or(""))
+                        .arg(target.ttl_ms)
+                        .arg(node_id)
+                        .arg(seq);
+                }
                 pipeline.add_command(command.cmd().clone());
             }
+        }
+    }
+
+    /// Evicts the histories the scripts named (see `lua/evict.lua`), with the retention and
+    /// bound of the first kept send. A failure is logged: the next kept message names them
+    /// again.
+    async fn evict(&self, mut names: Vec<String>, sends: &[HubSend]) {
+        let Some(policy) = sends.iter().find_map(|send| match send {
+            HubSend::Kept { message, .. } | HubSend::Session { message, .. } => {
+                Some(message.policy)
+            }
+            HubSend::Plain { .. } => None,
+        }) else {
+            return;
+        };
+        names.sort_unstable();
+        names.dedup();
+        let keys = &self.inner.keys;
+        let mut command = Command::script(&self.inner.scripts.evict, 3 + names.len());
+        kept_keys_only(&mut command, keys);
+        for name in &names {
+            command.arg(name);
+        }
+        command.arg(policy.retention_ms()).arg(policy.total_bytes);
+        if let Err(error) = self.run(&command).await {
+            tracing::debug!(%error, "histories named for eviction were not evicted");
         }
     }
 
@@ -285,15 +425,62 @@ impl Default for Cursor {
     }
 }
 
-/// `SCRIPT LOAD` of `script`, as a pipeline of one.
-fn load(script: &StoreScript) -> Pipeline {
-    let mut pipeline = ::redis::pipe();
-    pipeline.add_command(script.load_cmd());
-    pipeline
+/// Where a send to one session goes on a cluster, as read from the session's hash.
+struct SessionTarget {
+    /// The node holding its connection, if any.
+    node: Option<String>,
+    /// Its TTL left, in ms: its history lives no longer.
+    ttl_ms: i64,
 }
 
-/// The answer to one send.
-fn answer(send: &HubSend, value: Value) -> Result<()> {
+/// A session's `HMGET` of owner and node and its `PTTL`, as a target; `None` for a session
+/// that is gone.
+fn target(values: Vec<Value>) -> Option<SessionTarget> {
+    let mut values = values.into_iter();
+    let (Some(Value::Array(meta)), Some(Value::Int(ttl_ms))) = (values.next(), values.next())
+    else {
+        return None;
+    };
+    let mut meta = meta.into_iter();
+    match (meta.next(), meta.next()) {
+        (Some(Value::Nil) | None, _) => None,
+        (_, node) => Some(SessionTarget {
+            node: node.and_then(|node| string(node).ok()),
+            ttl_ms,
+        }),
+    }
+}
+
+/// The keys of the histories' accounting, then the record of the publishers' numbers: what a
+/// kept message declares on a cluster after its clock and history.
+fn kept_keys(command: &mut Command<'_>, keys: &Keys) {
+    kept_keys_only(command, keys);
+    command.arg(&keys.hub_sent);
+}
+
+/// The keys of the histories' accounting.
+fn kept_keys_only(command: &mut Command<'_>, keys: &Keys) {
+    command
+        .arg(&keys.kept_bytes)
+        .arg(&keys.kept_at)
+        .arg(&keys.kept_total);
+}
+
+/// The answer to one send; on a cluster, the histories it names for eviction go to `evict`.
+fn answer(send: &HubSend, value: Value, evict: &mut Vec<String>) -> Result<()> {
+    let value = match value {
+        Value::Array(parts) if parts.len() == 2 => {
+            let mut parts = parts.into_iter();
+            let (Some(status), Some(Value::Array(names))) = (parts.next(), parts.next()) else {
+                return Err(Error::Backend("a send answered with missing parts".into()));
+            };
+            for name in names {
+                evict.push(string(name)?);
+            }
+            status
+        }
+        value => value,
+    };
     match (send, value) {
         (_, Value::ServerError(error)) => Err(super::conn::redis_error(error.into())),
         (HubSend::Session { id, .. }, Value::Int(scripts::NOT_FOUND)) => Err(Error::not_found(id)),

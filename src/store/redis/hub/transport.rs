@@ -12,9 +12,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use super::subscription::{self, Message, Next, Subscription};
 use super::wanted::Wanted;
 use super::{HubSend, KeptMessage};
 use crate::error::{Error, Result};
@@ -22,6 +22,7 @@ use crate::store::envelope::{Body, Envelope, Topic};
 use crate::store::history::{HistoryPolicy, ReadBudget, ReadFrom, Replayed};
 use crate::store::message::Payload;
 use crate::store::redis::RedisStore;
+use crate::store::redis::pool::PubSubSource;
 use crate::store::subscriber::Subscriber;
 
 /// Most channels in one `SUBSCRIBE` or `UNSUBSCRIBE`.
@@ -29,9 +30,13 @@ const BATCH: usize = 500;
 /// The first wait before reconnecting, doubled after each failure up to `MAX_BACKOFF`.
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often a node on a cluster asks which master serves the hub's slot.
+const MASTER_CHECK: Duration = Duration::from_millis(500);
 
 pub(crate) struct RedisTransport {
     store: RedisStore,
+    /// The node's id, which numbers its sends on a cluster (see `lua/lib/first_send.lua`).
+    node_id: Arc<str>,
     shared: Arc<Shared>,
     node: Weak<dyn Subscriber>,
     started: OnceLock<()>,
@@ -59,9 +64,10 @@ struct Shared {
 }
 
 impl RedisTransport {
-    pub(crate) fn new(store: RedisStore, node: Weak<dyn Subscriber>) -> Self {
+    pub(crate) fn new(store: RedisStore, node: Weak<dyn Subscriber>, node_id: Arc<str>) -> Self {
         RedisTransport {
             store,
+            node_id,
             shared: Arc::default(),
             node,
             started: OnceLock::new(),
@@ -188,7 +194,11 @@ impl RedisTransport {
         })?;
         Ok(self.publisher.get_or_init(|| {
             let (queue, waiting) = mpsc::channel(PUBLISH_QUEUE);
-            runtime.spawn(publish_queued(self.store.clone(), waiting));
+            runtime.spawn(publish_queued(
+                self.store.clone(),
+                Arc::clone(&self.node_id),
+                waiting,
+            ));
             queue
         }))
     }
@@ -292,7 +302,7 @@ impl Task {
         lock(&self.shared.wanted).closed || self.node.strong_count() == 0
     }
 
-    async fn connect(&self) -> Result<::redis::aio::PubSub> {
+    async fn connect(&self) -> Result<Subscription> {
         let Some(source) = self.store.pubsub_source() else {
             return Err(Error::Backend(
                 "this RedisStore has no pub/sub client: build it with RedisStore::connect, or \
@@ -301,12 +311,21 @@ impl Task {
             ));
         };
         let timeout = self.store.operation_timeout();
-        match tokio::time::timeout(timeout, source.open()).await {
-            Ok(Ok(pubsub)) => Ok(pubsub),
-            Ok(Err(error)) => Err(Error::Unavailable {
-                reason: "cannot connect for pub/sub".to_owned(),
-                source: Some(Box::new(error)),
-            }),
+        let opened = async {
+            if let PubSubSource::Cluster(seed) = source {
+                return Subscription::sharded(&self.store, seed).await;
+            }
+            match source.open().await {
+                Some(Ok(pubsub)) => Ok(Subscription::classic(pubsub)),
+                Some(Err(error)) => Err(Error::Unavailable {
+                    reason: "cannot connect for pub/sub".to_owned(),
+                    source: Some(Box::new(error)),
+                }),
+                None => Err(Error::Backend("no pub/sub source".into())),
+            }
+        };
+        match tokio::time::timeout(timeout, opened).await {
+            Ok(opened) => opened,
             Err(_) => Err(Error::timed_out(timeout)),
         }
     }
@@ -314,12 +333,15 @@ impl Task {
     /// Serves one connection: keeps its subscriptions in line with the wanted set, and hands
     /// every message to the node, until the connection breaks or the node is gone.
     ///
-    /// When the sentinels name a new master, the connection is given up even if it still
-    /// works: its server no longer gets the messages published on the new master.
-    async fn serve(&self, pubsub: ::redis::aio::PubSub) -> Ended {
+    /// When the sentinels name a new master, or another master serves the hub's slot of a
+    /// cluster (looked at every [`MASTER_CHECK`]), the connection is given up even if it
+    /// still works: its server no longer gets the messages published on the new master.
+    async fn serve(&self, mut subscription: Subscription) -> Ended {
         let mut switches = self.store.master_switches();
         switches.mark_unchanged();
-        let (mut sink, mut stream) = pubsub.split();
+        let mut check = tokio::time::interval(MASTER_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        check.reset();
         // A new connection is subscribed to nothing.
         lock(&self.shared.wanted).reset();
         let mut current: HashSet<Vec<u8>> = HashSet::new();
@@ -330,7 +352,7 @@ impl Task {
             // Bring the connection in line with what changed in the wanted set.
             let (add, drop_) = lock(&self.shared.wanted).plan(&current);
             for batch in add.chunks(BATCH) {
-                if let Err(error) = sink.subscribe(batch).await {
+                if let Err(error) = subscription.subscribe(batch).await {
                     tracing::debug!(%error, "SUBSCRIBE failed");
                     return Ended::Lost;
                 }
@@ -340,7 +362,7 @@ impl Task {
                 tracing::debug!(channels = batch.len(), "subscribed");
             }
             for batch in drop_.chunks(BATCH) {
-                if let Err(error) = sink.unsubscribe(batch).await {
+                if let Err(error) = subscription.unsubscribe(batch).await {
                     tracing::debug!(%error, "UNSUBSCRIBE failed");
                     return Ended::Lost;
                 }
@@ -355,29 +377,44 @@ impl Task {
             tokio::select! {
                 () = self.shared.changed.notified() => {}
                 _ = switches.changed() => return Ended::Moved,
-                message = stream.next() => {
-                    let Some(message) = message else {
-                        return Ended::Lost;
-                    };
+                _ = check.tick(), if subscription.master().is_some() => {
+                    if self.hub_master_moved(&subscription).await {
+                        return Ended::Moved;
+                    }
+                }
+                next = subscription.next() => {
                     let Some(node) = self.node.upgrade() else {
                         return Ended::Closed;
                     };
-                    self.hand_over(&*node, &message);
+                    let mut next = Some(next);
                     // Take whatever else has arrived before looking at the wanted set again.
-                    while let Some(Some(message)) = futures_util::FutureExt::now_or_never(stream.next()) {
-                        self.hand_over(&*node, &message);
+                    while let Some(produced) = next {
+                        match produced {
+                            Next::Message(message) => self.hand_over(&*node, &message),
+                            Next::Nothing => {}
+                            Next::Lost => return Ended::Lost,
+                        }
+                        next = subscription.next_ready();
                     }
                 }
             }
         }
     }
 
-    fn hand_over(&self, node: &dyn Subscriber, message: &::redis::Msg) {
-        let channel = message.get_channel_name().as_bytes();
+    /// Whether another master than the one `subscription` goes to serves the hub's slot now.
+    /// A cluster that cannot tell (its nodes are failing over) is asked again next time.
+    async fn hub_master_moved(&self, subscription: &Subscription) -> bool {
+        match subscription::hub_master(&self.store).await {
+            Ok((host, port)) => subscription.master() != Some(format!("{host}:{port}").as_str()),
+            Err(_) => false,
+        }
+    }
+
+    fn hand_over(&self, node: &dyn Subscriber, (channel, payload): &Message) {
         let Some(topic) = self.store.keys().topic(channel) else {
             return;
         };
-        match Envelope::decode(message.get_payload_bytes()) {
+        match Envelope::decode(payload) {
             Some(envelope) => node.deliver(&topic, &envelope),
             None => tracing::warn!(
                 channel = %String::from_utf8_lossy(channel),
@@ -389,7 +426,14 @@ impl Task {
 
 /// The body of a node's publisher task: sends what is queued, in order, in pipelines, and
 /// answers each caller. Ends when the transport is dropped.
-async fn publish_queued(store: RedisStore, mut waiting: mpsc::Receiver<Outgoing>) {
+async fn publish_queued(
+    store: RedisStore,
+    node_id: Arc<str>,
+    mut waiting: mpsc::Receiver<Outgoing>,
+) {
+    // The number of this node's last send (see `lua/lib/first_send.lua`). Node ids are
+    // fresh, and a node has one publisher.
+    let mut seq = 0;
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     let mut sends = Vec::with_capacity(PUBLISH_BATCH);
     let mut callers = Vec::with_capacity(PUBLISH_BATCH);
@@ -398,7 +442,7 @@ async fn publish_queued(store: RedisStore, mut waiting: mpsc::Receiver<Outgoing>
             sends.push(outgoing.send);
             callers.push(outgoing.done);
         }
-        let result = store.send_hub(&sends).await;
+        let result = store.send_hub(&sends, &node_id, &mut seq).await;
         sends.clear();
         let mut callers = callers.drain(..);
         match result {

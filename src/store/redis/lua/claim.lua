@@ -1,7 +1,10 @@
--- KEYS[1] session hash, KEYS[2] the detached sessions of the expected user
+-- KEYS[1] session hash, KEYS[2] the detached sessions of the expected user; on a cluster
+--   also KEYS[3] the expected user's set, KEYS[4] the session's rooms
 -- ARGV[1] session id, ARGV[2] hash of the presented token, ARGV[3] expected user,
 -- ARGV[4] hash of the new token, ARGV[5] hub node, ARGV[6] now ms
--- Returns {REFUSED_*} or {OK, epoch, previous node or '', since, {room, since, ...}}.
+-- Returns {REFUSED_*} or {OK, epoch, previous node or '', since, {room, since, ...}}. On a
+-- cluster, the session's history and its rooms' sets live in the hub's slot: the store keeps
+-- them alive next.
 --
 -- Checks the token's hash in constant time, then the user; on success rotates the token and
 -- attaches the session to the node, in one step, so that two claims with one token cannot both
@@ -33,6 +36,13 @@ local meta = redis.call('HMGET', key,
 if not meta[1] or not meta[2] then
   return { REFUSED_UNKNOWN }
 end
+-- On a cluster the client sends a call again after a connection dropped: the claim this
+-- very call made (the new token, only its claimer knows, is in place on its node) answers as
+-- it did, but for the node it took the session from, which it no longer knows.
+if CLUSTER and meta[2] == ARGV[4] and meta[3] == ARGV[5] then
+  return { OK, tonumber(meta[6]) or 1, '', meta[4] or '0',
+    redis.call('HGETALL', KEYS[4]) }
+end
 if not same(meta[2], ARGV[2]) then
   return { REFUSED_TOKEN }
 end
@@ -47,17 +57,24 @@ redis.call('HSET', key, 'meta:epoch', epoch, 'meta:token', ARGV[4], 'meta:node',
 redis.call('HDEL', key, 'meta:detached')
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('PEXPIRE', key, TTL_MS)
-redis.call('PEXPIRE', HISTORY_SESSION_PREFIX .. ARGV[1], TTL_MS)
-outlive(USER_SET_PREFIX .. meta[1], SET_FLOOR_MS, SET_TTL_MS)
+if not CLUSTER then
+  redis.call('PEXPIRE', HISTORY_SESSION_PREFIX .. ARGV[1], TTL_MS)
+end
+outlive(slotted(USER_SET_PREFIX, ARGV[1], meta[1]), SET_FLOOR_MS, SET_TTL_MS)
 local rooms = {}
 if meta[5] then
   -- One read of the rooms, each with the offset it joined at, for the answer and the keep.
-  local rooms_key = SESSION_ROOMS_PREFIX .. ARGV[1]
+  local rooms_key = slotted(SESSION_ROOMS_PREFIX, ARGV[1], ARGV[1])
   rooms = redis.call('HGETALL', rooms_key)
-  local names = {}
-  for i = 1, #rooms, 2 do
-    names[#names + 1] = rooms[i]
+  if CLUSTER then
+    redis.call('PEXPIRE', rooms_key, SET_TTL_MS)
+  else
+    local names = {}
+    for i = 1, #rooms, 2 do
+      names[#names + 1] = rooms[i]
+    end
+    keep_listed_rooms(rooms_key, names, ROOM_MEMBERS_PREFIX, SET_TTL_MS, SET_FLOOR_MS,
+      SET_TTL_MS)
   end
-  keep_listed_rooms(rooms_key, names, ROOM_MEMBERS_PREFIX, SET_TTL_MS, SET_FLOOR_MS, SET_TTL_MS)
 end
 return { OK, epoch, meta[3] or '', meta[4] or '0', rooms }

@@ -20,3 +20,6 @@ local UNCHANGED = 0
 local REFUSED_UNKNOWN = -10
 local REFUSED_TOKEN = -11
 local REFUSED_USER = -12
+-- On a cluster: the script needs keys it was not given (it names them, or the caller reads
+-- them); nothing was written.
+local NEED_KEYS = -13

@@ -1,4 +1,5 @@
--- KEYS[1] user set
+-- KEYS[1] user set; on a cluster KEYS[2..] the hashes of the set's sessions, as the caller
+--   read them (a session added since makes the script answer NEED_KEYS, writing nothing)
 -- ARGV[1] user id
 -- Returns a flat array: session id, HGETALL of that session, session id, ...
 local function owner(fields)
@@ -10,9 +11,13 @@ local function owner(fields)
   return nil
 end
 
+local ids = redis.call('SMEMBERS', KEYS[1])
+if not all_declared(SESSION_PREFIX, ids) then
+  return NEED_KEYS
+end
 local live = {}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local fields = redis.call('HGETALL', SESSION_PREFIX .. id)
+for _, id in ipairs(ids) do
+  local fields = redis.call('HGETALL', slotted(SESSION_PREFIX, id, id))
   if #fields == 0 then
     -- expired or removed
     redis.call('SREM', KEYS[1], id)

@@ -11,6 +11,11 @@
 -- Returns one result per write, in order: a status code; for a touch, the ids of its sessions
 -- that no longer exist; or the error reply of the read that refused the write. A call of one
 -- write returns its result alone, not in an array (an array reply costs Redis more to build).
+-- On a cluster it returns {results, renewed}: the results always in an array, and for each
+-- session whose renewal needs its indexes kept alive, its id and user, flat. There, a user
+-- set and a session's rooms are keys the call did not declare (the sessions of one call share
+-- a slot, but the store does not know their users), so the store keeps them alive with a call
+-- of `keep_index.lua` per session named.
 --
 -- Each write is checked and applied on its own, so a refused write (no such session, too many
 -- keys, a key of the wrong type) writes nothing and leaves the others as they are. Every write
@@ -53,12 +58,18 @@ local renewed_until = string.format('%d', clock + RENEW_BELOW_MS + RENEW_EVERY_M
 local set_ttl = tonumber(SET_TTL_MS)
 -- Users whose set this call has kept alive.
 local kept = {}
+-- On a cluster, the sessions whose indexes the store is to keep alive: id, user, ...
+local renewed = {}
 
 -- The rooms key and rooms of the session hash at `key` when the session is in rooms
 -- (`in_rooms` is its `meta:rooms`), else false and false; or false and the error of the read.
 local function rooms_of(key, in_rooms)
   if not in_rooms then
     return false, false
+  end
+  -- On a cluster the rooms are not read here: `true` says that the session has some.
+  if CLUSTER then
+    return true, false
   end
   local rooms_key = SESSION_ROOMS_PREFIX .. string.sub(key, #SESSION_PREFIX + 1)
   local rooms = redis.pcall('HKEYS', rooms_key)
@@ -76,7 +87,16 @@ local function refresh(key, user, set_until, rooms_key, rooms, remember)
   redis.call('PEXPIRE', key, TTL_MS)
   -- A value that is not a number (corrupt) counts as none.
   set_until = set_until and tonumber(set_until)
-  if user and not kept[user] and not (set_until and set_until - clock >= SET_FLOOR_MS) then
+  local look = user and not kept[user] and not (set_until and set_until - clock >= SET_FLOOR_MS)
+  if CLUSTER then
+    if user and (look or rooms_key) then
+      kept[user] = look or kept[user]
+      renewed[#renewed + 1] = string.sub(key, SESSION_ID_AT)
+      renewed[#renewed + 1] = user
+    end
+    return
+  end
+  if look then
     kept[user] = true
     local set = USER_SET_PREFIX .. user
     local left = redis.call('PTTL', set)
@@ -161,7 +181,7 @@ while a <= last_arg do
           redis.call('HSET', key, 'meta:last_active', now)
           refresh(key, session[1], false, session[2], session[3], false)
         else
-          result[#result + 1] = string.sub(key, #SESSION_PREFIX + 1)
+          result[#result + 1] = string.sub(key, SESSION_ID_AT)
         end
       end
     end
@@ -310,6 +330,9 @@ while a <= last_arg do
     end
   end
   results[#results + 1] = result
+end
+if CLUSTER then
+  return { results, renewed }
 end
 if #results == 1 then
   return results[1]

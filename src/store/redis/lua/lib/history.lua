@@ -78,9 +78,12 @@ end
 -- are counted in KEPT_BYTES_KEY (stream -> bytes), when each was last written in KEPT_AT_KEY,
 -- and their sum in KEPT_TOTAL_KEY: past `total_bytes`, the histories written to least recently
 -- are emptied first, a few per call. Histories whose TTL ran out leave the count a few per
--- call too.
+-- call too. On a cluster, those other histories are keys the call did not declare: it returns
+-- their names instead, for the store to evict with `evict.lua` (on one server it returns an
+-- empty table).
 local function keep_message(stream, offset, now_ms, kind, payload, keep, retention_ms,
     keep_bytes, total_bytes)
+  local evict = {}
   redis.call('XADD', stream, offset .. '-0', 'k', kind, 'p', payload)
   local held = tonumber(redis.call('HGET', KEPT_BYTES_KEY, stream) or '0') or 0
   held = held + #payload
@@ -111,13 +114,24 @@ local function keep_message(stream, offset, now_ms, kind, payload, keep, retenti
   -- Histories nobody wrote to for their whole life have expired: out of the count.
   for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEPT_AT_KEY, '-inf', now_ms - life - 1000,
       'LIMIT', 0, 8)) do
-    total = total - uncount(gone)
-    redis.call('DEL', gone)
+    if CLUSTER then
+      evict[#evict + 1] = gone
+    else
+      total = total - uncount(gone)
+      redis.call('DEL', gone)
+    end
   end
   -- Over the bound in all: the least recently written histories go, whole.
   total_bytes = tonumber(total_bytes)
+  if CLUSTER and total > total_bytes then
+    for _, oldest in ipairs(redis.call('ZRANGE', KEPT_AT_KEY, 0, 8)) do
+      if oldest ~= stream then
+        evict[#evict + 1] = oldest
+      end
+    end
+  end
   local rounds = 0
-  while total > total_bytes and rounds < 8 do
+  while not CLUSTER and total > total_bytes and rounds < 8 do
     rounds = rounds + 1
     local oldest = redis.call('ZRANGE', KEPT_AT_KEY, 0, 1)
     local victim = oldest[1]
@@ -136,4 +150,5 @@ local function keep_message(stream, offset, now_ms, kind, payload, keep, retenti
   redis.call('SET', KEPT_TOTAL_KEY, total, 'PX', life + 1000)
   redis.call('PEXPIRE', KEPT_BYTES_KEY, life + 1000)
   redis.call('PEXPIRE', KEPT_AT_KEY, life + 1000)
+  return evict
 end
