@@ -48,7 +48,7 @@ async fn cluster(kind: Kind, n: usize) -> Option<Cluster> {
                 redis: None,
             })
         }
-        Kind::Redis | Kind::Sentinel => {
+        Kind::Redis | Kind::Sentinel | Kind::Cluster => {
             let prefix = unique_prefix();
             let mut stores = Vec::new();
             for _ in 0..n {
@@ -308,12 +308,7 @@ async fn kick_closes_every_connection_of_the_user_everywhere(kind: Kind) {
                 !keys.iter().any(|key| key.contains(id.as_str())),
                 "a key names kicked session {id}: {keys:?}"
             );
-            let mut conn = raw(store).await;
-            let in_room: bool = conn
-                .sismember(format!("{}:room_members:r", store.prefix()), id)
-                .await
-                .unwrap();
-            assert!(!in_room);
+            assert!(!in_room(store, "r", id).await);
         }
         assert!(
             !keys.iter().any(|key| key.ends_with(":user_sessions:alice")),
@@ -483,7 +478,25 @@ use support::redis_server::raw_connection as raw;
 
 /// Every key under the store's prefix.
 async fn keys_under(store: &RedisStore) -> Vec<String> {
+    if store.pool().is_none() && store.dedicated_connection().await.is_err() {
+        return support::cluster::keys_under(store).await;
+    }
     support::redis_server::keys_under(&mut raw(store).await, store).await
+}
+
+/// Whether the set of `room`'s members names session `id`, as Redis holds it.
+async fn in_room(store: &RedisStore, room: &str, id: &str) -> bool {
+    if let Ok(mut conn) = store.dedicated_connection().await {
+        let key = format!("{}:room_members:{room}", store.prefix());
+        return conn.sismember(key, id).await.unwrap();
+    }
+    // On a cluster the rooms' sets carry the hub's tag, the prefix.
+    let key = format!("{0}:room_members:{{{0}}}:{room}", store.prefix());
+    support::cluster::connection()
+        .await
+        .sismember(key, id)
+        .await
+        .unwrap()
 }
 
 each_store!(a_slow_client_is_closed_with_4001_and_others_keep_receiving);
@@ -516,7 +529,7 @@ async fn a_slow_client_is_closed_with_4001_and_others_keep_receiving(kind: Kind)
                 redis: None,
             }
         }
-        Kind::Redis | Kind::Sentinel => {
+        Kind::Redis | Kind::Sentinel | Kind::Cluster => {
             let Some(store) = support::redis_store_of(kind, &unique_prefix(), HOUR).await else {
                 return;
             };

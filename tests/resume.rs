@@ -30,7 +30,7 @@ async fn cluster(kind: Kind, n: usize, resume: Resume) -> Option<Vec<Instance>> 
                 .map(|_| app::session_layer(store.clone()).resume(resume))
                 .collect()
         }
-        Kind::Redis | Kind::Sentinel => {
+        Kind::Redis | Kind::Sentinel | Kind::Cluster => {
             let prefix = unique_prefix();
             let mut layers = Vec::new();
             for _ in 0..n {

@@ -34,9 +34,11 @@ const IDLE: Duration = Duration::from_millis(300);
 async fn store(kind: Kind) -> Option<AnyStore> {
     match kind {
         Kind::Memory => Some(MemoryStore::with_ttl(HOUR).into()),
-        Kind::Redis | Kind::Sentinel => support::redis_store_of(kind, &unique_prefix(), HOUR)
-            .await
-            .map(Into::into),
+        Kind::Redis | Kind::Sentinel | Kind::Cluster => {
+            support::redis_store_of(kind, &unique_prefix(), HOUR)
+                .await
+                .map(Into::into)
+        }
     }
 }
 

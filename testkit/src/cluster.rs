@@ -226,3 +226,41 @@ pub fn guard() -> Option<&'static ClusterTopology> {
     static GUARD: OnceLock<Option<ClusterTopology>> = OnceLock::new();
     GUARD.get_or_init(ClusterTopology::single_node).as_ref()
 }
+
+/// Every key under `store`'s prefix on the shared cluster, read with `SCAN` on each master.
+///
+/// # Panics
+///
+/// When the shared cluster is not running or a node does not answer.
+pub async fn keys_under(store: &RedisStore) -> Vec<String> {
+    let topology = shared().expect("the shared cluster runs");
+    let mut keys = Vec::new();
+    for port in topology.master_ports() {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("a URL");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("a connection to a master");
+        keys.extend(crate::redis_server::keys_under(&mut conn, store).await);
+    }
+    keys
+}
+
+/// A connection to the shared cluster, which sends each command to the node of its key.
+///
+/// # Panics
+///
+/// When the shared cluster is not running or does not answer.
+pub async fn connection() -> redis::cluster_async::ClusterConnection {
+    let topology = shared().expect("the shared cluster runs");
+    let seeds: Vec<String> = topology
+        .seeds()
+        .iter()
+        .map(|seed| format!("redis://{seed}/"))
+        .collect();
+    redis::cluster::ClusterClient::new(seeds)
+        .expect("seed URLs")
+        .get_async_connection()
+        .await
+        .expect("a cluster connection")
+}

@@ -35,10 +35,12 @@ pub enum Kind {
     Redis,
     /// `RedisStore`s through Redis Sentinel, on a master with two replicas.
     Sentinel,
+    /// `RedisStore`s on a Redis Cluster of three masters with a replica each.
+    Cluster,
 }
 
-/// A new `RedisStore` of `kind` (a store on the shared Redis, or through the shared Sentinel
-/// topology) under `prefix`; `None`, after saying so, when Redis is missing.
+/// A new `RedisStore` of `kind` (a store on the shared Redis, through the shared Sentinel
+/// topology, or on the shared cluster) under `prefix`; `None`, after saying so, when Redis is missing.
 ///
 /// # Panics
 ///
@@ -62,6 +64,10 @@ pub async fn redis_store_of(
             Some(topology) => Some(topology.store_with_prefix(prefix, ttl).await),
             None => None,
         },
+        Kind::Cluster => match cluster::shared() {
+            Some(topology) => Some(topology.store_with_prefix(prefix, ttl).await),
+            None => None,
+        },
     };
     if store.is_none() {
         eprintln!("{}", redis_server::SKIPPED);
@@ -70,7 +76,7 @@ pub async fn redis_store_of(
 }
 
 /// One test per kind of store for the async fn `$name(kind: Kind)` of the calling file:
-/// `$name::memory`, `$name::redis` and `$name::sentinel`.
+/// `$name::memory`, `$name::redis`, `$name::sentinel` and `$name::cluster`.
 #[macro_export]
 macro_rules! each_store {
     ($name:ident) => {
@@ -86,6 +92,10 @@ macro_rules! each_store {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sentinel() {
                 super::$name($crate::support::Kind::Sentinel).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cluster() {
+                super::$name($crate::support::Kind::Cluster).await;
             }
         }
     };

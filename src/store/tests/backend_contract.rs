@@ -22,6 +22,13 @@ trait Open {
     /// A store whose sessions live for `ttl` and that enforces `limits`; `None` when this kind
     /// of store cannot run here (no Redis), after saying so.
     async fn open(ttl: Duration, limits: Limits) -> Option<Self::Store>;
+
+    /// The id of the session a case names `name`, of user `user`: `name` itself on a store
+    /// that takes any id; on a Redis Cluster, `name` after the user's slot tag.
+    fn id(store: &Self::Store, name: &str, user: &str) -> String {
+        let _ = (store, user);
+        name.to_owned()
+    }
 }
 
 struct Memory;
@@ -74,6 +81,43 @@ impl Open for AnyRedis {
     }
 }
 
+/// A `RedisStore` on a Redis Cluster of three masters with a replica each.
+#[cfg(feature = "redis")]
+struct Cluster;
+
+#[cfg(feature = "redis")]
+impl Open for Cluster {
+    type Store = crate::RedisStore;
+
+    async fn open(ttl: Duration, limits: Limits) -> Option<crate::RedisStore> {
+        let store = super::cluster_store(ttl, false).await;
+        store.map(|store| store.limits(limits))
+    }
+
+    fn id(store: &crate::RedisStore, name: &str, user: &str) -> String {
+        format!("{}{name}", &store.new_session_id(user)[..4])
+    }
+}
+
+/// A `RedisStore` on a single-node cluster, where every script fails on a key of another slot
+/// or one it did not declare.
+#[cfg(feature = "redis")]
+struct Guard;
+
+#[cfg(feature = "redis")]
+impl Open for Guard {
+    type Store = crate::RedisStore;
+
+    async fn open(ttl: Duration, limits: Limits) -> Option<crate::RedisStore> {
+        let store = super::cluster_store(ttl, true).await;
+        store.map(|store| store.limits(limits))
+    }
+
+    fn id(store: &crate::RedisStore, name: &str, user: &str) -> String {
+        Cluster::id(store, name, user)
+    }
+}
+
 /// A module `$store` with one test per case, run against `$open`.
 macro_rules! backend_contract {
     ($store:ident, $open:ty) => {
@@ -108,6 +152,10 @@ backend_contract!(any_memory, super::AnyMemory);
 backend_contract!(redis, super::Redis);
 #[cfg(feature = "redis")]
 backend_contract!(any_redis, super::AnyRedis);
+#[cfg(feature = "redis")]
+backend_contract!(cluster, super::Cluster);
+#[cfg(feature = "redis")]
+backend_contract!(guard, super::Guard);
 
 async fn session<S: SessionStore>(store: &S, id: &str) -> Session {
     store
@@ -142,16 +190,18 @@ async fn room_operations_of_a_missing_session_are_not_found<B: Open>() {
     let Some(store) = B::open(ttl, Limits::default()).await else {
         return;
     };
+    let c1 = B::id(&store, "c1", "alice");
+    let c2 = B::id(&store, "c2", "alice");
     // Never created.
-    assert_rooms_not_found(&store, "ghost").await;
+    assert_rooms_not_found(&store, &B::id(&store, "ghost", "alice")).await;
     // Removed.
-    store.create_session("c1", "alice").await.unwrap();
-    store.remove_session("c1").await.unwrap();
-    assert_rooms_not_found(&store, "c1").await;
+    store.create_session(c1.as_str(), "alice").await.unwrap();
+    store.remove_session(c1.as_str()).await.unwrap();
+    assert_rooms_not_found(&store, c1.as_str()).await;
     // Expired.
-    store.create_session("c2", "alice").await.unwrap();
+    store.create_session(c2.as_str(), "alice").await.unwrap();
     sleep(ttl + Duration::from_millis(150)).await;
-    assert_rooms_not_found(&store, "c2").await;
+    assert_rooms_not_found(&store, c2.as_str()).await;
 }
 
 fn set_of<const N: usize>(ids: [&str; N]) -> BTreeSet<String> {
@@ -176,27 +226,32 @@ async fn attached_sessions_know_their_node<B: Open>() {
     let Some(store) = B::open(LONG, Limits::default()).await else {
         return;
     };
+    let c1 = B::id(&store, "c1", "alice");
+    let c2 = B::id(&store, "c2", "alice");
     store
-        .create_attached_session("c1", "alice", &Attach::node("node-1"))
+        .create_attached_session(c1.as_str(), "alice", &Attach::node("node-1"))
         .await
         .unwrap();
-    store.create_session("c2", "alice").await.unwrap();
+    store.create_session(c2.as_str(), "alice").await.unwrap();
     assert_eq!(
-        store.session_node("c1").await.unwrap().as_deref(),
+        store.session_node(c1.as_str()).await.unwrap().as_deref(),
         Some("node-1")
     );
-    assert_eq!(store.session_node("c2").await.unwrap(), None);
+    assert_eq!(store.session_node(c2.as_str()).await.unwrap(), None);
     // The node is not data, and writes keep it.
-    store.set_session_data("c1", "k", json!(1)).await.unwrap();
-    assert_eq!(session(&store, "c1").await.data.len(), 1);
-    store.clear_session_data("c1").await.unwrap();
+    store
+        .set_session_data(c1.as_str(), "k", json!(1))
+        .await
+        .unwrap();
+    assert_eq!(session(&store, c1.as_str()).await.data.len(), 1);
+    store.clear_session_data(c1.as_str()).await.unwrap();
     assert_eq!(
-        store.session_node("c1").await.unwrap().as_deref(),
+        store.session_node(c1.as_str()).await.unwrap().as_deref(),
         Some("node-1")
     );
     assert!(matches!(
         store
-            .create_attached_session("c1", "bob", &Attach::node("node-2"))
+            .create_attached_session(c1.as_str(), "bob", &Attach::node("node-2"))
             .await,
         Err(Error::AlreadyExists { .. })
     ));
@@ -208,17 +263,18 @@ async fn a_token_hash_one_byte_off_claims_nothing<B: Open>() {
     let Some(store) = B::open(LONG, Limits::default()).await else {
         return;
     };
+    let c1 = B::id(&store, "c1", "alice");
     let kept = TokenHash([0x5a; 32]);
     let next = TokenHash([0xa5; 32]);
     store
-        .create_attached_session("c1", "alice", &Attach::node("node-1").token(kept))
+        .create_attached_session(c1.as_str(), "alice", &Attach::node("node-1").token(kept))
         .await
         .unwrap();
     for at in 0..32 {
         for flip in [0x01, 0x10, 0x80, 0xff] {
             let mut presented = kept;
             presented.0[at] ^= flip;
-            let claim = Claim::new("c1", presented, "alice", next, "node-2");
+            let claim = Claim::new(c1.as_str(), presented, "alice", next, "node-2");
             let claimed = store.claim_session(&claim).await.unwrap();
             assert!(
                 matches!(claimed, Claimed::Refused(Refusal::Token)),
@@ -227,12 +283,12 @@ async fn a_token_hash_one_byte_off_claims_nothing<B: Open>() {
         }
     }
     assert_eq!(
-        store.session_node("c1").await.unwrap().as_deref(),
+        store.session_node(c1.as_str()).await.unwrap().as_deref(),
         Some("node-1"),
         "a refused claim moved the session"
     );
     match store
-        .claim_session(&Claim::new("c1", kept, "alice", next, "node-2"))
+        .claim_session(&Claim::new(c1.as_str(), kept, "alice", next, "node-2"))
         .await
         .unwrap()
     {
@@ -248,27 +304,34 @@ async fn rooms_are_joined_listed_and_left<B: Open>() {
     let Some(store) = B::open(LONG, Limits::default()).await else {
         return;
     };
-    store.create_session("c1", "alice").await.unwrap();
-    assert!(store.join_room("c1", "b").await.unwrap());
-    assert!(store.join_room("c1", "a").await.unwrap());
-    assert!(!store.join_room("c1", "a").await.unwrap(), "joined twice");
-    assert_eq!(store.session_rooms("c1").await.unwrap(), ["a", "b"]);
+    let c1 = B::id(&store, "c1", "alice");
+    store.create_session(c1.as_str(), "alice").await.unwrap();
+    assert!(store.join_room(c1.as_str(), "b").await.unwrap());
+    assert!(store.join_room(c1.as_str(), "a").await.unwrap());
+    assert!(
+        !store.join_room(c1.as_str(), "a").await.unwrap(),
+        "joined twice"
+    );
+    assert_eq!(store.session_rooms(c1.as_str()).await.unwrap(), ["a", "b"]);
     assert_eq!(
         members_of(&store.room_members("a").await.unwrap()),
-        BTreeSet::from([pair("c1", "alice")])
+        BTreeSet::from([pair(c1.as_str(), "alice")])
     );
     // Rooms are not data: the session's keys and their limit do not see them.
-    assert!(session(&store, "c1").await.data.is_empty());
-    store.clear_session_data("c1").await.unwrap();
-    assert_eq!(store.session_rooms("c1").await.unwrap(), ["a", "b"]);
+    assert!(session(&store, c1.as_str()).await.data.is_empty());
+    store.clear_session_data(c1.as_str()).await.unwrap();
+    assert_eq!(store.session_rooms(c1.as_str()).await.unwrap(), ["a", "b"]);
 
-    assert!(store.leave_room("c1", "a").await.unwrap());
-    assert!(!store.leave_room("c1", "a").await.unwrap(), "left twice");
-    assert!(!store.leave_room("c1", "never").await.unwrap());
-    assert_eq!(store.session_rooms("c1").await.unwrap(), ["b"]);
+    assert!(store.leave_room(c1.as_str(), "a").await.unwrap());
+    assert!(
+        !store.leave_room(c1.as_str(), "a").await.unwrap(),
+        "left twice"
+    );
+    assert!(!store.leave_room(c1.as_str(), "never").await.unwrap());
+    assert_eq!(store.session_rooms(c1.as_str()).await.unwrap(), ["b"]);
     assert!(store.room_members("a").await.unwrap().is_empty());
-    assert!(store.leave_room("c1", "b").await.unwrap());
-    assert!(store.session_rooms("c1").await.unwrap().is_empty());
+    assert!(store.leave_room(c1.as_str(), "b").await.unwrap());
+    assert!(store.session_rooms(c1.as_str()).await.unwrap().is_empty());
     assert!(store.room_members("b").await.unwrap().is_empty());
 }
 
@@ -276,26 +339,34 @@ async fn room_members_span_every_session_and_skip_the_gone<B: Open>() {
     let Some(store) = B::open(LONG, Limits::default()).await else {
         return;
     };
+    let c1 = B::id(&store, "c1", "alice");
+    let c2 = B::id(&store, "c2", "alice");
+    let c3 = B::id(&store, "c3", "bob");
+    let c4 = B::id(&store, "c4", "carol");
     for (id, user) in [
-        ("c1", "alice"),
-        ("c2", "alice"),
-        ("c3", "bob"),
-        ("c4", "carol"),
+        (c1.as_str(), "alice"),
+        (c2.as_str(), "alice"),
+        (c3.as_str(), "bob"),
+        (c4.as_str(), "carol"),
     ] {
         store.create_session(id, user).await.unwrap();
     }
-    for id in ["c1", "c2", "c3"] {
+    for id in [c1.as_str(), c2.as_str(), c3.as_str()] {
         store.join_room(id, "lobby").await.unwrap();
     }
-    store.join_room("c4", "elsewhere").await.unwrap();
+    store.join_room(c4.as_str(), "elsewhere").await.unwrap();
     assert_eq!(
         members_of(&store.room_members("lobby").await.unwrap()),
-        BTreeSet::from([pair("c1", "alice"), pair("c2", "alice"), pair("c3", "bob")])
+        BTreeSet::from([
+            pair(c1.as_str(), "alice"),
+            pair(c2.as_str(), "alice"),
+            pair(c3.as_str(), "bob")
+        ])
     );
-    store.remove_session("c2").await.unwrap();
+    store.remove_session(c2.as_str()).await.unwrap();
     assert_eq!(
         members_of(&store.room_members("lobby").await.unwrap()),
-        BTreeSet::from([pair("c1", "alice"), pair("c3", "bob")])
+        BTreeSet::from([pair(c1.as_str(), "alice"), pair(c3.as_str(), "bob")])
     );
     assert!(store.room_members("nobody-here").await.unwrap().is_empty());
 }
@@ -304,21 +375,23 @@ async fn removing_a_session_takes_it_out_of_its_rooms<B: Open>() {
     let Some(store) = B::open(LONG, Limits::default()).await else {
         return;
     };
-    store.create_session("c1", "alice").await.unwrap();
-    store.create_session("c2", "bob").await.unwrap();
+    let c1 = B::id(&store, "c1", "alice");
+    let c2 = B::id(&store, "c2", "bob");
+    store.create_session(c1.as_str(), "alice").await.unwrap();
+    store.create_session(c2.as_str(), "bob").await.unwrap();
     for room in ["r1", "r2"] {
-        store.join_room("c1", room).await.unwrap();
+        store.join_room(c1.as_str(), room).await.unwrap();
     }
-    store.join_room("c2", "r2").await.unwrap();
-    store.remove_session("c1").await.unwrap();
+    store.join_room(c2.as_str(), "r2").await.unwrap();
+    store.remove_session(c1.as_str()).await.unwrap();
     assert!(store.room_members("r1").await.unwrap().is_empty());
     assert_eq!(
         members_of(&store.room_members("r2").await.unwrap()),
-        BTreeSet::from([pair("c2", "bob")])
+        BTreeSet::from([pair(c2.as_str(), "bob")])
     );
     // A new session with the old id starts in no room.
-    store.create_session("c1", "alice").await.unwrap();
-    assert!(store.session_rooms("c1").await.unwrap().is_empty());
+    store.create_session(c1.as_str(), "alice").await.unwrap();
+    assert!(store.session_rooms(c1.as_str()).await.unwrap().is_empty());
     assert!(store.room_members("r1").await.unwrap().is_empty());
 }
 
@@ -327,26 +400,35 @@ async fn expired_sessions_leave_their_rooms<B: Open>() {
     let Some(store) = B::open(ttl, Limits::default()).await else {
         return;
     };
-    store.create_session("c1", "alice").await.unwrap();
-    store.create_session("c2", "bob").await.unwrap();
-    store.join_room("c1", "lobby").await.unwrap();
-    store.join_room("c2", "lobby").await.unwrap();
+    let c1 = B::id(&store, "c1", "alice");
+    let c2 = B::id(&store, "c2", "bob");
+    store.create_session(c1.as_str(), "alice").await.unwrap();
+    store.create_session(c2.as_str(), "bob").await.unwrap();
+    store.join_room(c1.as_str(), "lobby").await.unwrap();
+    store.join_room(c2.as_str(), "lobby").await.unwrap();
     // Only c2 is kept alive.
     for _ in 0..3 {
         sleep(ttl / 3).await;
-        assert!(store.touch(&["c2".to_owned()]).await.unwrap().is_empty());
+        assert!(
+            store
+                .touch(&[c2.as_str().to_owned()])
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
     sleep(Duration::from_millis(150)).await;
     assert_eq!(
         members_of(&store.room_members("lobby").await.unwrap()),
-        BTreeSet::from([pair("c2", "bob")])
+        BTreeSet::from([pair(c2.as_str(), "bob")])
     );
-    // An expired id created again starts in no room.
-    store.create_session("c1", "carol").await.unwrap();
-    assert!(store.session_rooms("c1").await.unwrap().is_empty());
+    // An expired id created again (by its user: on a cluster an id carries its user's slot
+    // tag) starts in no room.
+    store.create_session(c1.as_str(), "alice").await.unwrap();
+    assert!(store.session_rooms(c1.as_str()).await.unwrap().is_empty());
     assert_eq!(
         members_of(&store.room_members("lobby").await.unwrap()),
-        BTreeSet::from([pair("c2", "bob")])
+        BTreeSet::from([pair(c2.as_str(), "bob")])
     );
 }
 
@@ -354,7 +436,14 @@ async fn remove_user_sessions_removes_every_session_of_the_user<B: Open>() {
     let Some(store) = B::open(LONG, Limits::default()).await else {
         return;
     };
-    for (id, user) in [("c1", "alice"), ("c2", "alice"), ("c3", "bob")] {
+    let c1 = B::id(&store, "c1", "alice");
+    let c2 = B::id(&store, "c2", "alice");
+    let c3 = B::id(&store, "c3", "bob");
+    for (id, user) in [
+        (c1.as_str(), "alice"),
+        (c2.as_str(), "alice"),
+        (c3.as_str(), "bob"),
+    ] {
         store.create_session(id, user).await.unwrap();
         store.join_room(id, "lobby").await.unwrap();
     }
@@ -364,18 +453,18 @@ async fn remove_user_sessions_removes_every_session_of_the_user<B: Open>() {
         .unwrap()
         .into_iter()
         .collect();
-    assert_eq!(removed, set_of(["c1", "c2"]));
-    for id in ["c1", "c2"] {
+    assert_eq!(removed, set_of([c1.as_str(), c2.as_str()]));
+    for id in [c1.as_str(), c2.as_str()] {
         assert_eq!(store.get_session(id).await.unwrap(), None);
     }
     assert!(store.get_user_sessions("alice").await.unwrap().is_empty());
     assert_eq!(
         members_of(&store.room_members("lobby").await.unwrap()),
-        BTreeSet::from([pair("c3", "bob")])
+        BTreeSet::from([pair(c3.as_str(), "bob")])
     );
     assert_eq!(
         ids(&store.get_user_sessions("bob").await.unwrap()),
-        set_of(["c3"])
+        set_of([c3.as_str()])
     );
     assert!(
         store
@@ -398,13 +487,14 @@ async fn room_limits_are_checked_and_nothing_is_written<B: Open>() {
     let Some(store) = B::open(LONG, limits).await else {
         return;
     };
-    store.create_session("c1", "alice").await.unwrap();
+    let c1 = B::id(&store, "c1", "alice");
+    store.create_session(c1.as_str(), "alice").await.unwrap();
     assert!(matches!(
-        store.join_room("c1", "").await,
+        store.join_room(c1.as_str(), "").await,
         Err(Error::InvalidInput(InvalidInput::EmptyRoom))
     ));
     assert!(matches!(
-        store.join_room("c1", "123456789").await,
+        store.join_room(c1.as_str(), "123456789").await,
         Err(Error::InvalidInput(InvalidInput::RoomTooLong {
             len: 9,
             max: 8,
@@ -415,28 +505,29 @@ async fn room_limits_are_checked_and_nothing_is_written<B: Open>() {
         store.room_members("").await,
         Err(Error::InvalidInput(InvalidInput::EmptyRoom))
     ));
-    store.join_room("c1", "a").await.unwrap();
-    store.join_room("c1", "b").await.unwrap();
-    let err = store.join_room("c1", "c").await.unwrap_err();
+    store.join_room(c1.as_str(), "a").await.unwrap();
+    store.join_room(c1.as_str(), "b").await.unwrap();
+    let err = store.join_room(c1.as_str(), "c").await.unwrap_err();
     assert!(
-        matches!(&err, Error::InvalidInput(InvalidInput::TooManyRooms { id, max: 2 }) if id == "c1"),
+        matches!(&err, Error::InvalidInput(InvalidInput::TooManyRooms { id, max: 2 }) if id == c1.as_str()),
         "{err:?}"
     );
     // Nothing written: not a member of the third room, still in the first two.
     assert!(store.room_members("c").await.unwrap().is_empty());
-    assert_eq!(store.session_rooms("c1").await.unwrap(), ["a", "b"]);
+    assert_eq!(store.session_rooms(c1.as_str()).await.unwrap(), ["a", "b"]);
     // Joining a room it is in already is no new room.
-    assert!(!store.join_room("c1", "a").await.unwrap());
+    assert!(!store.join_room(c1.as_str(), "a").await.unwrap());
 }
 
 async fn concurrent_joins_respect_the_room_limit<B: Open>() {
     let Some(store) = B::open(LONG, Limits::default().max_rooms(5)).await else {
         return;
     };
-    store.create_session("c1", "alice").await.unwrap();
+    let c1 = B::id(&store, "c1", "alice");
+    store.create_session(c1.as_str(), "alice").await.unwrap();
     let joins = (0..20).map(|i| {
-        let store = store.clone();
-        tokio::spawn(async move { store.join_room("c1", &format!("room{i}")).await })
+        let (store, c1) = (store.clone(), c1.clone());
+        tokio::spawn(async move { store.join_room(c1.as_str(), &format!("room{i}")).await })
     });
     let mut joined = 0;
     for join in joins {
@@ -447,5 +538,5 @@ async fn concurrent_joins_respect_the_room_limit<B: Open>() {
         }
     }
     assert_eq!(joined, 5);
-    assert_eq!(store.session_rooms("c1").await.unwrap().len(), 5);
+    assert_eq!(store.session_rooms(c1.as_str()).await.unwrap().len(), 5);
 }

@@ -9,6 +9,8 @@
 //! left behind on the old connection, which is how a client that resubscribes shard channels
 //! of several slots on one node can lose some.
 
+use std::collections::{HashSet, VecDeque};
+
 use ::redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use ::redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, ProtocolVersion, PushInfo};
 use ::redis::{PushKind, RedisResult, Value};
@@ -33,6 +35,11 @@ pub(super) enum Subscription {
         pushes: mpsc::UnboundedReceiver<PushInfo>,
         /// The master's address, `host:port`.
         master: String,
+        /// The channels this connection holds and has not asked to leave: a `sunsubscribe`
+        /// push for one of them is the server's own (the slot moved).
+        holding: HashSet<Vec<u8>>,
+        /// Pushes that arrived before a subscription's answer, read as they stood then.
+        backlog: VecDeque<Next>,
     },
 }
 
@@ -85,6 +92,8 @@ impl Subscription {
             conn,
             pushes,
             master: format!("{host}:{port}"),
+            holding: HashSet::new(),
+            backlog: VecDeque::new(),
         })
     }
 
@@ -127,9 +136,17 @@ impl Subscription {
                 Some(message) => Next::Message(classic(&message)),
                 None => Next::Lost,
             },
-            Subscription::Sharded { pushes, .. } => match pushes.recv().await {
-                Some(push) => pushed(push),
-                None => Next::Lost,
+            Subscription::Sharded {
+                pushes,
+                holding,
+                backlog,
+                ..
+            } => match backlog.pop_front() {
+                Some(next) => next,
+                None => match pushes.recv().await {
+                    Some(push) => pushed(push, holding),
+                    None => Next::Lost,
+                },
             },
         }
     }
@@ -140,7 +157,14 @@ impl Subscription {
             Subscription::Classic { stream, .. } => stream.next().now_or_never().map(|message| {
                 message.map_or(Next::Lost, |message| Next::Message(classic(&message)))
             }),
-            Subscription::Sharded { pushes, .. } => pushes.try_recv().ok().map(pushed),
+            Subscription::Sharded {
+                pushes,
+                holding,
+                backlog,
+                ..
+            } => backlog
+                .pop_front()
+                .or_else(|| pushes.try_recv().ok().map(|push| pushed(push, holding))),
         }
     }
 }
@@ -152,20 +176,23 @@ fn classic(message: &::redis::Msg) -> Message {
     )
 }
 
-/// A push of a sharded connection, as a message or what it means.
-fn pushed(push: PushInfo) -> Next {
+/// A push of a sharded connection, as a message or what it means; `holding` holds the
+/// channels the connection subscribed to and has not asked to leave.
+fn pushed(push: PushInfo, holding: &HashSet<Vec<u8>>) -> Next {
+    let mut data = push.data.into_iter();
     match push.kind {
-        PushKind::SMessage => {
-            let mut data = push.data.into_iter();
-            match (data.next().map(bytes), data.next().map(bytes)) {
-                (Some(Ok(channel)), Some(Ok(payload))) => Next::Message((channel, payload)),
-                _ => Next::Nothing,
-            }
-        }
-        // The server drops a connection's shard subscriptions when their slot leaves it (a
-        // failover, a migration) with an `sunsubscribe` that no call asked for; the store's
-        // own SUNSUBSCRIBE calls are answered as replies, not pushes.
-        PushKind::SUnsubscribe | PushKind::Disconnection => Next::Lost,
+        PushKind::SMessage => match (data.next().map(bytes), data.next().map(bytes)) {
+            (Some(Ok(channel)), Some(Ok(payload))) => Next::Message((channel, payload)),
+            _ => Next::Nothing,
+        },
+        // The answer to the connection's own SUNSUBSCRIBE comes as pushes too. A `sunsubscribe`
+        // of a channel it holds is the server's: it drops a connection's shard subscriptions
+        // when their slot leaves it (a failover, a migration).
+        PushKind::SUnsubscribe => match data.next().map(bytes) {
+            Some(Ok(channel)) if !holding.contains(&channel) => Next::Nothing,
+            _ => Next::Lost,
+        },
+        PushKind::Disconnection => Next::Lost,
         _ => Next::Nothing,
     }
 }
