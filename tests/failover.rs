@@ -1,11 +1,13 @@
 //! Failovers under load, on a real Redis Sentinel topology (a master, two replicas, three
-//! sentinels): the master is killed with `SIGKILL`, or frozen with `SIGSTOP`, while writers,
-//! creators and a publisher run. Every operation is answered or fails within its timeout,
+//! sentinels) and on a real Redis Cluster (three masters with a replica each, where the master
+//! of the hub's slot fails): the master is killed with `SIGKILL`, or frozen with `SIGSTOP`,
+//! while writers, creators and a publisher run. Every operation is answered or fails within its timeout,
 //! upgrades get `503` during the outage, the service comes back without a restart, no
 //! acknowledged write that reached the replicas is lost, no create is applied twice, no
 //! message is delivered twice, and every channel of the hub delivers again afterwards. The old
 //! master, back as a master for a moment, takes no write. Also: the chat example through
-//! Sentinel, a master short of replicas (`NOREPLICAS`), and no sentinel at all.
+//! Sentinel and on a cluster, a master short of replicas (`NOREPLICAS`), and no sentinel at
+//! all.
 
 mod support;
 
@@ -16,6 +18,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::chat::{Client, Instance, serve};
+use support::cluster::ClusterTopology;
+use support::redis_server::RedisServer;
 use support::redis_server::unique_prefix;
 use support::sentinel::{SentinelTopology, wait_for_replicas};
 use tokio::task::JoinHandle;
@@ -47,12 +51,108 @@ enum Outage {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_master_is_replaced_without_losing_what_reached_the_replicas() {
-    failover(Outage::Kill).await;
+    failover(Topology::sentinel(), Outage::Kill).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_master_is_replaced_and_takes_no_write_when_it_wakes() {
-    failover(Outage::Pause).await;
+    failover(Topology::sentinel(), Outage::Pause).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_cluster_master_is_replaced_without_losing_what_reached_its_replica() {
+    failover(Topology::cluster(), Outage::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_cluster_master_is_replaced_and_takes_no_write_when_it_wakes() {
+    failover(Topology::cluster(), Outage::Pause).await;
+}
+
+/// Where the test's Redis runs, and what fails in it.
+enum Topology {
+    /// A master with two replicas behind three sentinels; the master fails.
+    Sentinel(SentinelTopology),
+    /// Three masters with a replica each; the master of the hub's slot fails (it also holds
+    /// about a third of the sessions).
+    Cluster(ClusterTopology),
+}
+
+impl Topology {
+    fn sentinel() -> Option<Topology> {
+        SentinelTopology::start().map(Topology::Sentinel)
+    }
+
+    fn cluster() -> Option<Topology> {
+        ClusterTopology::start().map(Topology::Cluster)
+    }
+
+    async fn store(&self, prefix: &str) -> RedisStore {
+        let store = match self {
+            Topology::Sentinel(topology) => topology.store_with_prefix(prefix, HOUR).await,
+            Topology::Cluster(topology) => topology.store_with_prefix(prefix, HOUR).await,
+        };
+        store.limits(app::limits()).timeout(TIMEOUT)
+    }
+
+    /// The port of the master the test fails: through Sentinel the master; on a cluster the
+    /// master of the hub's slot of the stores under `prefix`.
+    fn victim(&self, prefix: &str) -> u16 {
+        match self {
+            Topology::Sentinel(topology) => topology.master_port(),
+            Topology::Cluster(topology) => topology.master_of(&hub_key(prefix)),
+        }
+    }
+
+    fn server(&mut self, port: u16) -> &mut RedisServer {
+        match self {
+            Topology::Sentinel(topology) => topology.server(port),
+            Topology::Cluster(topology) => topology.node(port),
+        }
+    }
+
+    fn wait_for_new_master(&self, prefix: &str, old: u16) -> u16 {
+        tokio::task::block_in_place(|| match self {
+            Topology::Sentinel(topology) => topology.wait_for_new_master(old, PROMOTION),
+            Topology::Cluster(topology) => {
+                topology.wait_for_new_master(&hub_key(prefix), old, PROMOTION)
+            }
+        })
+    }
+
+    /// Waits until every replica of the master on `port` has every write the master
+    /// acknowledged so far, and requires that they all did.
+    async fn wait_for_replicas(&self, store: &RedisStore, port: u16) {
+        match self {
+            Topology::Sentinel(_) => {
+                let replicas = wait_for_replicas(store).await;
+                assert_eq!(replicas, 2, "both replicas acknowledged the writes so far");
+            }
+            Topology::Cluster(topology) => {
+                let replicas = support::cluster::wait_for_replica(topology, port).await;
+                assert_eq!(replicas, 1, "the replica acknowledged the writes so far");
+            }
+        }
+    }
+
+    /// Whether the old master on `port` has stopped being a master that takes writes: a
+    /// replica now, or (on a cluster, restarted empty) a node that serves no slot.
+    fn demoted(&self, port: u16) -> bool {
+        let role = support::redis_server::query(port, "ROLE").unwrap_or_default();
+        if role.contains("slave") {
+            return true;
+        }
+        match self {
+            Topology::Sentinel(_) => false,
+            Topology::Cluster(_) => support::redis_server::query(port, "CLUSTER INFO")
+                .is_ok_and(|info| info.contains("cluster_slots_assigned:0")),
+        }
+    }
+}
+
+/// The clock of the hub of the stores under `prefix` on a cluster: a key of the hub's slot.
+fn hub_key(prefix: &str) -> String {
+    format!("{prefix}:hub:{{{prefix}}}:clock")
 }
 
 /// One operation of the load: when it started, how long it took, and whether it succeeded.
@@ -73,12 +173,12 @@ struct Written {
     acked_at_snapshot: i64,
 }
 
-async fn failover(outage: Outage) {
-    let Some(mut topology) = SentinelTopology::start() else {
+async fn failover(topology: Option<Topology>, outage: Outage) {
+    let Some(mut topology) = topology else {
         return;
     };
     let prefix = unique_prefix();
-    let store = sentinel_store(&topology, &prefix).await;
+    let store = topology.store(&prefix).await;
     let a = instance(&topology, &prefix).await;
     let b = instance(&topology, &prefix).await;
 
@@ -95,8 +195,8 @@ async fn failover(outage: Outage) {
     let running = Arc::new(AtomicBool::new(true));
     let writers: Vec<_> = (0..WRITERS)
         .map(|i| {
-            let id = format!("w{i}");
-            spawn_writer(store.clone(), id, Arc::clone(&running))
+            let user = format!("w{i}");
+            spawn_writer(store.clone(), user, Arc::clone(&running))
         })
         .collect();
     let creator = spawn_creator(store.clone(), Arc::clone(&running));
@@ -110,15 +210,14 @@ async fn failover(outage: Outage) {
 
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    // Snapshot what is acknowledged, then make it durable on both replicas.
+    // Snapshot what is acknowledged, then make it durable on the replicas.
+    let old = topology.victim(&prefix);
     let snapshot: Vec<i64> = writers.iter().map(|w| w.last_acked()).collect();
-    let replicas = wait_for_replicas(&store).await;
-    assert_eq!(replicas, 2, "both replicas acknowledged the writes so far");
+    topology.wait_for_replicas(&store, old).await;
     for (writer, acked) in writers.iter().zip(&snapshot) {
         writer.state.lock().unwrap().acked_at_snapshot = *acked;
     }
 
-    let old = topology.master_port();
     let outage_start = Instant::now();
     let paused = match outage {
         Outage::Kill => {
@@ -132,10 +231,7 @@ async fn failover(outage: Outage) {
     let status = upgrade_status(a.addr, "during").await;
     assert_eq!(status, Some(503), "an upgrade during the outage");
 
-    let new = {
-        let topology = &topology;
-        tokio::task::block_in_place(|| topology.wait_for_new_master(old, PROMOTION))
-    };
+    let new = topology.wait_for_new_master(&prefix, old);
     let promoted = Instant::now();
     println!(
         "{outage:?}: the sentinels promoted port {new} {:?} after the outage began",
@@ -266,18 +362,12 @@ async fn failover(outage: Outage) {
         );
     }
 
-    // The sentinels demote the old master in the end.
+    // The old master is demoted in the end.
     let deadline = Instant::now() + PROMOTION;
-    loop {
-        let role = tokio::task::block_in_place(|| {
-            support::redis_server::query(old, "ROLE").unwrap_or_default()
-        });
-        if role.contains("slave") {
-            break;
-        }
+    while !tokio::task::block_in_place(|| topology.demoted(old)) {
         assert!(
             Instant::now() < deadline,
-            "the old master was not demoted: {role}"
+            "the old master on {old} was not demoted"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -292,8 +382,8 @@ async fn sentinel_store(topology: &SentinelTopology, prefix: &str) -> RedisStore
         .timeout(TIMEOUT)
 }
 
-async fn instance(topology: &SentinelTopology, prefix: &str) -> Instance {
-    let store = sentinel_store(topology, prefix).await;
+async fn instance(topology: &Topology, prefix: &str) -> Instance {
+    let store = topology.store(prefix).await;
     let layer = app::session_layer(store).resume(Resume::within(Duration::from_secs(60)));
     let router = app::router_with(layer.clone(), app::Settings::unlimited());
     serve(layer, router).await
@@ -317,13 +407,15 @@ impl Writer {
     }
 }
 
-fn spawn_writer(store: RedisStore, id: String, running: Arc<AtomicBool>) -> Writer {
+/// A writer of a session of `user`.
+fn spawn_writer(store: RedisStore, user: String, running: Arc<AtomicBool>) -> Writer {
     let state = Arc::new(std::sync::Mutex::new(Written::default()));
+    let id = store.new_session_id(&user);
     let task = {
         let state = Arc::clone(&state);
         let id = id.clone();
         tokio::spawn(async move {
-            store.create_session(&id, &id).await.expect("create");
+            store.create_session(&id, &user).await.expect("create");
             let mut next = 0;
             while running.load(Ordering::Relaxed) {
                 next += 1;
@@ -369,9 +461,10 @@ fn spawn_creator(store: RedisStore, running: Arc<AtomicBool>) -> JoinHandle<Crea
             if !running.load(Ordering::Relaxed) {
                 break;
             }
-            let id = format!("c{n}");
+            let user = format!("c{n}");
+            let id = store.new_session_id(&user);
             let at = Instant::now();
-            let result = store.create_session(&id, &id).await;
+            let result = store.create_session(&id, &user).await;
             creates.outcomes.push(Outcome {
                 at,
                 took: at.elapsed(),
@@ -462,9 +555,9 @@ async fn upgrade_status(addr: std::net::SocketAddr, user: &str) -> Option<u16> {
 /// Waits until a write succeeds, and returns when.
 async fn eventually_writes(store: &RedisStore, within: Duration) -> Instant {
     let deadline = Instant::now() + within;
-    let probe = "probe";
+    let probe = store.new_session_id("probe");
     loop {
-        let result = match store.create_session(probe, "probe").await {
+        let result = match store.create_session(&probe, "probe").await {
             Ok(_) | Err(Error::AlreadyExists { .. }) => Ok(()),
             Err(err) => Err(err),
         };

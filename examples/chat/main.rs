@@ -3,12 +3,14 @@
 //! ```text
 //! cargo run --example chat                         # MemoryStore, on 127.0.0.1:3000
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run --example chat   # RedisStore, prefix "chat"
+//! REDIS_CLUSTER=10.0.0.1:6379,10.0.0.2:6379 cargo run --example chat   # on a Redis Cluster
 //! REDIS_SENTINEL=10.0.0.1:26379,10.0.0.2:26379 cargo run --example chat   # through Sentinel
 //! ```
 //!
 //! Environment: `ADDR` (default `127.0.0.1:3000`), `REDIS_URL` (use the Redis server at that
-//! URL), or `REDIS_SENTINEL` (comma-separated sentinels, `host:port`) with
-//! `REDIS_SENTINEL_MASTER` (the master's name, default `mymaster`); at most one of them.
+//! URL), `REDIS_CLUSTER` (comma-separated seed nodes of a Redis Cluster, `host:port`), or
+//! `REDIS_SENTINEL` (comma-separated sentinels, `host:port`) with `REDIS_SENTINEL_MASTER` (the
+//! master's name, default `mymaster`); at most one of them.
 //! `SESSION_TTL_SECS` (default 60), `RESUME_SECS` (default 120; 0: no resume),
 //! `ALLOWED_ORIGINS` (comma-separated origins whose pages may connect, beside the server's own),
 //! and the server settings: `HEADER_TIMEOUT_SECS` (default 30), `IDLE_SECS` (default 60: a
@@ -35,6 +37,8 @@ use ws_session::{Admission, AnyStore, MemoryStore, OriginCheck, RedisStore, Sess
 enum RedisAt {
     /// `REDIS_URL`: one server.
     Server(String),
+    /// `REDIS_CLUSTER` (comma-separated `host:port`): seed nodes of a cluster.
+    Cluster(Vec<String>),
     /// `REDIS_SENTINEL` (comma-separated `host:port`) and `REDIS_SENTINEL_MASTER` (default
     /// `mymaster`).
     Sentinel {
@@ -63,24 +67,25 @@ fn redis_from_env() -> Result<Option<RedisAt>, Box<dyn std::error::Error>> {
     if named > 1 {
         return Err("set at most one of REDIS_URL, REDIS_CLUSTER and REDIS_SENTINEL".into());
     }
-    if cluster.is_some() {
-        return Err(
-            "REDIS_CLUSTER: Redis Cluster is not supported yet; use REDIS_URL or REDIS_SENTINEL"
-                .into(),
-        );
-    }
     if let Some(url) = url {
         return Ok(Some(RedisAt::Server(url)));
     }
+    if let Some(seeds) = cluster {
+        return Ok(Some(RedisAt::Cluster(addresses(&seeds))));
+    }
     Ok(sentinel.map(|sentinels| RedisAt::Sentinel {
-        sentinels: sentinels
-            .split(',')
-            .map(str::trim)
-            .filter(|address| !address.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        sentinels: addresses(&sentinels),
         master: set("REDIS_SENTINEL_MASTER").unwrap_or_else(|| "mymaster".to_owned()),
     }))
+}
+
+/// The addresses of a comma-separated list.
+fn addresses(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|address| !address.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[tokio::main]
@@ -120,12 +125,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(str::to_owned)
         .collect();
 
-    // One store value, chosen at run time: Redis when `REDIS_URL` (one server) or
-    // `REDIS_SENTINEL` (Redis Sentinel) is set, memory otherwise.
+    // One store value, chosen at run time: Redis when `REDIS_URL` (one server), `REDIS_CLUSTER`
+    // (a cluster) or `REDIS_SENTINEL` (Redis Sentinel) is set, memory otherwise.
     let store: AnyStore = match redis_from_env()? {
         Some(RedisAt::Server(url)) => {
             tracing::info!(url = %redacted_url(&url), "sessions in Redis, prefix \"chat\"");
             RedisStore::connect(&url, "chat", ttl)
+                .await?
+                .limits(app::limits())
+                .into()
+        }
+        Some(RedisAt::Cluster(seeds)) => {
+            tracing::info!(
+                seeds = seeds.len(),
+                "sessions in a Redis Cluster, prefix \"chat\""
+            );
+            RedisStore::connect_cluster(&seeds, "chat", ttl)
                 .await?
                 .limits(app::limits())
                 .into()
@@ -143,7 +158,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         None => {
             tracing::info!(
-                "sessions in memory (set REDIS_URL or REDIS_SENTINEL to share them through Redis)"
+                "sessions in memory (set REDIS_URL, REDIS_CLUSTER or REDIS_SENTINEL to share them \
+                 through Redis)"
             );
             MemoryStore::with_ttl(ttl).limits(app::limits()).into()
         }

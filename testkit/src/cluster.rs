@@ -109,30 +109,30 @@ impl ClusterTopology {
     ///
     /// # Panics
     ///
-    /// When no node answers.
+    /// When no node answers, or none names a master for the slot.
     pub fn master_of(&self, key: &str) -> u16 {
-        let slot: u16 = self
-            .nodes
-            .iter()
-            .find_map(|node| {
-                let reply = query(node.port(), &format!("CLUSTER KEYSLOT {key}")).ok()?;
-                reply.trim_start_matches(':').lines().next()?.parse().ok()
+        self.serving(key).expect("a master serves the slot")
+    }
+
+    /// The port of the master that serves `key`'s slot now and is not known to have failed,
+    /// as the first node that answers `CLUSTER NODES` tells; `None` when there is none.
+    fn serving(&self, key: &str) -> Option<u16> {
+        let slot: u16 = self.nodes.iter().find_map(|node| {
+            let reply = query(node.port(), &format!("CLUSTER KEYSLOT {key}")).ok()?;
+            reply.trim_start_matches(':').lines().next()?.parse().ok()
+        })?;
+        self.nodes.iter().find_map(|node| {
+            let nodes = query(node.port(), "CLUSTER NODES").ok()?;
+            nodes.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split(' ').collect();
+                let flags = fields.get(2)?;
+                let serves = flags.contains("master")
+                    && !flags.contains("fail")
+                    && fields.get(8..)?.iter().any(|range| covers(range, slot));
+                let port = fields.get(1)?.split(['@', ':']).nth(1)?.parse().ok()?;
+                serves.then_some(port)
             })
-            .expect("a node answers CLUSTER KEYSLOT");
-        self.nodes
-            .iter()
-            .find_map(|node| {
-                let nodes = query(node.port(), "CLUSTER NODES").ok()?;
-                nodes.lines().find_map(|line| {
-                    let fields: Vec<&str> = line.split(' ').collect();
-                    let serves = fields.get(2)?.contains("master")
-                        && !fields.get(2)?.contains("fail")
-                        && fields[8..].iter().any(|range| covers(range, slot));
-                    let port = fields.get(1)?.split(['@', ':']).nth(1)?.parse().ok()?;
-                    serves.then_some(port)
-                })
-            })
-            .expect("a master serves the slot")
+        })
     }
 
     /// The node on `port`.
@@ -156,8 +156,11 @@ impl ClusterTopology {
     pub fn wait_for_new_master(&self, key: &str, old: u16, within: Duration) -> u16 {
         let deadline = Instant::now() + within;
         loop {
-            let port = self.master_of(key);
-            if port != old && is_master(port) {
+            let serving = self.serving(key);
+            if let Some(port) = serving
+                && port != old
+                && is_master(port)
+            {
                 return port;
             }
             assert!(
@@ -263,4 +266,42 @@ pub async fn connection() -> redis::cluster_async::ClusterConnection {
         .get_async_connection()
         .await
         .expect("a cluster connection")
+}
+
+/// Waits until the replica of the master on `port` has every write that master acknowledged
+/// so far (`WAIT 1`, at most five seconds), and returns how many replicas did.
+///
+/// `WAIT` waits for the replicas to reach the last write of its own connection, so it first
+/// writes a key of that master's own: that write comes after every write acknowledged so far.
+///
+/// # Panics
+///
+/// When the master does not answer.
+pub async fn wait_for_replica(topology: &ClusterTopology, port: u16) -> i64 {
+    let key = tokio::task::block_in_place(|| {
+        (0..)
+            .map(|n| format!("ws-session-wait:{n}"))
+            .find(|key| topology.master_of(key) == port)
+            .expect("some key lives on every master")
+    });
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("a URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("a connection to the master");
+    conn.set_response_timeout(Duration::from_secs(6));
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(1)
+        .arg("PX")
+        .arg(10_000)
+        .query_async(&mut conn)
+        .await
+        .expect("SET on the master");
+    redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query_async(&mut conn)
+        .await
+        .expect("WAIT on the master")
 }

@@ -15,13 +15,14 @@
 //!   answers `NEED_KEYS` when the caller did not declare them, and the store reads the user's
 //!   set and calls again with them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::cluster::ClusterClientBuilder;
 use ::redis::{IntoConnectionInfo, Value};
 use futures_util::future::join_all;
 
 use super::RedisStore;
+use super::cluster_pool::{ClusterPool, cluster_client, watch};
 use super::command::Command;
 use super::conn::{DEFAULT_TIMEOUT, Failure, redis_error, server_url};
 use super::keys::{Keys, Layout, Slot, check_cluster_prefix};
@@ -75,24 +76,23 @@ impl RedisStore {
         if urls.is_empty() {
             return Err(Error::Backend("no Redis Cluster node given".into()));
         }
-        let client = ClusterClientBuilder::new(urls.clone())
-            .connection_timeout(DEFAULT_TIMEOUT)
-            .response_timeout(DEFAULT_TIMEOUT)
-            .build()
+        let seeds = urls
+            .iter()
+            .map(|url| url.as_str().into_connection_info())
+            .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(redis_error)?;
+        let client = cluster_client(seeds.clone()).map_err(redis_error)?;
         let conn = match tokio::time::timeout(DEFAULT_TIMEOUT, client.get_async_connection()).await
         {
             Ok(conn) => conn.map_err(redis_error)?,
             Err(_) => return Err(Error::timed_out(DEFAULT_TIMEOUT)),
         };
-        let seed = urls[0]
-            .as_str()
-            .into_connection_info()
-            .map_err(redis_error)?;
+        let seed = seeds[0].clone();
         let keys = Keys::new(prefix, Layout::Cluster);
-        let mut store = RedisStore::on(Pool::Cluster(conn), keys, ttl);
-        std::sync::Arc::make_mut(&mut store.inner).pubsub =
-            Some(PubSubSource::Cluster(Box::new(seed)));
+        let pool = Pool::Cluster(Arc::new(ClusterPool::new(seeds, conn)));
+        let mut store = RedisStore::on(pool, keys, ttl);
+        Arc::make_mut(&mut store.inner).pubsub = Some(PubSubSource::Cluster(Box::new(seed)));
+        tokio::spawn(watch(Arc::downgrade(&store.inner.connections)));
         store.run(&Command::new("PING")).await?;
         Ok(store)
     }

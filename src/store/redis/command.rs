@@ -121,6 +121,21 @@ impl<'s> Command<'s> {
         &self.cmd
     }
 
+    /// For a call of a script by its SHA1, the same call with the script's text (`EVAL`),
+    /// which also loads the script into the server that runs it: on a cluster, the node of
+    /// the call's keys, where `SCRIPT LOAD` would go to every node.
+    pub(super) fn with_text(&self) -> Option<Cmd> {
+        let script = self.script?;
+        let mut cmd = Cmd::new();
+        cmd.arg("EVAL").arg(script.code());
+        for arg in self.cmd.args_iter().skip(2) {
+            if let ::redis::Arg::Simple(bytes) = arg {
+                cmd.arg(bytes);
+            }
+        }
+        Some(cmd)
+    }
+
     /// The script this command calls, which the server must load before the command runs.
     pub(super) fn script_called(&self) -> Option<&'s StoreScript> {
         self.script

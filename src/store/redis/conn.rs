@@ -95,9 +95,13 @@ impl RedisStore {
         if let Some(script) = command.script_called()
             && matches!(&reply, Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript))
         {
-            reply = match send(&mut conn, &script.load_cmd(), deadline).await {
-                Ok(_) => send(&mut conn, command.cmd(), deadline).await,
-                Err(err) => Err(err),
+            reply = match (&conn, command.with_text()) {
+                // On a cluster, the script goes to the node of the call's keys alone.
+                (Link::Cluster(_), Some(eval)) => send(&mut conn, &eval, deadline).await,
+                _ => match send(&mut conn, &script.load_cmd(), deadline).await {
+                    Ok(_) => send(&mut conn, command.cmd(), deadline).await,
+                    Err(err) => Err(err),
+                },
             };
         }
         match reply {
@@ -106,15 +110,34 @@ impl RedisStore {
         }
     }
 
-    /// Loads `script` into the server (on a cluster, into every node), within the store's
-    /// timeout.
-    pub(super) async fn load_script(&self, script: &StoreScript) -> Result<()> {
+    /// Loads `script` into the server, within the store's timeout; on a cluster, into the
+    /// node at `node` (`host`, `port`) alone.
+    pub(super) async fn load_script(
+        &self,
+        script: &StoreScript,
+        node: Option<(String, u16)>,
+    ) -> Result<()> {
         let deadline = Instant::now() + self.inner.timeout;
         let mut conn = self
             .connection(deadline)
             .await
             .map_err(|failure| self.error(failure))?;
-        match send(&mut conn, &script.load_cmd(), deadline).await {
+        let loaded = match (&mut conn, node) {
+            (Link::Cluster(cluster), Some((host, port))) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let routing = ::redis::cluster_routing::RoutingInfo::SingleNode(
+                    ::redis::cluster_routing::SingleNodeRoutingInfo::ByAddress { host, port },
+                );
+                match tokio::time::timeout(left, cluster.route_command(script.load_cmd(), routing))
+                    .await
+                {
+                    Ok(loaded) => loaded,
+                    Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
+                }
+            }
+            (conn, _) => send(conn, &script.load_cmd(), deadline).await,
+        };
+        match loaded {
             Ok(_) => Ok(()),
             Err(err) => Err(self.error(self.failed(err).await)),
         }
@@ -177,8 +200,8 @@ impl RedisStore {
         }
     }
 
-    /// Fails when the server is a node of a Redis Cluster, where the store's scripts, which
-    /// touch keys of several slots, would fail one operation after another.
+    /// Fails when the server is a node of a Redis Cluster, where the scripts of the one-server
+    /// layout, which touch keys of several slots, would fail one operation after another.
     pub(super) async fn refuse_cluster(&self) -> Result<()> {
         let mut info = Command::new("INFO");
         info.arg("cluster");
@@ -191,9 +214,9 @@ impl RedisStore {
         };
         if info.lines().any(|line| line.trim() == "cluster_enabled:1") {
             return Err(Error::Backend(
-                "this Redis server is a node of a Redis Cluster, which RedisStore does not \
-                 support yet: use one master, alone (RedisStore::connect) or behind Sentinel \
-                 (RedisStore::connect_sentinel)"
+                "this Redis server is a node of a Redis Cluster, where the one-server layout's \
+                 scripts would touch keys of several slots: connect with \
+                 RedisStore::connect_cluster"
                     .into(),
             ));
         }
@@ -223,8 +246,9 @@ impl RedisStore {
     /// is healed before the error is returned, so that the store works again as soon as Redis
     /// is back. Through Sentinel, a connection is also wrong when its server stopped being the
     /// master (`READONLY`, `NOREPLICAS`, `MASTERDOWN`) or stopped answering in time (a paused
-    /// or partitioned master); the pool is healed in the background, so that the caller hears
-    /// of the failure within its timeout.
+    /// or partitioned master); on a cluster, also when a slot has no master where the client
+    /// looked (`CLUSTERDOWN`, or a redirection it could not follow); the pool is healed in the
+    /// background, so that the caller hears of the failure within its timeout.
     async fn failed(&self, err: RedisError) -> Failure {
         let pool = &self.inner.connections.pool;
         match pool {
@@ -232,7 +256,9 @@ impl RedisStore {
                 tracing::debug!(error = %err, "a Redis connection is dead; checking the pool");
                 self.heal_pool(Check::Answers).await;
             }
-            Pool::Sentinel(_) if connection_lost(&err) || err.is_timeout() || demoted(&err) => {
+            Pool::Sentinel(_) | Pool::Cluster(_)
+                if connection_lost(&err) || err.is_timeout() || demoted(&err) =>
+            {
                 tracing::debug!(error = %err, "a Redis connection may not reach the master; checking the pool");
                 // While a heal runs, the failures it is healing need no task of their own.
                 if !self.inner.connections.healing.load(Ordering::Acquire) {
@@ -298,9 +324,13 @@ fn connection_lost(err: &RedisError) -> bool {
         && (err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error())
 }
 
-/// Whether `err` says that its server is not (or no longer) a master that takes writes.
+/// Whether `err` says that its server is not (or no longer) a master that takes writes, or
+/// (on a cluster) that the slot it was sent for has no master there.
 fn demoted(err: &RedisError) -> bool {
-    matches!(err.code(), Some("READONLY" | "NOREPLICAS" | "MASTERDOWN"))
+    matches!(
+        err.code(),
+        Some("READONLY" | "NOREPLICAS" | "MASTERDOWN" | "CLUSTERDOWN" | "MOVED" | "ASK")
+    )
 }
 
 /// The error codes of a server that is up but cannot take the command now: full (`OOM`, at

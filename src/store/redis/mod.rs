@@ -93,6 +93,7 @@
 //! `NOSCRIPT`: on a new or restarted server, or after `SCRIPT FLUSH`.
 
 mod cluster;
+mod cluster_pool;
 mod command;
 mod conn;
 mod group_commit;

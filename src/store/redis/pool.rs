@@ -16,6 +16,7 @@ use ::redis::{Cmd, Pipeline, RedisError, RedisResult, Value};
 use bb8::{ManageConnection, RunError};
 
 use super::RedisPool;
+use super::cluster_pool::ClusterPool;
 use super::master::{MasterFinder, is_master};
 
 /// The pool of a store.
@@ -27,7 +28,7 @@ pub(super) enum Pool {
     /// master when it is opened.
     Sentinel(bb8::Pool<SentinelManager>),
     /// A Redis Cluster, through one connection to each node.
-    Cluster(ClusterConnection),
+    Cluster(Arc<ClusterPool>),
 }
 
 /// A handle on one connection of the pool.
@@ -116,7 +117,7 @@ impl Pool {
         match self {
             Pool::Server(pool) => pool.get().await.map(|conn| Link::Server((*conn).clone())),
             Pool::Sentinel(pool) => pool.get().await.map(|conn| Link::Server((*conn).clone())),
-            Pool::Cluster(conn) => Ok(Link::Cluster(conn.clone())),
+            Pool::Cluster(pool) => Ok(Link::Cluster(pool.get())),
         }
     }
 
@@ -145,8 +146,9 @@ impl Pool {
         match self {
             Pool::Server(pool) => heal(pool, check, timeout).await,
             Pool::Sentinel(pool) => heal_single(pool, check, timeout).await,
-            // The cluster connection reconnects to its nodes and refreshes its slots itself.
-            Pool::Cluster(_) => {}
+            // A new cluster connection waits for every node, a silent one up to its connect
+            // timeout.
+            Pool::Cluster(pool) => pool.renew(timeout.max(Duration::from_secs(3)), false).await,
         }
     }
 }

@@ -286,6 +286,11 @@ impl StoreScript {
         cmd.arg("LOAD").arg(&self.code);
         cmd
     }
+
+    /// The script's text.
+    pub(crate) fn code(&self) -> &str {
+        &self.code
+    }
 }
 
 #[cfg(test)]

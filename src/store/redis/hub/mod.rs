@@ -114,8 +114,14 @@ impl RedisStore {
                 break;
             }
             let scripts = &self.inner.scripts;
+            // On a cluster, into the master of the hub's slot, where the sends go.
+            let node = if self.on_cluster() {
+                Some(subscription::hub_master(self).await?)
+            } else {
+                None
+            };
             for script in [&scripts.publish, &scripts.send] {
-                self.load_script(script).await?;
+                self.load_script(script, node.clone()).await?;
             }
             pending = unknown_script;
         }

@@ -289,7 +289,14 @@ impl Task {
                         () = tokio::time::sleep(jitter(backoff)) => {}
                         _ = switches.changed() => {}
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    // On a cluster the task cannot hear of a new master: it asks as often as
+                    // it would check.
+                    let most = if self.store.on_cluster() {
+                        MASTER_CHECK
+                    } else {
+                        MAX_BACKOFF
+                    };
+                    backoff = (backoff * 2).min(most);
                 }
             }
             if self.is_closed() {
