@@ -587,6 +587,34 @@ fn assert_bounded(who: &str, outcomes: &[Outcome]) {
     );
 }
 
+/// The chat example, given `REDIS_CLUSTER`, keeps its sessions on the cluster, in the cluster
+/// layout (a session's hash tagged with its user's slot), and its clients reach each other
+/// through the hub's shard channels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_example_runs_on_a_cluster() {
+    let Some(topology) = ClusterTopology::start() else {
+        return;
+    };
+    let seeds = topology.seeds().join(",");
+    let server = support::process::ChatProcess::start(&[("REDIS_CLUSTER", seeds.as_str())]);
+    let mut alice = Client::connect(server.addr, "alice").await;
+    alice
+        .ok(json!({"op": "set", "key": "k", "value": "v"}))
+        .await;
+    let mut bob = Client::connect(server.addr, "bob").await;
+    bob.ok(json!({"op": "to_user", "user": "alice", "text": "hi"}))
+        .await;
+    assert_eq!(alice.message().await["text"], "hi");
+    let tag = &alice.id[..4];
+    let key = format!("chat:session:{{{tag}}}:{}", alice.id);
+    let master = topology.master_of(&key);
+    let stored = tokio::task::block_in_place(|| {
+        support::redis_server::query(master, &format!("HGET {key} data:k"))
+    })
+    .unwrap();
+    assert!(stored.contains("\"v\""), "{key} on {master}: {stored}");
+}
+
 /// The chat example, given `REDIS_SENTINEL`, keeps its sessions in the master the sentinels
 /// name, and goes on through a failover without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

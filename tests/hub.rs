@@ -920,3 +920,66 @@ async fn closing_all_sockets_for_a_shutdown_sends_1001_and_removes_the_sessions(
         .await;
     assert_eq!(there.message().await["text"], "still");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Redis Cluster only
+
+/// On a cluster, a node's sharded subscriptions (all in the hub's slot) come back on every
+/// channel after its connection is killed (`CLIENT KILL TYPE pubsub` on every master): each
+/// room, the user's, the node's and everyone's channel is probed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_killed_subscriber_comes_back_on_every_channel() {
+    let prefix = unique_prefix();
+    let mut stores = Vec::new();
+    for _ in 0..2 {
+        let Some(store) = support::redis_store_of(Kind::Cluster, &prefix, HOUR).await else {
+            return;
+        };
+        stores.push(store);
+    }
+    let cluster = redis_instances(stores, InboxLimits::default()).await;
+    let mut reader = Client::connect(cluster.addr(1), "reader").await;
+    let rooms: Vec<String> = (0..20).map(|i| format!("room{i}")).collect();
+    for room in &rooms {
+        reader.ok(json!({"op": "join", "room": room})).await;
+    }
+    let topology = support::cluster::shared().expect("the shared cluster runs");
+    for _ in 0..2 {
+        let mut killed = 0;
+        for port in topology.master_ports() {
+            let reply = tokio::task::block_in_place(|| {
+                support::redis_server::query(port, "CLIENT KILL TYPE pubsub")
+            })
+            .unwrap();
+            killed += reply
+                .trim_start_matches(':')
+                .lines()
+                .next()
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+        }
+        // The reader's node subscribes; the prober's, once the prober has come.
+        assert!(killed >= 1, "the reader's subscriber was killed ({killed})");
+        // The subscribers connect and subscribe again (a task of their own, at once).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut prober = Client::connect(cluster.addr(0), "prober").await;
+        for room in &rooms {
+            let text = format!("to {room}");
+            prober
+                .ok(json!({"op": "to_room", "room": room, "text": text}))
+                .await;
+            assert_eq!(reader.message().await["text"], text);
+        }
+        prober
+            .ok(json!({"op": "to_user", "user": "reader", "text": "to the user"}))
+            .await;
+        assert_eq!(reader.message().await["text"], "to the user");
+        prober
+            .ok(json!({"op": "to_session", "session": reader.id, "text": "to the node"}))
+            .await;
+        assert_eq!(reader.message().await["text"], "to the node");
+        prober.send(json!({"op": "say", "text": "to all"})).await;
+        assert_eq!(reader.message().await["text"], "to all");
+        prober.close().await;
+    }
+}

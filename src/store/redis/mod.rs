@@ -103,6 +103,8 @@ pub(crate) mod keys;
 mod master;
 mod pool;
 mod reply;
+#[cfg(test)]
+mod resend_tests;
 mod resume;
 mod rooms;
 mod scripts;

@@ -47,7 +47,8 @@ impl RedisStore {
             .unwrap_or_default();
         let node = attach.map_or("", |attach| attach.node_id);
         let reply = if self.on_cluster() {
-            self.create_on_cluster(id, user_id, slot, now, node, &token)
+            let nonce = format!("{:016x}", rand::random::<u64>());
+            self.create_on_cluster(id, user_id, slot, now, node, &token, &nonce)
                 .await?
         } else {
             let mut command = Command::script(&self.inner.scripts.create, 3);
@@ -76,8 +77,10 @@ impl RedisStore {
 
     /// The create script's answer on a cluster: the hub's offset read first (its clock lives
     /// in the hub's slot), then the script with the user's sessions declared when the user
-    /// may be at the cap, and a nonce that tells a call sent again from a session taken.
-    async fn create_on_cluster(
+    /// may be at the cap, and `nonce` (this create's own) that tells a call the client sent
+    /// again from a session taken.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn create_on_cluster(
         &self,
         id: &str,
         user_id: &str,
@@ -85,12 +88,12 @@ impl RedisStore {
         now: u64,
         node: &str,
         token: &str,
+        nonce: &str,
     ) -> Result<Value> {
         let keys = &self.inner.keys;
         let mut clock = Command::script(&self.inner.scripts.clock, 1);
         clock.arg(&keys.clock);
         let since = string(self.run(&clock).await?)?;
-        let nonce = format!("{:016x}", rand::random::<u64>());
         let mut others: Vec<String> = Vec::new();
         for _ in 0..KEY_READS {
             let mut command = Command::script(&self.inner.scripts.create, 3 + others.len());
@@ -108,7 +111,7 @@ impl RedisStore {
                 .arg(node)
                 .arg(token)
                 .arg(&since)
-                .arg(&nonce);
+                .arg(nonce);
             match self.run(&command).await? {
                 Value::Int(scripts::NEED_KEYS) => {
                     others = self.members(keys, slot, user_id).await?;
