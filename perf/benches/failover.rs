@@ -1,5 +1,5 @@
-//! Redis Sentinel: what going through the sentinels costs, and how long a failover keeps the
-//! store from writing.
+//! Redis Sentinel and Redis Cluster: what going through the sentinels costs, and how long a
+//! failover keeps the store from writing.
 //!
 //! ```text
 //! cargo bench -p ws-session-perf --bench failover
@@ -15,6 +15,10 @@
 //!    topology: 32 writers keep writing; the time from the outage to the first write that
 //!    succeeds, beside the time Redis itself takes to promote a replica (the first `ROLE`
 //!    of a replica that answers `master`), both measured in the same round.
+//! 3. The same on a fresh Redis Cluster per round (three masters with a replica each, node
+//!    timeout two seconds): 32 writers on sessions of the master that fails (which also
+//!    serves the hub's slot), the time to their first write beside the time to the promotion
+//!    of that master's replica.
 //!
 //! `FAILOVER_ROUNDS` sets the rounds of each throughput contender and of each outage (default
 //! 3); `FAILOVER_SECS` the seconds of each throughput round (default 3).
@@ -25,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use ws_session::{RedisStore, SessionStore};
+use ws_session_testkit::cluster::ClusterTopology;
 use ws_session_testkit::redis_server::{query, unique_prefix};
 use ws_session_testkit::sentinel::{SentinelTopology, wait_for_replicas};
 
@@ -87,14 +92,24 @@ async fn main() {
     );
     drop(topology);
 
-    // 2. Failover times.
+    // 2. and 3. Failover times.
     println!("| outage | Redis promotes a replica | the store's first write | difference |");
     println!("|---|---|---|---|");
-    for outage in ["SIGKILL", "SIGSTOP"] {
+    let outages = [
+        ("SIGKILL", false, false),
+        ("SIGSTOP", true, false),
+        ("Cluster, SIGKILL", false, true),
+        ("Cluster, SIGSTOP", true, true),
+    ];
+    for (outage, pause, cluster) in outages {
         let mut promoted = Vec::new();
         let mut written = Vec::new();
         for _ in 0..rounds {
-            let (promote, write) = failover_round(outage == "SIGSTOP").await;
+            let (promote, write) = if cluster {
+                cluster_failover_round(pause).await
+            } else {
+                failover_round(pause).await
+            };
             promoted.push(promote.as_secs_f64());
             written.push(write.as_secs_f64());
         }
@@ -117,8 +132,9 @@ async fn writes_per_second(store: &RedisStore, secs: Duration) -> f64 {
         let store = store.clone();
         let (done, stop) = (Arc::clone(&done), Arc::clone(&stop));
         tasks.push(tokio::spawn(async move {
-            let id = format!("t{task}");
-            store.create_session(&id, &id).await.expect("create");
+            let user = format!("t{task}");
+            let id = store.new_session_id(&user);
+            store.create_session(&id, &user).await.expect("create");
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
@@ -146,34 +162,13 @@ async fn writes_per_second(store: &RedisStore, secs: Duration) -> f64 {
 async fn failover_round(pause: bool) -> (Duration, Duration) {
     let mut topology = SentinelTopology::start().expect("a topology");
     let store = topology.store(HOUR).await.timeout(TIMEOUT);
-    let first_write = Arc::new(std::sync::Mutex::new(None::<Instant>));
-    let outage = Arc::new(std::sync::Mutex::new(None::<Instant>));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut writers = Vec::new();
-    for task in 0..TASKS {
-        let store = store.clone();
-        let (first_write, outage, stop) = (
-            Arc::clone(&first_write),
-            Arc::clone(&outage),
-            Arc::clone(&stop),
-        );
-        writers.push(tokio::spawn(async move {
-            let id = format!("f{task}");
-            store.create_session(&id, &id).await.expect("create");
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                let sent = Instant::now();
-                let ok = store.set_session_data(&id, "n", json!(n)).await.is_ok();
-                let began = *outage.lock().unwrap();
-                // Only a write sent after the outage began tells that the store is back.
-                if ok && began.is_some_and(|began| sent > began) {
-                    first_write.lock().unwrap().get_or_insert(Instant::now());
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        }));
-    }
+    let sessions = (0..TASKS)
+        .map(|task| {
+            let user = format!("f{task}");
+            (user.clone(), store.new_session_id(&user))
+        })
+        .collect();
+    let (first_write, outage, stop, writers) = spawn_writers(&store, sessions);
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The sessions and the writes so far are on both replicas.
     let synced = wait_for_replicas(&store).await;
@@ -194,27 +189,8 @@ async fn failover_round(pause: bool) -> (Duration, Duration) {
         None
     };
     *outage.lock().unwrap() = Some(began);
-    // Redis's own promotion: the first replica that answers as master.
-    let promoted = loop {
-        let master = replicas
-            .iter()
-            .any(|port| query(*port, "ROLE").is_ok_and(|role| role.contains("master")));
-        if master {
-            break began.elapsed();
-        }
-        assert!(began.elapsed() < Duration::from_secs(60), "no promotion");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
-    let written = loop {
-        if let Some(at) = *first_write.lock().unwrap() {
-            break at - began;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(60),
-            "no write after the failover"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+    let promoted = promotion(&replicas, began).await;
+    let written = first_write_after(&first_write, began).await;
     stop.store(true, Ordering::Relaxed);
     for writer in writers {
         writer.await.expect("writer");
@@ -223,6 +199,134 @@ async fn failover_round(pause: bool) -> (Duration, Duration) {
         topology.server(old).resume(pid);
     }
     (promoted, written)
+}
+
+/// One failover of the master of the hub's slot on a fresh cluster: the time until its
+/// replica answers `ROLE` as master, and the time until the store's first successful write to
+/// a session of that master, both from the outage.
+async fn cluster_failover_round(pause: bool) -> (Duration, Duration) {
+    let mut topology = ClusterTopology::start().expect("a cluster");
+    let prefix = unique_prefix();
+    let store = topology
+        .store_with_prefix(&prefix, HOUR)
+        .await
+        .timeout(TIMEOUT);
+    let old = topology.master_of(&format!("{prefix}:hub:{{{prefix}}}:clock"));
+    // Sessions of users whose slot the failing master serves.
+    let mut ids = Vec::new();
+    for n in 0.. {
+        if ids.len() == TASKS {
+            break;
+        }
+        let user = format!("f{n}");
+        let id = store.new_session_id(&user);
+        let key = format!("{prefix}:session:{{{}}}:{id}", &id[..4]);
+        if topology.master_of(&key) == old {
+            ids.push((user, id));
+        }
+    }
+    let replicas: Vec<u16> = topology
+        .nodes
+        .iter()
+        .map(|node| node.port())
+        .filter(|port| query(*port, "ROLE").is_ok_and(|role| role.contains("slave")))
+        .collect();
+    let (first_write, outage, stop, writers) = spawn_writers(&store, ids);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let synced = ws_session_testkit::cluster::wait_for_replica(&topology, old).await;
+    assert_eq!(synced, 1, "the replica has the sessions");
+
+    let began = Instant::now();
+    let paused = if pause {
+        Some(topology.node(old).pause())
+    } else {
+        topology.node(old).stop();
+        None
+    };
+    *outage.lock().unwrap() = Some(began);
+    let promoted = promotion(&replicas, began).await;
+    let written = first_write_after(&first_write, began).await;
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    if let Some(pid) = paused {
+        topology.node(old).resume(pid);
+    }
+    (promoted, written)
+}
+
+/// When a write succeeded first after the outage began, when it began, whether to stop, and
+/// the writers.
+type Writers = (
+    Arc<std::sync::Mutex<Option<Instant>>>,
+    Arc<std::sync::Mutex<Option<Instant>>>,
+    Arc<AtomicBool>,
+    Vec<tokio::task::JoinHandle<()>>,
+);
+
+/// One writer per session of `sessions` (user and id), each writing every 2 ms until told to
+/// stop, noting the first write that succeeds after the outage began.
+fn spawn_writers(store: &RedisStore, sessions: Vec<(String, String)>) -> Writers {
+    let first_write = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let outage = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for (user, id) in sessions {
+        let store = store.clone();
+        let (first_write, outage, stop) = (
+            Arc::clone(&first_write),
+            Arc::clone(&outage),
+            Arc::clone(&stop),
+        );
+        writers.push(tokio::spawn(async move {
+            store.create_session(&id, &user).await.expect("create");
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let sent = Instant::now();
+                let ok = store.set_session_data(&id, "n", json!(n)).await.is_ok();
+                let began = *outage.lock().unwrap();
+                // Only a write sent after the outage began tells that the store is back.
+                if ok && began.is_some_and(|began| sent > began) {
+                    first_write.lock().unwrap().get_or_insert(Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }));
+    }
+    (first_write, outage, stop, writers)
+}
+
+/// The time from `began` until one of `replicas` answers `ROLE` as master.
+async fn promotion(replicas: &[u16], began: Instant) -> Duration {
+    loop {
+        let master = replicas
+            .iter()
+            .any(|port| query(*port, "ROLE").is_ok_and(|role| role.contains("master")));
+        if master {
+            return began.elapsed();
+        }
+        assert!(began.elapsed() < Duration::from_secs(60), "no promotion");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The time from `began` until `first_write` is noted.
+async fn first_write_after(
+    first_write: &std::sync::Mutex<Option<Instant>>,
+    began: Instant,
+) -> Duration {
+    loop {
+        if let Some(at) = *first_write.lock().unwrap() {
+            return at - began;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "no write after the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 fn median(values: &[f64]) -> f64 {

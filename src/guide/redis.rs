@@ -1,6 +1,7 @@
 //! # The Redis layout, for operators
 //!
-//! With the prefix `app`:
+//! On one server, alone or behind Sentinel, with the prefix `app` (a Redis Cluster adds hash
+//! tags to these names: see [Redis Cluster](#redis-cluster) below):
 //!
 //! | key                          | type | holds | TTL |
 //! |------------------------------|------|-------|-----|
@@ -104,11 +105,13 @@
 //! - Redis down: every operation fails within the store's timeout (2 s by default) with
 //!   `Error::Unavailable`; once Redis is back the same store works again.
 //!
-//! The scripts derive the user set's key from the session hash, so the store needs one Redis
-//! (or Valkey) master, alone or with replicas behind Sentinel (below); Redis Cluster is not
-//! supported yet. They carry the store's configuration (prefix, TTL, key limit) as constants, so
-//! each configuration has scripts of its own in Redis's script cache; a store loads them when
-//! Redis first answers `NOSCRIPT` (a new server, a restart, a `SCRIPT FLUSH`).
+//! On one server, the scripts derive the user set's key from the session hash, and a session's
+//! rooms' keys from its rooms: this layout needs one Redis (or Valkey) master, alone or with
+//! replicas behind Sentinel (below). [`RedisStore::connect`](crate::RedisStore::connect)
+//! refuses a node of a Redis Cluster, which has a layout of its own (further below). The
+//! scripts carry the store's configuration (prefix, TTL, key limit) as constants, so each
+//! configuration has scripts of its own in Redis's script cache; a store loads them when Redis
+//! first answers `NOSCRIPT` (a new server, a restart, a `SCRIPT FLUSH`, a promoted replica).
 //!
 //! # Redis Sentinel
 //!
@@ -165,3 +168,110 @@
 //! replica has it. Redis has no fully synchronous mode; `WAIT` after each write would give one
 //! write's durability at the cost of a replica round trip per write, and this crate does not
 //! send it.
+//!
+//! # Redis Cluster
+//!
+//! For more sessions than one master holds, run a Redis Cluster (a replica per master, for
+//! failover) and build the store with
+//! [`RedisStore::connect_cluster`](crate::RedisStore::connect_cluster) from a few of its nodes.
+//! The chat example does this when `REDIS_CLUSTER=host:port,...` is set.
+//!
+//! **Session ids carry a slot.** A session's keys and its user's set and detached sessions
+//! share one slot, so that creating, writing, listing and removing stay single atomic scripts.
+//! The slot comes from a *slot tag*: four hex digits of the SHA-256 of the user id. A session
+//! id on a cluster starts with its user's tag, so that the store finds a session's slot from
+//! its id alone: [`SessionStore::new_session_id`](crate::SessionStore::new_session_id) makes
+//! such ids (the layer uses it), and [`create_session`](crate::SessionStore::create_session)
+//! refuses an id that does not start with its user's tag (`InvalidInput::IdWithoutSlot`). An
+//! anonymous session, whose user id is its own id, has a random tag. With 65,536 tags, the
+//! sessions of different users spread over every master; one user's sessions share a slot.
+//!
+//! **Keys.** Every name of the table above carries a hash tag after its kind:
+//!
+//! | key | slot |
+//! |-----|------|
+//! | `app:session:{T}:{id}`, `app:session_rooms:{T}:{id}` | the tag `T` of the session's user (the first four characters of the id) |
+//! | `app:user_sessions:{T}:{user}`, `app:user_detached:{T}:{user}` | the user's tag |
+//! | `app:room_members:{app}:{room}` | the hub's: `{app}`, the prefix |
+//! | `app:hub:{app}:clock`, `app:hub:{app}:kept`, `app:hub:{app}:kept_at`, `app:hub:{app}:kept_total`, `app:hub:{app}:sent` | the hub's |
+//! | `app:history:{app}:all`, `app:history:{app}:user:{user}`, `app:history:{app}:room:{room}`, `app:history:{app}:session:{id}` | the hub's |
+//!
+//! and the channels are `app:hub:{app}:all`, `app:hub:{app}:node:{node}`,
+//! `app:hub:{app}:user:{user}` and `app:hub:{app}:room:{room}`, shard channels in the hub's
+//! slot, which the hub publishes with `SPUBLISH` and subscribes with `SSUBSCRIBE`. For
+//! example `app:session:{3f2a}:3f2a9c41...` and `app:user_sessions:{3f2a}:alice`. The prefix
+//! may hold no `{` or `}`. `app:hub:{app}:sent` holds, per hub node, the number of its last
+//! send (see below).
+//!
+//! **One slot for the hub.** The clock, the histories, the rooms' sets and the channels share
+//! the hub's slot, so that one script keeps a message under the next offset and publishes it,
+//! as on one server. Sessions do not: they spread. The hub's throughput is then one master's
+//! (`docs/performance.md` in the repository has the fan-out figure beside one server's); a
+//! room's membership and the hub's messages are as busy as that one master allows.
+//!
+//! **Every script touches only keys it declares**, all of one slot: Redis refuses a script
+//! whose declared keys span slots, and the store's scripts name no key that is not among
+//! their `KEYS` (the crate's tests run every script against a single-node cluster, where any
+//! other slot fails, with a check that fails any undeclared key). Where one server's script
+//! also wrote a key of another slot, the store makes a second call in that slot, after the
+//! first, before the operation answers:
+//!
+//! - A room's set is an index of the sessions' own records of their rooms
+//!   (`session_rooms`), which are the truth: a join adds the session to the room's set
+//!   first, then to its record (taking it out again if the record refuses); a leave, a
+//!   removal or a detach that evicts a session takes it out of its record first, then out of
+//!   the set. So the set holds every member, and a read of a room's members
+//!   ([`members`]) reads it, checks each session against its record (one script per slot),
+//!   and drops the sessions that are gone.
+//! - A write that renews a session's TTL keeps its user set and rooms alive with a call of
+//!   their own; the histories a kept message pushes past the bound in all are evicted by one;
+//!   a new session reads the hub's clock first.
+//! - Listing a user's sessions, creating at the cap, removing all of a user's sessions and a
+//!   detach that evicts need the keys of the user's other sessions: the store reads the
+//!   user's set (or detached set), then sends the script with those keys; a script that finds
+//!   the set changed in between answers so, writes nothing, and the store reads again.
+//!
+//! A crash between the two calls leaves a room's set naming a session that has left (the
+//! reads of members skip it, and drop it once the session is gone), or a user set or a room's
+//! set with a shorter TTL than it should have (the next renewal or the keep-alive repairs it).
+//!
+//! **Sent again, applied once.** The cluster client sends a request again after the
+//! connection it went out on drops, even if the request had reached the server. A create
+//! carries a nonce its session keeps, so the same create sent again answers `OK`, not
+//! `AlreadyExists`; a claim sent again finds its own new token in place and answers as it did
+//! (without counting another attachment); every message the hub keeps or sends to a session
+//! carries its node's next number, and a number not above the last one `app:hub:{app}:sent`
+//! records for that node is neither kept nor published again. Writes of data, touches,
+//! joins, leaves and removals give the same state when applied twice.
+//!
+//! **Failover.** When a master fails, its replica is promoted by the cluster itself (after
+//! `cluster-node-timeout`). What the store does:
+//!
+//! - It keeps one connection to each node and follows slots as they move (`MOVED`). It asks a
+//!   node for the map of slots to masters every 500 ms, and when the masters change, or an
+//!   operation fails on a connection that is gone, silent past the timeout, read-only, or sent
+//!   to a node without the slot (`CLUSTERDOWN`), it opens a new connection from a map that
+//!   covers every slot (a node that came back empty, knowing no slot, is not asked) and puts it
+//!   in place of the old one.
+//! - The hub's subscriber connects to the master of the hub's slot, as the cluster names it,
+//!   and subscribes there. When the connection drops, the server drops its subscriptions (the
+//!   slot left it), or another master serves the slot (asked every 500 ms), it connects to
+//!   the new master and subscribes again to every channel. All its channels share one slot, so
+//!   none can be left behind on a connection that resubscribed only some.
+//! - While a slot has no master, the operations on it fail with `Error::Unavailable` within
+//!   the store's timeout (the others go on), and upgrades whose session lands there, or that
+//!   need the hub, get `503`. Once a replica is promoted, everything works again without a
+//!   restart. A demoted master that comes back takes no write from the store: the store's
+//!   connection has moved to the new map, and the old master, now a replica or empty, serves
+//!   no slot.
+//!
+//! What a failover can lose, and how to close the window: as with Sentinel, replication is
+//! asynchronous, and a write a master acknowledged before its replica had it is lost when the
+//! replica is promoted. `min-replicas-to-write 1` with `min-replicas-max-lag 10` on every
+//! master bounds that loss to the replication lag (a master cut off from its replica stops
+//! taking writes), at the price of refusing writes (`NOREPLICAS`, reported as
+//! `Error::Unavailable`) on a master whose replica is down. Messages published while a node's
+//! subscriber moves to the new master are not delivered live to that node; a client that
+//! resumes gets the kept ones from the history.
+//!
+//! [`members`]: crate::hub::Hub::members

@@ -15,18 +15,18 @@
 //!   answers `NEED_KEYS` when the caller did not declare them, and the store reads the user's
 //!   set and calls again with them.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use ::redis::{IntoConnectionInfo, Value};
 use futures_util::future::join_all;
 
 use super::RedisStore;
-use super::cluster_pool::{ClusterPool, cluster_client, watch};
+use super::cluster_pool::{ClusterPool, WATCH_EVERY, cluster_client};
 use super::command::Command;
 use super::conn::{DEFAULT_TIMEOUT, Failure, redis_error, server_url};
 use super::keys::{Keys, Layout, Slot, check_cluster_prefix};
-use super::pool::{Pool, PubSubSource};
+use super::pool::{Connections, Pool, PubSubSource};
 use super::reply::{string, unexpected};
 use super::scripts::NEED_KEYS;
 use super::write::Write;
@@ -81,7 +81,7 @@ impl RedisStore {
             .map(|url| url.as_str().into_connection_info())
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(redis_error)?;
-        let client = cluster_client(seeds.clone()).map_err(redis_error)?;
+        let client = cluster_client(seeds.clone(), DEFAULT_TIMEOUT).map_err(redis_error)?;
         let conn = match tokio::time::timeout(DEFAULT_TIMEOUT, client.get_async_connection()).await
         {
             Ok(conn) => conn.map_err(redis_error)?,
@@ -89,7 +89,7 @@ impl RedisStore {
         };
         let seed = seeds[0].clone();
         let keys = Keys::new(prefix, Layout::Cluster);
-        let pool = Pool::Cluster(Arc::new(ClusterPool::new(seeds, conn)));
+        let pool = Pool::Cluster(Arc::new(ClusterPool::new(seeds, conn, DEFAULT_TIMEOUT)));
         let mut store = RedisStore::on(pool, keys, ttl);
         Arc::make_mut(&mut store.inner).pubsub = Some(PubSubSource::Cluster(Box::new(seed)));
         tokio::spawn(watch(Arc::downgrade(&store.inner.connections)));
@@ -312,6 +312,31 @@ impl RedisStore {
             Value::Array(ids) | Value::Set(ids) => ids.into_iter().map(string).collect(),
             other => Err(unexpected("a set of session ids", &other)),
         }
+    }
+}
+
+/// The watcher of a store's cluster: every [`WATCH_EVERY`], renews the connection when the
+/// masters of the slots changed. Ends when the store (every clone) is gone.
+pub(super) async fn watch(connections: Weak<Connections>) {
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        let Some(connections) = connections.upgrade() else {
+            return;
+        };
+        let Pool::Cluster(pool) = &connections.pool else {
+            return;
+        };
+        // An operation's heal runs already: it renews the connection anyway.
+        if connections
+            .healing
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            continue;
+        }
+        pool.renew(3 * DEFAULT_TIMEOUT, true).await;
+        connections
+            .healing
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 }
 

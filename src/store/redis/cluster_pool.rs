@@ -10,15 +10,12 @@
 //! no slot (a node that came back empty), so a new connection starts from the nodes of a map
 //! that covers every slot.
 
-use std::sync::{Mutex, PoisonError, RwLock, Weak};
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use ::redis::cluster::{ClusterClient, ClusterClientBuilder};
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::{ConnectionAddr, ConnectionInfo, RedisError, Value};
-
-use super::conn::DEFAULT_TIMEOUT;
-use super::pool::{Connections, Pool};
 
 /// How long the cluster client waits for a connection to one node. A node that accepts a
 /// connection and then answers nothing (paused, cut off) holds up a new connection to the
@@ -35,6 +32,8 @@ pub(super) struct ClusterPool {
     current: RwLock<ClusterConnection>,
     /// The map the current connection was opened from; `None` when it is not known.
     map: Mutex<Option<SlotMap>>,
+    /// How long a new connection waits for a node's answer.
+    response_timeout: Duration,
 }
 
 /// Which master serves each range of slots, and every node of the map.
@@ -47,12 +46,17 @@ struct SlotMap {
 }
 
 impl ClusterPool {
-    /// A pool on `conn`, a connection opened from `seeds`.
-    pub(super) fn new(seeds: Vec<ConnectionInfo>, conn: ClusterConnection) -> Self {
+    /// A pool on `conn`, a connection opened from `seeds` with `response_timeout`.
+    pub(super) fn new(
+        seeds: Vec<ConnectionInfo>,
+        conn: ClusterConnection,
+        response_timeout: Duration,
+    ) -> Self {
         ClusterPool {
             seeds,
             current: RwLock::new(conn),
             map: Mutex::new(None),
+            response_timeout,
         }
     }
 
@@ -80,7 +84,9 @@ impl ClusterPool {
                 return Ok(None);
             }
             let nodes = map.nodes.iter().map(|node| self.node(node)).collect();
-            let fresh = cluster_client(nodes)?.get_async_connection().await?;
+            let fresh = cluster_client(nodes, self.response_timeout)?
+                .get_async_connection()
+                .await?;
             Ok::<_, RedisError>(Some((fresh, map)))
         })
         .await;
@@ -135,10 +141,13 @@ impl ClusterPool {
 }
 
 /// A cluster client that starts from `nodes`, as the store configures it.
-pub(super) fn cluster_client(nodes: Vec<ConnectionInfo>) -> Result<ClusterClient, RedisError> {
+pub(super) fn cluster_client(
+    nodes: Vec<ConnectionInfo>,
+    response_timeout: Duration,
+) -> Result<ClusterClient, RedisError> {
     ClusterClientBuilder::new(nodes)
         .connection_timeout(NODE_CONNECT_TIMEOUT)
-        .response_timeout(DEFAULT_TIMEOUT)
+        .response_timeout(response_timeout)
         .build()
 }
 
@@ -177,31 +186,6 @@ fn full_map(ranges: &[Value]) -> Option<SlotMap> {
     }
     masters.sort_unstable();
     (covered == 16384).then_some(SlotMap { masters, nodes })
-}
-
-/// The watcher of a store's cluster: every [`WATCH_EVERY`], renews the connection when the
-/// masters of the slots changed. Ends when the store (every clone) is gone.
-pub(super) async fn watch(connections: Weak<Connections>) {
-    loop {
-        tokio::time::sleep(WATCH_EVERY).await;
-        let Some(connections) = connections.upgrade() else {
-            return;
-        };
-        let Pool::Cluster(pool) = &connections.pool else {
-            return;
-        };
-        // An operation's heal runs already: it renews the connection anyway.
-        if connections
-            .healing
-            .swap(true, std::sync::atomic::Ordering::AcqRel)
-        {
-            continue;
-        }
-        pool.renew(3 * DEFAULT_TIMEOUT, true).await;
-        connections
-            .healing
-            .store(false, std::sync::atomic::Ordering::Release);
-    }
 }
 
 #[cfg(test)]

@@ -2,15 +2,20 @@
 //!
 //! # Layout
 //!
-//! With the prefix `app`, the sessions and the user index are:
+//! On one server (alone or behind Sentinel), with the prefix `app`, the sessions and the user
+//! index are:
 //!
 //! | key                          | type | holds |
 //! |------------------------------|------|-------|
 //! | `app:session:{id}`           | Hash | the session |
 //! | `app:user_sessions:{user}`   | Set  | the ids of the user's sessions |
 //!
-//! The hub's rooms, the detached sessions of resume and the hub's history add more keys; every
-//! name is built in `keys.rs`, whose table lists them all.
+//! On a Redis Cluster the same names carry a hash tag after their kind
+//! (`app:session:{T}:{id}`, `app:user_sessions:{T}:{user}`, where `T` is the user's slot tag,
+//! which the session id starts with), so that each operation's keys share a slot. The hub's
+//! rooms, the detached sessions of resume and the hub's history add more keys; every name is
+//! built in `keys.rs`, whose table lists them all, and the [Redis guide](crate::guide::redis)
+//! describes both layouts.
 //!
 //! Fields of a session hash:
 //!
@@ -83,10 +88,13 @@
 //! checks, and answers each apart, so a write that is refused (or finds a key of the wrong
 //! type) changes nothing and leaves the others as they are; each caller keeps its own timeout.
 //!
-//! The scripts derive the user set's key from the session's `meta:user_id`, so they touch keys
-//! that are not passed as `KEYS`: the store needs a single Redis master, at a fixed address
-//! ([`RedisStore::connect`]) or found through Redis Sentinel ([`RedisStore::connect_sentinel`],
-//! which follows the master through failovers), not Redis Cluster.
+//! On one server the scripts derive the user set's key from the session's `meta:user_id`, so
+//! they touch keys that are not passed as `KEYS`: that layout needs a single Redis master, at a
+//! fixed address ([`RedisStore::connect`]) or found through Redis Sentinel
+//! ([`RedisStore::connect_sentinel`], which follows the master through failovers). On a Redis
+//! Cluster ([`RedisStore::connect_cluster`]) every script declares every key it touches, all of
+//! one slot, and an operation that also writes a key of another slot makes a second call there
+//! (see `cluster.rs`).
 //!
 //! The scripts carry the store's prefixes, TTL and key limit as constants, so stores configured
 //! differently run scripts of their own. A store loads its scripts whenever Redis answers
