@@ -926,16 +926,17 @@ async fn closing_all_sockets_for_a_shutdown_sends_1001_and_removes_the_sessions(
 
 /// On a cluster, a node's sharded subscriptions (all in the hub's slot) come back on every
 /// channel after its connection is killed (`CLIENT KILL TYPE pubsub` on every master): each
-/// room, the user's, the node's and everyone's channel is probed once.
+/// room, the user's, the node's and everyone's channel is probed once. On a cluster of its own,
+/// whose other subscribers it would kill too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_cluster_a_killed_subscriber_comes_back_on_every_channel() {
+    let Some(topology) = support::cluster::ClusterTopology::start() else {
+        return;
+    };
     let prefix = unique_prefix();
     let mut stores = Vec::new();
     for _ in 0..2 {
-        let Some(store) = support::redis_store_of(Kind::Cluster, &prefix, HOUR).await else {
-            return;
-        };
-        stores.push(store);
+        stores.push(topology.store_with_prefix(&prefix, HOUR).await);
     }
     let cluster = redis_instances(stores, InboxLimits::default()).await;
     let mut reader = Client::connect(cluster.addr(1), "reader").await;
@@ -943,7 +944,6 @@ async fn on_a_cluster_a_killed_subscriber_comes_back_on_every_channel() {
     for room in &rooms {
         reader.ok(json!({"op": "join", "room": room})).await;
     }
-    let topology = support::cluster::shared().expect("the shared cluster runs");
     for _ in 0..2 {
         let mut killed = 0;
         for port in topology.master_ports() {

@@ -193,15 +193,15 @@
 //! | `app:session:{T}:{id}`, `app:session_rooms:{T}:{id}` | the tag `T` of the session's user (the first four characters of the id) |
 //! | `app:user_sessions:{T}:{user}`, `app:user_detached:{T}:{user}` | the user's tag |
 //! | `app:room_members:{app}:{room}` | the hub's: `{app}`, the prefix |
-//! | `app:hub:{app}:clock`, `app:hub:{app}:kept`, `app:hub:{app}:kept_at`, `app:hub:{app}:kept_total`, `app:hub:{app}:sent` | the hub's |
+//! | `app:hub:{app}:clock`, `app:hub:{app}:kept`, `app:hub:{app}:kept_at`, `app:hub:{app}:kept_total`, `app:hub:{app}:sent:{node}` | the hub's |
 //! | `app:history:{app}:all`, `app:history:{app}:user:{user}`, `app:history:{app}:room:{room}`, `app:history:{app}:session:{id}` | the hub's |
 //!
 //! and the channels are `app:hub:{app}:all`, `app:hub:{app}:node:{node}`,
 //! `app:hub:{app}:user:{user}` and `app:hub:{app}:room:{room}`, shard channels in the hub's
 //! slot, which the hub publishes with `SPUBLISH` and subscribes with `SSUBSCRIBE`. For
 //! example `app:session:{3f2a}:3f2a9c41...` and `app:user_sessions:{3f2a}:alice`. The prefix
-//! may hold no `{` or `}`. `app:hub:{app}:sent` holds, per hub node, the number of its last
-//! send (see below).
+//! may hold no `{` or `}`. `app:hub:{app}:sent:{node}` holds the number of a hub node's last
+//! send (see below), for a day after it.
 //!
 //! **One slot for the hub.** The clock, the histories, the rooms' sets and the channels share
 //! the hub's slot, so that one script keeps a message under the next offset and publishes it,
@@ -240,9 +240,9 @@
 //! carries a nonce its session keeps, so the same create sent again answers `OK`, not
 //! `AlreadyExists`; a claim sent again finds its own new token in place and answers as it did
 //! (without counting another attachment); every message the hub keeps or sends to a session
-//! carries its node's next number, and a number not above the last one `app:hub:{app}:sent`
-//! records for that node is neither kept nor published again. Writes of data, touches,
-//! joins, leaves and removals give the same state when applied twice.
+//! carries its node's next number, and a number not above the last one
+//! `app:hub:{app}:sent:{node}` records is neither kept nor published again. Writes of data,
+//! touches, joins, leaves and removals give the same state when applied twice.
 //!
 //! **Failover.** When a master fails, its replica is promoted by the cluster itself (after
 //! `cluster-node-timeout`). What the store does:

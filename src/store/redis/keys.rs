@@ -17,7 +17,7 @@
 //! | `app:hub:kept`                 | Hash    | the payload bytes each history holds |
 //! | `app:hub:kept_at`              | Sorted set | each history, by when it was last written |
 //! | `app:hub:kept_total`           | String  | the payload bytes every history holds together |
-//! | `app:hub:sent`                 | Hash    | on a cluster only: each publishing node's last send |
+//! | `app:hub:sent:{node}`          | String  | on a cluster only: the number of a publishing node's last send |
 //! | `app:hub:all`                  | channel | envelopes for every connection |
 //! | `app:hub:node:{node}`          | channel | envelopes for single sessions held by one node |
 //! | `app:hub:user:{user}`          | channel | envelopes for every connection of a user |
@@ -114,7 +114,7 @@ pub(crate) struct Keys {
     pub(crate) kept_at: String,
     /// `{prefix}:hub:kept_total`
     pub(crate) kept_total: String,
-    /// `{prefix}:hub:sent`: on a cluster, each publishing node's last send
+    /// `{prefix}:hub:sent:`: on a cluster, a publishing node's last send
     pub(crate) hub_sent: String,
     /// `{prefix}:history:all`
     history_all: String,
@@ -153,7 +153,7 @@ impl Keys {
             kept_bytes: format!("{prefix}:hub:{hub}kept"),
             kept_at: format!("{prefix}:hub:{hub}kept_at"),
             kept_total: format!("{prefix}:hub:{hub}kept_total"),
-            hub_sent: format!("{prefix}:hub:{hub}sent"),
+            hub_sent: format!("{prefix}:hub:{hub}sent:"),
             history_all: format!("{prefix}:history:{hub}all"),
             history_user: format!("{prefix}:history:{hub}user:"),
             history_room: format!("{prefix}:history:{hub}room:"),

@@ -207,7 +207,7 @@ impl RedisStore {
                     let mut command =
                         Command::script(&scripts.publish, 6 + usize::from(reached_by.is_some()));
                     command.arg(&keys.clock).arg(keys.history(stream));
-                    kept_keys(&mut command, keys);
+                    kept_keys(&mut command, keys, node_id);
                     if let Some(set) = reached_by {
                         command.arg(set);
                     }
@@ -232,7 +232,7 @@ impl RedisStore {
                 let history = keys.history(&Stream::Session(id.clone()));
                 let mut command = Command::script(&scripts.send, if cluster { 6 } else { 3 });
                 if cluster {
-                    command.arg(&keys.hub_sent);
+                    command.joined(&keys.hub_sent, node_id);
                 } else if let Ok(slot) = keys.session_slot(id) {
                     command.key(&keys.session, slot, id);
                 }
@@ -457,11 +457,11 @@ fn target(values: Vec<Value>) -> Option<SessionTarget> {
     }
 }
 
-/// The keys of the histories' accounting, then the record of the publishers' numbers: what a
-/// kept message declares on a cluster after its clock and history.
-fn kept_keys(command: &mut Command<'_>, keys: &Keys) {
+/// The keys of the histories' accounting, then the record of node `node_id`'s last send:
+/// what a kept message declares on a cluster after its clock and history.
+fn kept_keys(command: &mut Command<'_>, keys: &Keys, node_id: &str) {
     kept_keys_only(command, keys);
-    command.arg(&keys.hub_sent);
+    command.joined(&keys.hub_sent, node_id);
 }
 
 /// The keys of the histories' accounting.

@@ -1,8 +1,8 @@
 -- KEYS[1] the hub's clock, KEYS[2] the history of the topic, KEYS[3] (absent for everyone) the
 --   set of the sessions the topic reaches: a room's members or a user's sessions. On a
 --   cluster, KEYS[3] KEPT_BYTES_KEY, KEYS[4] KEPT_AT_KEY, KEYS[5] KEPT_TOTAL_KEY, KEYS[6] the
---   hub's record of its publishers' sequence numbers, KEYS[7] (absent for everyone and for a
---   user, whose set lives in another slot) a room's members.
+--   record of the publishing node's last send, KEYS[7] (absent for everyone and for a user,
+--   whose set lives in another slot) a room's members.
 -- ARGV[1] channel, ARGV[2] kind byte, ARGV[3] target (the session left out), ARGV[4] payload, ARGV[5] messages kept,
 -- ARGV[6] retention ms, ARGV[7] bytes kept per history, ARGV[8] bytes kept in all; on a
 --   cluster ARGV[9] the publishing node, ARGV[10] its sequence number for this send
@@ -14,7 +14,7 @@
 -- neither kept nor published twice.
 local reached = KEYS[3]
 if CLUSTER then
-  if not first_send(KEYS[6], ARGV[9], ARGV[10]) then
+  if not first_send(KEYS[6], ARGV[10]) then
     return { -1, {} }
   end
   reached = KEYS[7]

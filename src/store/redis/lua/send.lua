@@ -1,5 +1,5 @@
--- KEYS[1] on one server the session hash, on a cluster the hub's record of its publishers'
---   sequence numbers; KEYS[2] the hub's clock, KEYS[3] the session's history; on a cluster
+-- KEYS[1] on one server the session hash, on a cluster the record of the publishing node's
+--   last send; KEYS[2] the hub's clock, KEYS[3] the session's history; on a cluster
 --   KEYS[4] KEPT_BYTES_KEY, KEYS[5] KEPT_AT_KEY, KEYS[6] KEPT_TOTAL_KEY
 -- ARGV[1] kind byte, ARGV[2] target, ARGV[3] payload, ARGV[4] messages kept (0: no history),
 -- ARGV[5] retention ms, ARGV[6] bytes kept per history, ARGV[7] bytes kept in all; on a
@@ -12,7 +12,7 @@
 -- for a send this call already made.
 local node, left
 if CLUSTER then
-  if not first_send(KEYS[1], ARGV[10], ARGV[11]) then
+  if not first_send(KEYS[1], ARGV[11]) then
     return { OK, {} }
   end
   node = ARGV[8]
