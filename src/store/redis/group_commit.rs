@@ -25,6 +25,12 @@
 //! pool: with several connections, each call goes out on whichever the pool gives. Writes of
 //! one caller, which awaits each, keep their order.
 //!
+//! On a Redis Cluster a call carries the writes of one slot only (the sessions of one user
+//! tag): a batch takes the queued writes of its first write's slot, and the others wait for
+//! a later batch. Writes of different users rarely share a slot, so there the bound is
+//! [`MAX_IN_FLIGHT_ON_CLUSTER`]: the masters work on many calls at once, and writes queue
+//! only past it.
+//!
 //! [`GroupCommit`] owns the queue and the right to send (the turn); it is the only state here.
 
 use std::collections::VecDeque;
@@ -45,6 +51,9 @@ pub(super) const MAX_SESSIONS: usize = 64;
 pub(super) const MAX_BYTES: usize = 256 * 1024;
 /// At most this many calls of the write script are in flight at once.
 pub(super) const MAX_IN_FLIGHT: usize = 4;
+/// On a cluster, at most this many: a call carries the writes of one slot, so writes of
+/// different slots cannot share one, and the masters work on several at once.
+pub(super) const MAX_IN_FLIGHT_ON_CLUSTER: usize = 64;
 
 /// The queue of writes waiting for the next call, and whether a call is in flight.
 #[derive(Default)]
@@ -131,7 +140,12 @@ impl RedisStore {
         let queue = &self.inner.commit;
         let answer = {
             let mut state = queue.lock();
-            if state.in_flight >= MAX_IN_FLIGHT || !state.queue.is_empty() {
+            let most = if self.on_cluster() {
+                MAX_IN_FLIGHT_ON_CLUSTER
+            } else {
+                MAX_IN_FLIGHT
+            };
+            if state.in_flight >= most || !state.queue.is_empty() {
                 let (answer, receiver) = oneshot::channel();
                 state.queue.push_back(Waiting {
                     write,
