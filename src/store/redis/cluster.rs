@@ -46,8 +46,8 @@ impl RedisStore {
     /// its keys out so that each atomic operation touches one slot while the sessions of
     /// different users spread over every master (see the [Redis guide](crate::guide::redis)).
     /// A session id on a cluster starts with its user's slot tag: make ids with
-    /// [`new_session_id`](Self::new_session_id) (a [`SessionLayer`](crate::SessionLayer)
-    /// does).
+    /// [`new_session_id`](crate::SessionStore::new_session_id) (a
+    /// [`SessionLayer`](crate::SessionLayer) does).
     ///
     /// ```no_run
     /// use std::time::Duration;
