@@ -29,6 +29,11 @@ use ws_session::{Error, RedisStore, SessionStore};
 use ws_session_testkit::app;
 
 const HOUR: Duration = Duration::from_secs(3600);
+
+/// The tests of this file take turns: each runs a topology of its own, whose failovers hang on
+/// timeouts of a second or two, which two topologies failing over at once on two cores could
+/// stretch into failovers nobody caused.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// The operation timeout of every store of these tests.
 const TIMEOUT: Duration = Duration::from_millis(500);
 /// What a loaded two-core machine may add to an operation's timeout before it answers.
@@ -51,21 +56,25 @@ enum Outage {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_master_is_replaced_without_losing_what_reached_the_replicas() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     failover(Topology::sentinel(), Outage::Kill).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_master_is_replaced_and_takes_no_write_when_it_wakes() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     failover(Topology::sentinel(), Outage::Pause).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_cluster_master_is_replaced_without_losing_what_reached_its_replica() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     failover(Topology::cluster(), Outage::Kill).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_cluster_master_is_replaced_and_takes_no_write_when_it_wakes() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     failover(Topology::cluster(), Outage::Pause).await;
 }
 
@@ -592,6 +601,7 @@ fn assert_bounded(who: &str, outcomes: &[Outcome]) {
 /// through the hub's shard channels.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chat_example_runs_on_a_cluster() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let Some(topology) = ClusterTopology::start() else {
         return;
     };
@@ -619,6 +629,7 @@ async fn the_chat_example_runs_on_a_cluster() {
 /// name, and goes on through a failover without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chat_example_follows_the_sentinels_through_a_failover() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let Some(mut topology) = SentinelTopology::start() else {
         return;
     };
@@ -691,6 +702,7 @@ async fn the_chat_example_follows_the_sentinels_through_a_failover() {
 /// writes again as soon as the master takes writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_short_of_replicas_makes_writes_unavailable_until_it_is_not() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let Some(topology) = SentinelTopology::start() else {
         return;
     };
@@ -763,6 +775,7 @@ async fn no_sentinel_reachable_is_unavailable_in_time() {
 /// that sentinel first in its list, follows the master most sentinels name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sentinel_that_missed_a_failover_is_outvoted() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let Some(mut topology) = SentinelTopology::start() else {
         return;
     };
