@@ -5,7 +5,8 @@
 //! cut off) answers nothing, and a master that comes back empty at its old address answers
 //! `CLUSTERDOWN`: either way the connection would go on sending that master's slots there.
 //! So the store renews its connection: when an operation finds it wrong (see `conn.rs`), and
-//! when the map of slots to masters changes (a watcher asks every [`WATCH_EVERY`]). redis-rs
+//! when the map of slots to masters changes (a watcher asks a node of the connection every
+//! [`WATCH_EVERY`]). redis-rs
 //! takes its slot map from the first node that answers `CLUSTER SLOTS`, even one that knows
 //! no slot (a node that came back empty), so a new connection starts from the nodes of a map
 //! that covers every slot.
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use ::redis::cluster::{ClusterClient, ClusterClientBuilder};
 use ::redis::cluster_async::ClusterConnection;
+use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use ::redis::{ConnectionAddr, ConnectionInfo, RedisError, Value};
 
 /// How long the cluster client waits for a connection to one node. A node that accepts a
@@ -72,7 +74,10 @@ impl ClusterPool {
     /// the current connection's.
     pub(super) async fn renew(&self, timeout: Duration, only_if_moved: bool) {
         let renewed = tokio::time::timeout(timeout, async {
-            let map = self.full_map().await?;
+            let map = match self.map_seen_now().await {
+                Some(map) => map,
+                None => self.full_map().await?,
+            };
             let current = self
                 .map
                 .lock()
@@ -99,6 +104,20 @@ impl ClusterPool {
             Ok(Ok(None)) => {}
             Ok(Err(error)) => tracing::debug!(%error, "no new Redis Cluster connection"),
             Err(_) => tracing::debug!("a new Redis Cluster connection did not open in time"),
+        }
+    }
+
+    /// The map a node of the current connection tells (any one of them: `CLUSTER SLOTS`
+    /// needs no key), if it covers every slot: a look that opens no connection, which the
+    /// watcher takes every time.
+    async fn map_seen_now(&self) -> Option<SlotMap> {
+        let mut conn = self.get();
+        let mut cmd = ::redis::cmd("CLUSTER");
+        cmd.arg("SLOTS");
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
+        match tokio::time::timeout(NODE_CONNECT_TIMEOUT, conn.route_command(cmd, routing)).await {
+            Ok(Ok(Value::Array(ranges))) => full_map(&ranges),
+            _ => None,
         }
     }
 
