@@ -17,18 +17,19 @@
 //! medians. `CLUSTER_ROUNDS` sets the rounds of each (default 3), `CLUSTER_SECS` the seconds
 //! of each store round (default 3), `CLUSTER_MEMBERS` the room's members (default 200).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+#[path = "shared/rate.rs"]
+mod rate;
+
 use std::time::{Duration, Instant};
 
+use rate::{Op, TASKS, median, per_second};
 use serde_json::json;
-use ws_session::{RedisStore, SessionStore};
+use ws_session::RedisStore;
 use ws_session_testkit::app;
 use ws_session_testkit::chat_client::{Client, Instance, serve};
 use ws_session_testkit::cluster::ClusterTopology;
 use ws_session_testkit::redis_server::{RedisServer, unique_prefix};
 
-const TASKS: usize = 32;
 const HOUR: Duration = Duration::from_secs(3600);
 /// Messages a resumed client missed.
 const MISSED: usize = 10;
@@ -147,61 +148,6 @@ fn row(name: &str, server: &[f64], cluster: &[f64]) {
     );
 }
 
-#[derive(Clone, Copy)]
-enum Op {
-    Write,
-    Read,
-    CreateRemove,
-}
-
-/// Operations per second of `TASKS` tasks, each on a session of its own, for `secs`.
-async fn per_second(store: &RedisStore, op: Op, secs: Duration) -> f64 {
-    let done = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for task in 0..TASKS {
-        let store = store.clone();
-        let (done, stop) = (Arc::clone(&done), Arc::clone(&stop));
-        tasks.push(tokio::spawn(async move {
-            let user = format!("u{task}");
-            let id = store.new_session_id(&user);
-            store.create_session(&id, &user).await.expect("create");
-            store
-                .set_session_data(&id, "theme", json!("dark"))
-                .await
-                .expect("write");
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                match op {
-                    Op::Write => store
-                        .set_session_data(&id, "n", json!(n))
-                        .await
-                        .expect("write"),
-                    Op::Read => {
-                        store.get_session(&id).await.expect("read").expect("there");
-                    }
-                    Op::CreateRemove => {
-                        let other = store.new_session_id(&user);
-                        store.create_session(&other, &user).await.expect("create");
-                        store.remove_session(&other).await.expect("remove");
-                    }
-                }
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (start, before) = (Instant::now(), done.load(Ordering::Relaxed));
-    tokio::time::sleep(secs).await;
-    let rate = (done.load(Ordering::Relaxed) - before) as f64 / start.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        task.await.expect("task");
-    }
-    rate
-}
-
 /// Two instances of the chat example's router on stores of `kind`.
 async fn instances(redis: &Redis, kind: Kind, window: Option<Duration>) -> [Instance; 2] {
     let prefix = unique_prefix();
@@ -282,12 +228,6 @@ async fn resumes(redis: &Redis, kind: Kind) -> f64 {
         }
     }
     RESUMES as f64 / start.elapsed().as_secs_f64()
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
 }
 
 /// The median and range of `values`.

@@ -23,17 +23,22 @@
 //! `FAILOVER_ROUNDS` sets the rounds of each throughput contender and of each outage (default
 //! 3); `FAILOVER_SECS` the seconds of each throughput round (default 3).
 
+// This bench measures writes alone: the other operations go unused here.
+#[allow(dead_code)]
+#[path = "shared/rate.rs"]
+mod rate;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use rate::{Op, TASKS, median, per_second};
 use serde_json::json;
 use ws_session::{RedisStore, SessionStore};
 use ws_session_testkit::cluster::ClusterTopology;
-use ws_session_testkit::redis_server::{query, unique_prefix};
+use ws_session_testkit::redis_server::{RedisServer, query, unique_prefix};
 use ws_session_testkit::sentinel::{SentinelTopology, wait_for_replicas};
 
-const TASKS: usize = 32;
 const HOUR: Duration = Duration::from_secs(3600);
 const TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -73,7 +78,7 @@ async fn main() {
         } else {
             topology.store(HOUR).await
         };
-        rates[variant].push(writes_per_second(&store, secs).await);
+        rates[variant].push(per_second(&store, Op::Write, secs).await);
     }
     let [direct, sentinel, guarded] = rates.each_ref().map(|rates| median(rates));
     let range = |rates: &[f64]| {
@@ -123,40 +128,6 @@ async fn main() {
     }
 }
 
-/// Writes per second of `TASKS` tasks, each writing its own session, for `secs`.
-async fn writes_per_second(store: &RedisStore, secs: Duration) -> f64 {
-    let done = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for task in 0..TASKS {
-        let store = store.clone();
-        let (done, stop) = (Arc::clone(&done), Arc::clone(&stop));
-        tasks.push(tokio::spawn(async move {
-            let user = format!("t{task}");
-            let id = store.new_session_id(&user);
-            store.create_session(&id, &user).await.expect("create");
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                store
-                    .set_session_data(&id, "n", json!(n))
-                    .await
-                    .expect("write");
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (start, before) = (Instant::now(), done.load(Ordering::Relaxed));
-    tokio::time::sleep(secs).await;
-    let rate = (done.load(Ordering::Relaxed) - before) as f64 / start.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        task.await.expect("writer");
-    }
-    rate
-}
-
 /// One failover on a fresh topology: the time until a replica answers `ROLE` as master, and
 /// the time until the store's first successful write, both from the outage.
 async fn failover_round(pause: bool) -> (Duration, Duration) {
@@ -168,7 +139,7 @@ async fn failover_round(pause: bool) -> (Duration, Duration) {
             (user.clone(), store.new_session_id(&user))
         })
         .collect();
-    let (first_write, outage, stop, writers) = spawn_writers(&store, sessions);
+    let writers = spawn_writers(&store, sessions);
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The sessions and the writes so far are on both replicas.
     let synced = wait_for_replicas(&store).await;
@@ -181,24 +152,7 @@ async fn failover_round(pause: bool) -> (Duration, Duration) {
         .map(|server| server.port())
         .filter(|port| *port != old)
         .collect();
-    let began = Instant::now();
-    let paused = if pause {
-        Some(topology.server(old).pause())
-    } else {
-        topology.server(old).stop();
-        None
-    };
-    *outage.lock().unwrap() = Some(began);
-    let promoted = promotion(&replicas, began).await;
-    let written = first_write_after(&first_write, began).await;
-    stop.store(true, Ordering::Relaxed);
-    for writer in writers {
-        writer.await.expect("writer");
-    }
-    if let Some(pid) = paused {
-        topology.server(old).resume(pid);
-    }
-    (promoted, written)
+    fail(topology.server(old), pause, &replicas, writers).await
 }
 
 /// One failover of the master of the hub's slot on a fresh cluster: the time until its
@@ -231,27 +185,41 @@ async fn cluster_failover_round(pause: bool) -> (Duration, Duration) {
         .map(|node| node.port())
         .filter(|port| query(*port, "ROLE").is_ok_and(|role| role.contains("slave")))
         .collect();
-    let (first_write, outage, stop, writers) = spawn_writers(&store, ids);
+    let writers = spawn_writers(&store, ids);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let synced = ws_session_testkit::cluster::wait_for_replica(&topology, old).await;
     assert_eq!(synced, 1, "the replica has the sessions");
 
-    let began = Instant::now();
+    fail(topology.node(old), pause, &replicas, writers).await
+}
+
+/// Fails `master` (`SIGSTOP` when `pause`, else `SIGKILL`) while `writers` write, and returns
+/// the time until one of `replicas` answers as master and the time until the writers' first
+/// successful write, both from the outage; then stops the writers and wakes a paused master.
+async fn fail(
+    master: &mut RedisServer,
+    pause: bool,
+    replicas: &[u16],
+    (first_write, outage, stop, writers): Writers,
+) -> (Duration, Duration) {
     let paused = if pause {
-        Some(topology.node(old).pause())
+        Some(master.pause())
     } else {
-        topology.node(old).stop();
+        master.stop();
         None
     };
+    // From the moment the master is stopped: a write sent while the signal was on its way
+    // could still succeed, and would count as the first write after the outage.
+    let began = Instant::now();
     *outage.lock().unwrap() = Some(began);
-    let promoted = promotion(&replicas, began).await;
+    let promoted = promotion(replicas, began).await;
     let written = first_write_after(&first_write, began).await;
     stop.store(true, Ordering::Relaxed);
     for writer in writers {
         writer.await.expect("writer");
     }
     if let Some(pid) = paused {
-        topology.node(old).resume(pid);
+        master.resume(pid);
     }
     (promoted, written)
 }
@@ -327,12 +295,6 @@ async fn first_write_after(
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
 }
 
 /// The median and range of `values`, in seconds.
